@@ -1,0 +1,175 @@
+"""The AGC CMS ttbar analysis definition: every number of the physics contract.
+
+Processors, histogrammers and inference plugins read the analysis from here so
+that the constants exist once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+
+from .rng import keyed_normal
+
+__all__ = [
+    "BIN_EDGES",
+    "BTAG_THRESHOLD",
+    "BTAG_VARIATIONS",
+    "CROSS_SECTIONS",
+    "JET_KINEMATIC_SYSTEMATICS",
+    "LUMINOSITY",
+    "MODEL_SYSTEMATICS",
+    "ModelSystematic",
+    "N_BTAG_VARIATIONS",
+    "PROCESSES",
+    "REGIONS",
+    "SAMPLE_VARIATIONS",
+    "TTBAR_SAMPLE_VARIATIONS",
+    "btag_weight_factors",
+    "histogram_variations",
+    "jet_pt_resolution_factors",
+    "sample_weight",
+]
+
+LUMINOSITY: Final = 3378.0  # 1/pb
+CROSS_SECTIONS: Final[dict[str, float]] = {  # pb
+    "ttbar": 729.84,
+    "single_top_s_chan": 3.2944,
+    "single_top_t_chan": 234.79365,
+    "single_top_tW": 75.842,
+    "wjets": 15487.164,
+}
+PROCESSES: Final = tuple(CROSS_SECTIONS)
+TTBAR_SAMPLE_VARIATIONS: Final = ("scaledown", "scaleup", "ME_var", "PS_var")
+SAMPLE_VARIATIONS: Final[dict[str, tuple[str, ...]]] = {
+    process: ("nominal", *TTBAR_SAMPLE_VARIATIONS) if process == "ttbar" else ("nominal",)
+    for process in PROCESSES
+}
+
+REGIONS: Final = ("4j1b", "4j2b")
+OBSERVABLES: Final[dict[str, str]] = {"4j1b": "HT", "4j2b": "m_bjj"}
+BIN_EDGES: Final = np.linspace(50.0, 550.0, 26)
+
+# Object selection (GeV)
+ELECTRON_PT_MIN: Final = 30.0
+ELECTRON_ABS_ETA_MAX: Final = 2.1
+ELECTRON_CUT_BASED: Final = 4
+ELECTRON_SIP3D_MAX: Final = 4.0
+MUON_PT_MIN: Final = 30.0
+MUON_ABS_ETA_MAX: Final = 2.1
+MUON_SIP3D_MAX: Final = 4.0
+MUON_ISO_MAX: Final = 0.15
+JET_PT_MIN: Final = 30.0
+JET_ABS_ETA_MAX: Final = 2.4
+JET_ID_TIGHT_LEPTON_VETO_BIT: Final = 4
+BTAG_THRESHOLD: Final = 0.5
+
+# Systematics
+JET_PT_SCALE_UP: Final = 1.03
+JET_PT_RESOLUTION: Final = 0.05
+JET_KINEMATIC_SYSTEMATICS: Final = ("pt_scale_up", "pt_res_up")
+N_BTAG_VARIATIONS: Final = 4
+BTAG_VARIATION_SIZE: Final = 0.075
+BTAG_VARIATIONS: Final = tuple(
+    f"btag_var_{i}_{direction}" for i in range(N_BTAG_VARIATIONS) for direction in ("up", "down")
+)
+WJETS_SCALE_VARIATIONS: Final[dict[str, float]] = {"scale_var_up": 1.025, "scale_var_down": 0.975}
+
+
+def sample_weight(process: str, nevts: int) -> float:
+    """Per-event weight ``xsec * lumi / nevts`` of a sample of ``nevts`` events."""
+    return CROSS_SECTIONS[process] * LUMINOSITY / nevts
+
+
+def histogram_variations(process: str, sample_variation: str) -> tuple[str, ...]:
+    """Names of the histogram variations filled from one (process, sample variation).
+
+    The separate-sample ttbar variations get only their own name; nominal samples
+    get nominal, the jet kinematic systematics, the b-tag weights and, for W+jets,
+    the scale weights.
+    """
+    if sample_variation != "nominal":
+        return (sample_variation,)
+    names = ("nominal", *JET_KINEMATIC_SYSTEMATICS, *BTAG_VARIATIONS)
+    if process == "wjets":
+        names += tuple(WJETS_SCALE_VARIATIONS)
+    return names
+
+
+def btag_weight_factors(jet_pt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Up and down b-tag weight factors ``1 ± 0.075 * pt / 50`` for one jet per event.
+
+    ``jet_pt`` is the float32 pt of the i-th selected nominal jet; the ratio is
+    taken in float32 and the factor in float64, as the AGC reference does.
+    """
+    ratio = (np.asarray(jet_pt, dtype=np.float32) / np.float32(50.0)).astype(np.float64)
+    return 1.0 + BTAG_VARIATION_SIZE * ratio, 1.0 - BTAG_VARIATION_SIZE * ratio
+
+
+def jet_pt_resolution_factors(
+    seed: int,
+    run: np.ndarray,
+    luminosity_block: np.ndarray,
+    event: np.ndarray,
+    jet_index: np.ndarray,
+) -> np.ndarray:
+    """float32 ``pt_res_up`` factors drawn from Normal(1, 0.05), one per jet.
+
+    Each factor is keyed by ``(seed, run, luminosityBlock, event, jet index)``
+    (flat arrays, one element per jet), so it does not depend on chunking.
+    """
+    deviates = keyed_normal(seed, run, luminosity_block, event, jet_index)
+    return (1.0 + JET_PT_RESOLUTION * deviates).astype(np.float32)
+
+
+# Statistical model (cabinetry -> pyhf)
+MEASUREMENT: Final = "CMS_ttbar"
+POI: Final = "ttbar_norm"
+POI_BOUNDS: Final = (0.0, 10.0)
+FIT_REGIONS: Final[dict[str, str]] = {"4j1b CR": "4j1b", "4j2b SR": "4j2b"}
+#: model sample name -> process; the data sample is the pseudodata
+FIT_SAMPLES: Final[dict[str, str]] = {
+    "ttbar": "ttbar",
+    "W+jets": "wjets",
+    "single top, s-channel": "single_top_s_chan",
+    "single top, t-channel": "single_top_t_chan",
+    "tW": "single_top_tW",
+}
+DATA_SAMPLE: Final = "Pseudodata"
+#: rebinning for the fit: drop bins below 110 GeV, merge pairs -> 11 bins of 40 GeV
+FIT_LOW_EDGE: Final = 110.0
+FIT_REBIN: Final = 2
+LUMINOSITY_UNCERTAINTY: Final = 0.03
+
+
+@dataclass(frozen=True)
+class ModelSystematic:
+    """One systematic of the statistical model.
+
+    ``up``/``down`` are histogram variation names; ``down=None`` symmetrises
+    the up variation. ``samples=None`` applies to every sample.
+    ``normalization`` makes it a pure normalisation uncertainty instead.
+    """
+
+    name: str
+    up: str | None = None
+    down: str | None = None
+    samples: tuple[str, ...] | None = None
+    normalization: float | None = None
+
+
+MODEL_SYSTEMATICS: Final = (
+    ModelSystematic("ME variation", up="ME_var", samples=("ttbar",)),
+    ModelSystematic("PS variation", up="PS_var", samples=("ttbar",)),
+    ModelSystematic("ttbar scale variations", up="scaleup", down="scaledown", samples=("ttbar",)),
+    ModelSystematic("Jet energy scale", up="pt_scale_up"),
+    ModelSystematic("Jet energy resolution", up="pt_res_up"),
+    *(
+        ModelSystematic(f"b-tag NP {i + 1}", up=f"btag_var_{i}_up", down=f"btag_var_{i}_down")
+        for i in range(N_BTAG_VARIATIONS)
+    ),
+    ModelSystematic("W+jets scale variations", up="scale_var_up", down="scale_var_down", samples=("W+jets",)),
+    ModelSystematic("Luminosity", normalization=LUMINOSITY_UNCERTAINTY),
+)

@@ -1,0 +1,179 @@
+"""The ``agcframe`` command line: a thin click layer over the library API."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from . import __version__
+from .config import RunConfig, parse_plugin_choices
+from .errors import AgcframeError
+from .fileset import load_fileset, select_datasets, summarize
+from .generate import DEFAULT_EVENTS_PER_FILE, DEFAULT_SEED, GenerationSettings, generate_dataset
+from .pipeline import fit as fit_histograms
+from .pipeline import run as run_analysis
+from .plugin_manager import PluginManager
+
+__all__ = ["main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+console = Console(stderr=True)
+log = logging.getLogger("agcframe")
+
+
+def _reports_errors(command: F) -> F:
+    """Turn an AgcframeError into one line on stderr and its exit code (traceback with --debug)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except AgcframeError as exc:
+            if click.get_current_context().find_root().params.get("debug"):
+                raise
+            click.echo(f"agcframe: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="agcframe")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+def main(debug: bool) -> None:
+    """agcframe: the AGC CMS ttbar analysis, from NanoAOD files to a fitted result."""
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False, show_time=False)],
+        force=True,
+    )
+    for noisy in ("pyhf", "cabinetry", "numba", "fsspec", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
+
+
+@main.command()
+@click.option("--fileset", type=click.Path(path_type=Path), help="AGC-format fileset JSON (default: embedded dataset).")
+@click.option("--n-files-max", type=int, default=-1, show_default=True, help="Files per sample; -1 for all.")
+@click.option("--plugin", "plugins", multiple=True, metavar="SLOT=NAME", help="Choose a plugin, e.g. executor=iterative.")
+@click.option("--chunksize", type=int, default=100_000, show_default=True, help="Entries per work item.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Parallel workers for executors that use them.")
+@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Seed of the jet resolution smearing.")
+@click.option("--output", type=click.Path(path_type=Path), default=Path("agc-output"), show_default=True)
+@click.option("--no-fit", is_flag=True, help="Stop after writing histograms.root.")
+@_reports_errors
+def run(
+    fileset: Path | None,
+    n_files_max: int,
+    plugins: tuple[str, ...],
+    chunksize: int,
+    workers: int,
+    seed: int,
+    output: Path,
+    no_fit: bool,
+) -> None:
+    """Run the analysis: files -> histograms.root -> fit."""
+    config = RunConfig.from_mapping(
+        {
+            "fileset": str(fileset) if fileset else None,
+            "n_files_max": n_files_max,
+            "plugins": parse_plugin_choices(plugins),
+            "chunksize": chunksize,
+            "workers": workers,
+            "seed": seed,
+            "output": str(output),
+            "fit": not no_fit,
+        }
+    )
+    result = run_analysis(config, show_progress=console.is_terminal)
+    metrics = result.metrics
+    click.echo(
+        f"processed {metrics['events']:,} events in {metrics['chunks']} chunks "
+        f"at {metrics['events_per_s'] / 1000:.1f} k events/s; "
+        f"wrote {len(result.histograms)} histograms to {result.output / 'histograms.root'}"
+    )
+    if result.empty_regions:
+        click.echo(f"regions {', '.join(result.empty_regions)} are empty: no event passed the selection")
+    if result.fit is not None:
+        _echo_poi(result.fit.to_json(), result.output)
+
+
+def _echo_poi(document: dict[str, Any], output: Path) -> None:
+    poi = document["poi"]
+    click.echo(f"{poi} = {document[poi]['value']:.4f} ± {document[poi]['error']:.4f} ({output / 'fit_results.json'})")
+
+
+@main.command()
+@click.argument("histograms", type=click.Path(path_type=Path))
+@click.option("--output", type=click.Path(path_type=Path), default=Path("agc-output"), show_default=True)
+@click.option("--plugin", "plugins", multiple=True, metavar="inference=NAME", help="Choose the inference plugin.")
+@_reports_errors
+def fit(histograms: Path, output: Path, plugins: tuple[str, ...]) -> None:
+    """Fit the statistical model to an existing histograms.root."""
+    choices = parse_plugin_choices(plugins)
+    other = sorted(set(choices) - {"inference"})
+    if other:
+        raise AgcframeError(f"agcframe fit takes only --plugin inference=NAME, not {other[0]}")
+    result = fit_histograms(histograms, output, inference=choices.get("inference", "cabinetry"))
+    _echo_poi(result.to_json(), output)
+
+
+@main.command()
+@click.option("--output", type=click.Path(path_type=Path), required=True, help="Directory for the files and fileset.json.")
+@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True)
+@click.option("--events-per-file", type=click.IntRange(min=1), default=DEFAULT_EVENTS_PER_FILE, show_default=True)
+@click.option("--files-per-sample", type=click.IntRange(min=1), default=1, show_default=True)
+@_reports_errors
+def generate(output: Path, seed: int, events_per_file: int, files_per_sample: int) -> None:
+    """Generate NanoAOD files for every AGC sample and their fileset.json."""
+    settings = GenerationSettings(seed=seed, events_per_file=events_per_file, files_per_sample=files_per_sample)
+    path = generate_dataset(output, settings)
+    click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("fileset_path", metavar="FILESET", type=click.Path(path_type=Path))
+@click.option("--n-files-max", type=int, default=-1, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_reports_errors
+def fileset(fileset_path: Path, n_files_max: int, as_json: bool) -> None:
+    """Count files and events of a fileset, per sample and in total."""
+    summary = summarize(select_datasets(load_fileset(fileset_path), n_files_max))
+    if as_json:
+        click.echo(json.dumps(summary.to_json(), indent=2))
+        return
+    table = Table(title=f"{fileset_path} (first {n_files_max if n_files_max != -1 else 'all'} files per sample)")
+    for column in ("sample", "files", "events"):
+        table.add_column(column, justify="left" if column == "sample" else "right")
+    for sample, counts in summary.samples.items():
+        table.add_row(sample, f"{counts['files']:,}", f"{counts['events']:,}")
+    table.add_row("total", f"{summary.files:,}", f"{summary.events:,}", style="bold")
+    Console().print(table)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_reports_errors
+def plugins(as_json: bool) -> None:
+    """List the installed plugins of every slot."""
+    described = PluginManager().describe()
+    if as_json:
+        click.echo(json.dumps(described, indent=2))
+        return
+    table = Table(title="agcframe plugins")
+    for column in ("slot", "name", "distribution", "version", "description"):
+        table.add_column(column)
+    for slot, entries in described.items():
+        for entry in entries:
+            table.add_row(slot, entry["name"], entry["distribution"], entry["version"], entry["description"])
+    Console().print(table)

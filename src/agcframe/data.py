@@ -1,0 +1,123 @@
+"""The values that flow between the hook points.
+
+``source`` turns :class:`Dataset` objects into :class:`WorkItem` chunks; the
+``processor`` turns a work item into :class:`Fill` records; the
+``histogrammer`` accumulates fills into partial histograms that the
+``executor`` merges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Dataset", "FileEntry", "Fill", "FitParameter", "FitResult", "WorkItem"]
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One input file of a dataset as the fileset lists it."""
+
+    path: str
+    nevts: int
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The files of one (process, variation) sample actually used in a run.
+
+    ``weight`` is the per-event normalisation ``xsec * lumi / nevts`` where
+    ``nevts`` sums the fileset's ``nevts`` over :attr:`files`.
+    """
+
+    process: str
+    variation: str
+    files: tuple[FileEntry, ...]
+    weight: float
+
+    @property
+    def nevts(self) -> int:
+        return sum(f.nevts for f in self.files)
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """A contiguous entry range of one file of one dataset: the unit of work.
+
+    ``file_index`` is the file's position in its dataset; together with the
+    entry range it identifies the chunk independently of the order of work.
+    """
+
+    process: str
+    variation: str
+    weight: float
+    path: str
+    file_index: int
+    entry_start: int
+    entry_stop: int
+    treename: str = "Events"
+    size_bytes: int | None = None
+
+    @property
+    def num_entries(self) -> int:
+        return self.entry_stop - self.entry_start
+
+    def describe(self) -> str:
+        """Human-readable identity for messages: ``path [start, stop)``."""
+        return f"{self.path} entries [{self.entry_start}, {self.entry_stop})"
+
+
+@dataclass(frozen=True)
+class Fill:
+    """Observable values and per-event weight factors for one histogram.
+
+    The event weight is ``scale * factors``: ``scale`` is the sample
+    normalisation, ``factors`` the per-event systematic weight factors (1.0 for
+    nominal). Keeping them apart lets histogrammers accumulate exactly.
+    """
+
+    region: str
+    process: str
+    variation: str
+    values: np.ndarray
+    factors: np.ndarray
+    scale: float
+
+
+@dataclass(frozen=True)
+class FitParameter:
+    """Best-fit value and uncertainty of one model parameter."""
+
+    name: str
+    value: float
+    error: float
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What an inference plugin reports: the POI and every parameter."""
+
+    poi: str
+    parameters: tuple[FitParameter, ...]
+    correlation: tuple[tuple[float, ...], ...] = ()
+    minimum_nll: float | None = None
+
+    def parameter(self, name: str) -> FitParameter:
+        for parameter in self.parameters:
+            if parameter.name == name:
+                return parameter
+        raise KeyError(name)
+
+    def to_json(self) -> dict[str, object]:
+        """The ``fit_results.json`` document."""
+        poi = self.parameter(self.poi)
+        return {
+            self.poi: {"value": poi.value, "error": poi.error},
+            "poi": self.poi,
+            "parameters": [
+                {"name": p.name, "value": p.value, "error": p.error} for p in self.parameters
+            ],
+            "correlation": [list(row) for row in self.correlation],
+            "minimum_nll": self.minimum_nll,
+        }

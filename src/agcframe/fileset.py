@@ -1,0 +1,124 @@
+"""Reading AGC-format filesets and choosing the first N files per sample.
+
+The format is ``{process: {variation: {"nevts_total": int, "files": [{"path":
+str, "nevts": int}, ...]}}}``. Relative paths are resolved against the
+fileset's directory, so a generated dataset can be moved as a whole.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .analysis import CROSS_SECTIONS, sample_weight
+from .data import Dataset, FileEntry
+from .errors import InputError
+
+__all__ = ["FilesetSummary", "load_fileset", "select_datasets", "summarize"]
+
+
+def load_fileset(path: str | Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """Load and check an AGC-format fileset JSON file.
+
+    Raises :class:`InputError` naming the file and key when it is missing,
+    is not JSON, or does not have the AGC structure.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InputError(f"fileset {path} does not exist; pass an AGC-format fileset JSON") from None
+    except OSError as exc:
+        raise InputError(f"fileset {path} cannot be read: {exc.strerror}") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"fileset {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
+    _check_structure(path, document)
+    base = path.resolve().parent
+    for variations in document.values():
+        for sample in variations.values():
+            for entry in sample["files"]:
+                entry["path"] = _resolve(entry["path"], base)
+    return document
+
+
+def _resolve(file_path: str, base: Path) -> str:
+    if "://" in file_path or Path(file_path).is_absolute():
+        return file_path
+    return str(base / file_path)
+
+
+def _check_structure(path: Path, document: object) -> None:
+    def fail(where: str, what: str) -> None:
+        raise InputError(f"fileset {path}: {where} {what}; expected the AGC fileset format")
+
+    if not isinstance(document, dict) or not document:
+        fail("top level", "must be a non-empty object {process: {variation: ...}}")
+    assert isinstance(document, dict)
+    for process, variations in document.items():
+        if process not in CROSS_SECTIONS:
+            fail(f"process {process!r}", f"is not an AGC process ({', '.join(CROSS_SECTIONS)})")
+        if not isinstance(variations, dict) or not variations:
+            fail(f"[{process!r}]", "must be a non-empty object {variation: ...}")
+        for variation, sample in variations.items():
+            key = f"[{process!r}][{variation!r}]"
+            if not isinstance(sample, dict) or not isinstance(sample.get("files"), list):
+                fail(key, "must have a 'files' list")
+            for i, entry in enumerate(sample["files"]):
+                if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+                    fail(f"{key}['files'][{i}]", "must have a string 'path'")
+                nevts = entry.get("nevts")
+                if not isinstance(nevts, int) or isinstance(nevts, bool) or nevts < 0:
+                    fail(f"{key}['files'][{i}]", "must have a non-negative integer 'nevts'")
+
+
+def select_datasets(
+    fileset: dict[str, dict[str, dict[str, Any]]], n_files_max: int = -1
+) -> list[Dataset]:
+    """The first ``n_files_max`` files (-1: all) of every (process, variation).
+
+    The normalisation of each dataset uses the ``nevts`` of the files taken,
+    as ANALYSIS.md prescribes.
+    """
+    if n_files_max == 0 or n_files_max < -1:
+        raise InputError(f"--n-files-max must be -1 (all files) or a positive number, not {n_files_max}")
+    datasets = []
+    for process, variations in fileset.items():
+        for variation, sample in variations.items():
+            entries = sample["files"] if n_files_max == -1 else sample["files"][:n_files_max]
+            files = tuple(FileEntry(e["path"], e["nevts"]) for e in entries)
+            nevts = sum(f.nevts for f in files)
+            if not files or nevts == 0:
+                raise InputError(f"sample {process}/{variation} has no events in its first files")
+            datasets.append(Dataset(process, variation, files, sample_weight(process, nevts)))
+    return datasets
+
+
+@dataclass(frozen=True)
+class FilesetSummary:
+    """File and event counts of a selection, per sample and in total."""
+
+    samples: dict[str, dict[str, int]]
+
+    @property
+    def files(self) -> int:
+        return sum(s["files"] for s in self.samples.values())
+
+    @property
+    def events(self) -> int:
+        return sum(s["events"] for s in self.samples.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"files": self.files, "events": self.events, "samples": self.samples}
+
+
+def summarize(datasets: list[Dataset]) -> FilesetSummary:
+    """Count files and events of the selected datasets."""
+    return FilesetSummary(
+        {f"{d.process}/{d.variation}": {"files": len(d.files), "events": d.nevts} for d in datasets}
+    )

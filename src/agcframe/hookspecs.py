@@ -1,0 +1,106 @@
+"""Every extension point of agcframe, in one place.
+
+Each hook takes no arguments and returns an iterable of named specs for one
+slot. The plugin manager collects the specs of all registered plugins and the
+core selects one per slot by name (``--plugin slot=name``). Hooks are called
+once per plugin manager, before a run is planned, and must be cheap: import
+heavy dependencies inside the backend, not at module import.
+
+A plugin module implements any subset of the hooks::
+
+    from agcframe import hookimpl
+    from agcframe.specs import ExecutorSpec
+
+    @hookimpl
+    def agcframe_executors():
+        yield ExecutorSpec(name="mine", backend=MyExecutor, description="...")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .specs import ExecutorSpec, HistogrammerSpec, InferenceSpec, ProcessorSpec, SourceSpec
+
+__all__ = [
+    "agcframe_executors",
+    "agcframe_histogrammers",
+    "agcframe_inferences",
+    "agcframe_processors",
+    "agcframe_sources",
+    "hookspec",
+]
+
+hookspec = pluggy.HookspecMarker("agcframe")
+
+
+@hookspec
+def agcframe_sources() -> Iterable[SourceSpec]:
+    """Declare data sources (slot ``source``).
+
+    :returns: :class:`~agcframe.specs.SourceSpec` objects whose backend
+        implements :class:`~agcframe.specs.Source`: ``plan(datasets, chunksize)``
+        returns the work items of the run.
+
+    Called by the plugin manager when it collects the ``source`` slot. The core
+    calls ``plan`` once per run, in the main process, before any processing.
+    """
+
+
+@hookspec
+def agcframe_processors() -> Iterable[ProcessorSpec]:
+    """Declare processors (slot ``processor``).
+
+    :returns: :class:`~agcframe.specs.ProcessorSpec` objects whose backend
+        implements :class:`~agcframe.specs.Processor`: ``process(item, seed)``
+        returns the histogram fills of one work item.
+
+    Called by the plugin manager when it collects the ``processor`` slot. The
+    backend is pickled and ``process`` is called on executor workers, once per
+    work item, in any order.
+    """
+
+
+@hookspec
+def agcframe_histogrammers() -> Iterable[HistogrammerSpec]:
+    """Declare histogrammers (slot ``histogrammer``).
+
+    :returns: :class:`~agcframe.specs.HistogrammerSpec` objects whose backend
+        implements :class:`~agcframe.specs.Histogrammer`: ``fill`` (on workers,
+        after the processor), ``merge`` (by the executor), ``yields`` and
+        ``write`` (once, in the main process, after all items are merged).
+
+    Called by the plugin manager when it collects the ``histogrammer`` slot.
+    """
+
+
+@hookspec
+def agcframe_executors() -> Iterable[ExecutorSpec]:
+    """Declare executors (slot ``executor``).
+
+    :returns: :class:`~agcframe.specs.ExecutorSpec` objects whose backend
+        implements :class:`~agcframe.specs.Executor`: ``run(items, task, merge,
+        workers=..., on_done=...)`` returns the merged partial result.
+
+    Called by the plugin manager when it collects the ``executor`` slot. The
+    core calls ``run`` once per run, in the main process.
+    """
+
+
+@hookspec
+def agcframe_inferences() -> Iterable[InferenceSpec]:
+    """Declare inference backends (slot ``inference``).
+
+    :returns: :class:`~agcframe.specs.InferenceSpec` objects whose backend
+        implements :class:`~agcframe.specs.Inference`: ``fit(histograms,
+        workdir)`` builds the statistical model and returns a
+        :class:`~agcframe.data.FitResult`.
+
+    Called by the plugin manager when it collects the ``inference`` slot. The
+    core calls ``fit`` once, after ``histograms.root`` is written (``agcframe
+    run`` without ``--no-fit``, or ``agcframe fit``).
+    """

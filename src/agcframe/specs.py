@@ -1,0 +1,153 @@
+"""Plugin specs (what hooks return) and the contracts their backends fulfil.
+
+A hook returns one or more specs; each names a backend class. The core picks
+one spec per slot by name and instantiates its backend with no arguments.
+This is conda's ``CondaSolver`` pattern: plugins declare, the core chooses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+
+from .data import Dataset, Fill, FitResult, WorkItem
+
+__all__ = [
+    "Executor",
+    "ExecutorSpec",
+    "Histogrammer",
+    "HistogrammerSpec",
+    "Inference",
+    "InferenceSpec",
+    "PluginSpec",
+    "Processor",
+    "ProcessorSpec",
+    "Source",
+    "SourceSpec",
+]
+
+Partial = TypeVar("Partial")
+Backend = TypeVar("Backend")
+
+
+@runtime_checkable
+class Source(Protocol):
+    """Turns datasets into work items the processor can open."""
+
+    def plan(self, datasets: Sequence[Dataset], chunksize: int) -> list[WorkItem]:
+        """Split every file of ``datasets`` into entry ranges of at most ``chunksize``.
+
+        Items come out in a deterministic order: dataset order, then file order,
+        then entry order. Raises :class:`agcframe.errors.InputError` naming the
+        file when a file cannot be opened or has no ``Events`` tree.
+        """
+        ...
+
+
+@runtime_checkable
+class Processor(Protocol):
+    """Runs the analysis of ANALYSIS.md on one work item."""
+
+    def process(self, item: WorkItem, seed: int) -> list[Fill]:
+        """Select objects and events of ``item`` and return the histogram fills.
+
+        Returns one :class:`Fill` per (region, variation) that the item's
+        sample contributes, with empty arrays when no event passes. ``seed``
+        keys the per-jet resolution smearing; the result must not depend on
+        how a file is chunked.
+        """
+        ...
+
+
+@runtime_checkable
+class Histogrammer(Protocol[Partial]):
+    """Accumulates fills into histograms and writes them."""
+
+    def fill(self, fills: Iterable[Fill]) -> Partial:
+        """Accumulate ``fills`` of one work item into a new partial result."""
+        ...
+
+    def merge(self, left: Partial, right: Partial) -> Partial:
+        """Combine two partial results; must be exact and order-independent."""
+        ...
+
+    def yields(self, result: Partial) -> dict[str, float]:
+        """Sum of weights (with flow) per histogram name of a merged result."""
+        ...
+
+    def write(self, result: Partial, path: Path) -> list[str]:
+        """Write ``histograms.root`` to ``path``; return the histogram names written."""
+        ...
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs ``task`` on every work item and merges the partial results."""
+
+    def run(
+        self,
+        items: Sequence[WorkItem],
+        task: Callable[[WorkItem], Any],
+        merge: Callable[[Any, Any], Any],
+        *,
+        workers: int,
+        on_done: Callable[[WorkItem], None],
+    ) -> Any:
+        """Apply ``task`` to each item, call ``on_done(item)`` as each finishes,
+        and return the merge of all partial results (``None`` for no items).
+
+        ``task`` and its results are picklable. Merging must not depend on
+        completion order for the result to be reproducible.
+        """
+        ...
+
+
+@runtime_checkable
+class Inference(Protocol):
+    """Builds the statistical model from ``histograms.root`` and fits it."""
+
+    def fit(self, histograms: Path, workdir: Path) -> FitResult:
+        """Fit the pseudodata in ``histograms``; may write extra files into ``workdir``."""
+        ...
+
+
+@dataclass(frozen=True)
+class PluginSpec(Generic[Backend]):
+    """A named backend for one slot, as returned by an ``agcframe_*`` hook."""
+
+    slot: ClassVar[str]
+    name: str
+    backend: Callable[[], Backend]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("-", "_").isidentifier():
+            raise ValueError(f"plugin name {self.name!r} must be a non-empty identifier")
+
+
+@dataclass(frozen=True)
+class SourceSpec(PluginSpec[Source]):
+    slot: ClassVar[str] = "source"
+
+
+@dataclass(frozen=True)
+class ProcessorSpec(PluginSpec[Processor]):
+    slot: ClassVar[str] = "processor"
+
+
+@dataclass(frozen=True)
+class HistogrammerSpec(PluginSpec[Histogrammer[Any]]):
+    slot: ClassVar[str] = "histogrammer"
+
+
+@dataclass(frozen=True)
+class ExecutorSpec(PluginSpec[Executor]):
+    slot: ClassVar[str] = "executor"
+
+
+@dataclass(frozen=True)
+class InferenceSpec(PluginSpec[Inference]):
+    slot: ClassVar[str] = "inference"
+
