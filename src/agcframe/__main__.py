@@ -1,0 +1,5 @@
+"""``python -m agcframe``."""
+
+from .cli import main
+
+main(prog_name="agcframe")

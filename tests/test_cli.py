@@ -1,0 +1,118 @@
+"""The command line as a user meets it: real processes, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import agcframe
+from conftest import REAL_FILE, REAL_FILESET
+from histograms import read_histograms
+
+
+def agcframe_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agcframe", *args], capture_output=True, text=True, cwd=cwd, check=False
+    )
+
+
+def test_version() -> None:
+    result = agcframe_cli("--version")
+    assert result.returncode == 0
+    assert agcframe.__version__ in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("n_files_max", "files", "events"),
+    [(1, 9, 10_455_719), (2, 18, 19_497_435), (5, 43, 47_996_231), (10, 79, 90_546_458), (-1, 787, 940_160_174)],
+)
+def test_fileset_counts_of_the_real_agc_fileset(n_files_max: int, files: int, events: int) -> None:
+    result = agcframe_cli("fileset", str(REAL_FILESET), "--n-files-max", str(n_files_max), "--json")
+    assert result.returncode == 0, result.stderr
+    counts = json.loads(result.stdout)
+    assert (counts["files"], counts["events"]) == (files, events)
+    assert counts["samples"]["ttbar/nominal"]["files"] == (243 if n_files_max == -1 else n_files_max)
+
+
+def test_fileset_table() -> None:
+    result = agcframe_cli("fileset", str(REAL_FILESET), "--n-files-max", "1")
+    assert result.returncode == 0
+    assert "wjets/nominal" in result.stdout and "10,455,719" in result.stdout
+
+
+def test_plugins_json() -> None:
+    result = agcframe_cli("plugins", "--json")
+    assert result.returncode == 0
+    described = json.loads(result.stdout)
+    assert set(described) == {"source", "processor", "histogrammer", "executor", "inference"}
+    assert {"name": "coffea", "distribution": "agcframe", "version": agcframe.__version__}.items() <= described["processor"][0].items()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--plugin", "executor=nope"], "unknown executor plugin 'nope'; available: "),
+        (["--plugin", "exekutor=iterative"], "unknown plugin slot 'exekutor'"),
+        (["--plugin", "executor"], "must look like slot=name"),
+        (["--fileset", "no/such/fileset.json"], "fileset no/such/fileset.json does not exist"),
+        (["--n-files-max", "0"], "'n_files_max'"),
+        (["--chunksize", "0"], "'chunksize'"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, args: list[str], message: str) -> None:
+    result = agcframe_cli("run", "--output", str(tmp_path / "out"), *args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("agcframe: error: ") and message in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_malformed_fileset(tmp_path: Path) -> None:
+    fileset = tmp_path / "fileset.json"
+    fileset.write_text('{"ttbar": {"nominal": {"files": [{"path": "a.root"}]}}}')
+    result = agcframe_cli("fileset", str(fileset))
+    assert result.returncode == 2
+    assert "['ttbar']['nominal']['files'][0] must have a non-negative integer 'nevts'" in result.stderr
+
+
+def test_real_cms_file_runs_and_reports_empty_regions(tmp_path: Path) -> None:
+    fileset = tmp_path / "fileset.json"
+    fileset.write_text(json.dumps({"ttbar": {"nominal": {"nevts_total": 200, "files": [{"path": str(REAL_FILE), "nevts": 200}]}}}))
+    result = agcframe_cli("run", "--fileset", str(fileset), "--no-fit", "--output", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert "regions 4j1b, 4j2b are empty" in result.stdout
+    assert read_histograms(tmp_path / "out" / "histograms.root") == {}
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["events"] == 200
+
+
+def test_default_run_from_files_to_fit(tmp_path: Path) -> None:
+    """What the README's first command does: the embedded dataset, all plugins, the fit."""
+    result = agcframe_cli("run", "--output", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    histograms = read_histograms(tmp_path / "out" / "histograms.root")
+    assert len(histograms) == 124
+    fit = json.loads((tmp_path / "out" / "fit_results.json").read_text())
+    assert 0.5 < fit["ttbar_norm"]["value"] < 1.5
+    assert 0 < fit["ttbar_norm"]["error"] < 0.3
+    assert "ttbar_norm = " in result.stdout
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "fit_results.json", "histograms.root", "metrics.json", "provenance.json", "templates",
+    ]  # fmt: skip
+
+
+def test_fit_command_rejects_other_slots(tmp_path: Path) -> None:
+    result = agcframe_cli("fit", str(tmp_path / "h.root"), "--plugin", "executor=iterative")
+    assert result.returncode == 2
+    assert "takes only --plugin inference=NAME" in result.stderr
+
+
+def test_fit_command_on_missing_file(tmp_path: Path) -> None:
+    result = agcframe_cli("fit", str(tmp_path / "h.root"), "--output", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert "h.root does not exist" in result.stderr
+    assert not (tmp_path / "out").exists()
