@@ -20,8 +20,11 @@ from .config import RunConfig, parse_plugin_choices
 from .errors import AgcframeError
 from .fileset import load_fileset, select_datasets, summarize
 from .generate import DEFAULT_EVENTS_PER_FILE, DEFAULT_SEED, GenerationSettings, generate_dataset
+from .histogram_json import read_histograms, read_json, to_json
+from .histogram_json import validate as validate_histograms
 from .pipeline import fit as fit_histograms
 from .pipeline import run as run_analysis
+from .outputs import write_json
 from .plugin_manager import PluginManager
 
 __all__ = ["main"]
@@ -177,3 +180,29 @@ def plugins(as_json: bool) -> None:
         for entry in entries:
             table.add_row(slot, entry["name"], entry["distribution"], entry["version"], entry["description"])
     Console().print(table)
+
+
+@main.command(name="export-json")
+@click.argument("histograms", type=click.Path(path_type=Path))
+@click.argument("output", type=click.Path(path_type=Path))
+@_reports_errors
+def export_json(histograms: Path, output: Path) -> None:
+    """Write the histograms of HISTOGRAMS.root in the AGC reference JSON format."""
+    document = to_json(read_histograms(histograms))
+    write_json(output, document)
+    click.echo(f"wrote {len(document)} histograms to {output}")
+
+
+@main.command()
+@click.argument("histograms", type=click.Path(path_type=Path))
+@click.option("--reference", type=click.Path(path_type=Path), required=True, help="AGC reference histogram JSON.")
+@_reports_errors
+def validate(histograms: Path, reference: Path) -> None:
+    """Compare HISTOGRAMS.root with a reference by the AGC validation rule (exit 1 on failure)."""
+    report = validate_histograms(to_json(read_histograms(histograms)), read_json(reference))
+    for problem in report.problems:
+        click.echo(f"FAIL {problem}")
+    if not report.ok:
+        click.echo(f"{len(report.problems)} problems in {report.checked} histograms compared with {reference}")
+        sys.exit(1)
+    click.echo(f"all {report.checked} histograms agree with {reference}")

@@ -1,0 +1,177 @@
+"""Histograms as AGC reference JSON, and the AGC validation rule.
+
+The format is ``{name: {"edges": [26 floats], "contents": [27 floats]}}``,
+contents with the underflow first and the overflow last, as in the AGC's
+``histos_{N}_file_per_process.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hist
+import numpy as np
+import uproot
+
+from .analysis import CROSS_SECTIONS
+from .errors import InputError
+from .fileset import load_fileset, select_datasets
+
+__all__ = [
+    "ValidationReport",
+    "histograms_from_json",
+    "read_histograms",
+    "read_json",
+    "to_json",
+    "validate",
+    "write_histograms",
+]
+
+MIGRATION_TOLERANCE = 2.0
+
+
+def read_histograms(path: str | Path) -> dict[str, hist.Hist]:
+    """Every histogram of a ``histograms.root`` as a hist object."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"histograms file {path} does not exist")
+    try:
+        with uproot.open(path) as file:
+            return {key: file[key].to_hist() for key in file.keys(cycle=False)}
+    except Exception as exc:
+        raise InputError(f"histograms file {path} cannot be read: {type(exc).__name__}: {exc}") from exc
+
+
+def to_json(histograms: dict[str, hist.Hist]) -> dict[str, dict[str, list[float]]]:
+    """The AGC JSON document of ``histograms``."""
+    return {
+        name: {"edges": h.axes[0].edges.tolist(), "contents": h.values(flow=True).tolist()}
+        for name, h in sorted(histograms.items())
+    }
+
+
+def read_json(path: str | Path) -> dict[str, dict[str, list[float]]]:
+    """Load an AGC histogram JSON file, checking its structure."""
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"reference {path} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"reference {path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(document, dict):
+        raise InputError(f"reference {path} must map histogram names to {{'edges', 'contents'}}")
+    for name, entry in document.items():
+        if not isinstance(entry, dict) or "edges" not in entry or "contents" not in entry:
+            raise InputError(f"reference {path}: histogram {name!r} needs 'edges' and 'contents'")
+        if len(entry["contents"]) != len(entry["edges"]) + 1:
+            raise InputError(f"reference {path}: histogram {name!r} needs len(edges) + 1 contents (with flow)")
+    return document
+
+
+def _sample_of(name: str) -> tuple[str, str]:
+    """(process, sample variation) that histogram ``name`` was filled from."""
+    region, _, rest = name.partition("_")
+    for process in sorted(CROSS_SECTIONS, key=len, reverse=True):
+        if rest == process or rest.startswith(f"{process}_"):
+            variation = rest[len(process) + 1 :]
+            return process, variation if variation in ("scaleup", "scaledown", "ME_var", "PS_var") else "nominal"
+    raise InputError(f"histogram {name!r} does not follow the AGC naming {{region}}_{{process}}[_{{variation}}]")
+
+
+def histograms_from_json(
+    document: dict[str, dict[str, list[float]]], fileset: str | Path, n_files_max: int
+) -> dict[str, hist.Hist]:
+    """Weighted hist objects from AGC JSON contents.
+
+    The JSON carries no variances; with uniform per-sample weights the sum of
+    squared weights is ``weight * contents``, with the weight of the first
+    ``n_files_max`` files of ``fileset``. Pseudodata variances follow from its
+    definition, (ME_var + PS_var) / 2 + wjets.
+    """
+    weights = {(d.process, d.variation): d.weight for d in select_datasets(load_fileset(fileset), n_files_max)}
+    histograms = {}
+    for name, entry in document.items():
+        edges = np.asarray(entry["edges"], dtype=float)
+        h = hist.Hist(hist.axis.Variable(edges, name="observable"), storage=hist.storage.Weight())
+        contents = np.asarray(entry["contents"], dtype=float)
+        if name.endswith("_pseudodata"):
+            region = name.split("_")[0]
+            variance = (
+                weights[("ttbar", "ME_var")] * np.asarray(document[f"{region}_ttbar_ME_var"]["contents"])
+                + weights[("ttbar", "PS_var")] * np.asarray(document[f"{region}_ttbar_PS_var"]["contents"])
+            ) / 4 + weights[("wjets", "nominal")] * np.asarray(document[f"{region}_wjets"]["contents"])
+        else:
+            variance = weights[_sample_of(name)] * contents
+        h.view(flow=True).value = contents
+        h.view(flow=True).variance = variance
+        histograms[name] = h
+    return histograms
+
+
+def write_histograms(histograms: dict[str, hist.Hist], path: Path) -> None:
+    """Write hist objects as TH1D into a new ROOT file."""
+    with uproot.recreate(path) as file:
+        for name, h in sorted(histograms.items()):
+            file[name] = h
+
+
+@dataclass
+class ValidationReport:
+    """Outcome of comparing histograms with a reference, one line per problem."""
+
+    checked: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def validate(histograms: dict[str, dict[str, list[float]]], reference: dict[str, dict[str, list[float]]]) -> ValidationReport:
+    """The AGC validation rule.
+
+    Edges must be equal and contents ``np.isclose``; a run of adjacent
+    mismatching bins still passes if every bin differs by at most 2.0 and the
+    run's sums agree (events migrating between bins). ``pt_res_up`` contents
+    are not compared (random), and a missing pseudodata histogram is allowed.
+    """
+    report = ValidationReport()
+    for name, expected in sorted(reference.items()):
+        if name not in histograms:
+            if not name.endswith("_pseudodata"):
+                report.problems.append(f"{name}: missing")
+            continue
+        report.checked += 1
+        actual = histograms[name]
+        if not np.array_equal(actual["edges"], expected["edges"]):
+            report.problems.append(f"{name}: bin edges differ")
+            continue
+        if name.endswith("_pt_res_up"):
+            continue
+        report.problems.extend(_compare_contents(name, np.asarray(actual["contents"]), np.asarray(expected["contents"])))
+    for name in sorted(set(histograms) - set(reference)):
+        report.problems.append(f"{name}: not in the reference")
+    return report
+
+
+def _compare_contents(name: str, actual: np.ndarray, expected: np.ndarray) -> list[str]:
+    close = np.isclose(actual, expected)
+    problems = []
+    i = 0
+    while i < len(close):
+        if close[i]:
+            i += 1
+            continue
+        start = i
+        while i < len(close) and not close[i]:
+            i += 1
+        run = slice(start, i)
+        within = np.all(np.abs(actual[run] - expected[run]) <= MIGRATION_TOLERANCE)
+        if not (within and np.isclose(actual[run].sum(), expected[run].sum())):
+            bins = ", ".join(f"bin {b}: {actual[b]:.6g} vs {expected[b]:.6g}" for b in range(start, i))
+            problems.append(f"{name}: {bins}")
+    return problems
+

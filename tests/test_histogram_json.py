@@ -1,0 +1,81 @@
+"""The AGC JSON format, the AGC validation rule, and the fit of the real AGC reference histograms."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import agcframe
+from agcframe.histogram_json import histograms_from_json, read_json, write_histograms
+from conftest import REAL_FILESET, REFERENCE
+from test_cli import agcframe_cli
+
+
+@pytest.fixture(scope="module")
+def real_histograms(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The AGC's reference histograms of real CMS data, 5 files per sample, as histograms.root."""
+    document = read_json(REFERENCE / "histos_5_file_per_process.json")
+    path = tmp_path_factory.mktemp("real") / "histograms.root"
+    write_histograms(histograms_from_json(document, REAL_FILESET, 5), path)
+    return path
+
+
+def test_fit_of_real_agc_histograms_matches_the_published_result(real_histograms: Path, tmp_path: Path) -> None:
+    result = agcframe.fit(real_histograms, tmp_path)
+    poi = result.parameter("ttbar_norm")
+    assert 0.94 < poi.value < 0.97
+    assert 0.08 < poi.error < 0.10
+
+
+def test_variances_follow_the_sample_weights(real_histograms: Path) -> None:
+    from agcframe.histogram_json import read_histograms
+
+    h = read_histograms(real_histograms)["4j1b_wjets"]
+    weight = 15487.164 * 3378 / sum(f["nevts"] for f in json.loads(REAL_FILESET.read_text())["wjets"]["nominal"]["files"][:5])
+    assert h.variances(flow=True) == pytest.approx(h.values(flow=True) * weight)
+
+
+def test_export_and_validate_against_itself(real_histograms: Path, tmp_path: Path) -> None:
+    exported = tmp_path / "histos.json"
+    result = agcframe_cli("export-json", str(real_histograms), str(exported))
+    assert result.returncode == 0, result.stderr
+    reference = json.loads((REFERENCE / "histos_5_file_per_process.json").read_text())
+    assert json.loads(exported.read_text()).keys() == reference.keys()
+    result = agcframe_cli("validate", str(real_histograms), "--reference", str(exported))
+    assert result.returncode == 0
+    assert "all 124 histograms agree" in result.stdout
+    result = agcframe_cli("validate", str(real_histograms), "--reference", str(REFERENCE / "histos_5_file_per_process.json"))
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize(("shift", "fails"), [(2.5, True), (1e-12, False)])
+def test_validate_names_the_changed_bin(real_histograms: Path, tmp_path: Path, shift: float, fails: bool) -> None:
+    document = json.loads((REFERENCE / "histos_5_file_per_process.json").read_text())
+    document["4j2b_ttbar_btag_var_1_up"]["contents"][7] += shift
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps(document))
+    result = agcframe_cli("validate", str(real_histograms), "--reference", str(changed))
+    assert result.returncode == (1 if fails else 0)
+    if fails:
+        assert "FAIL 4j2b_ttbar_btag_var_1_up: bin 7:" in result.stdout
+        assert result.stdout.count("FAIL") == 1
+
+
+def test_migration_between_adjacent_bins_passes(real_histograms: Path, tmp_path: Path) -> None:
+    document = json.loads((REFERENCE / "histos_5_file_per_process.json").read_text())
+    contents = document["4j1b_wjets"]["contents"]
+    contents[10] += 1.5
+    contents[11] -= 1.5
+    migrated = tmp_path / "migrated.json"
+    migrated.write_text(json.dumps(document))
+    assert agcframe_cli("validate", str(real_histograms), "--reference", str(migrated)).returncode == 0
+
+
+def test_validate_of_generated_run_against_itself(small_fileset: Path, tmp_path: Path) -> None:
+    run = agcframe.run(agcframe.RunConfig(fileset=str(small_fileset), output=str(tmp_path / "run"), fit=False))
+    exported = tmp_path / "generated.json"
+    assert agcframe_cli("export-json", str(run.output / "histograms.root"), str(exported)).returncode == 0
+    result = agcframe_cli("validate", str(run.output / "histograms.root"), "--reference", str(exported))
+    assert result.returncode == 0 and "all 124 histograms agree" in result.stdout
