@@ -101,7 +101,7 @@ def test_default_run_from_files_to_fit(tmp_path: Path) -> None:
     assert 0 < fit["ttbar_norm"]["error"] < 0.3
     assert "ttbar_norm = " in result.stdout
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "fit_results.json", "histograms.root", "metrics.json", "provenance.json", "templates",
+        "fit_results.json", "histograms.root", "metrics.json", "provenance.json", "templates", "workspace.json",
     ]  # fmt: skip
 
 

@@ -20,7 +20,7 @@ BUILTINS = {
     "processor": ["coffea"],
     "histogrammer": ["hist"],
     "executor": ["iterative"],
-    "inference": ["cabinetry"],
+    "inference": ["cabinetry", "pyhf"],
 }
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -13,12 +12,10 @@ import uproot
 from agcframe import analysis as agc
 from agcframe import hookimpl
 from agcframe.data import FitParameter, FitResult
-from agcframe.errors import InputError
+from agcframe.model import read_rebinned, template_key
 from agcframe.specs import InferenceSpec
 
 __all__ = ["CabinetryInference", "cabinetry_config"]
-
-log = logging.getLogger(__name__)
 
 
 def cabinetry_config(histograms: Path, workdir: Path) -> dict[str, Any]:
@@ -66,26 +63,15 @@ def cabinetry_config(histograms: Path, workdir: Path) -> dict[str, Any]:
 
 def _template_key(region: dict[str, Any], sample: dict[str, Any], systematic: dict[str, Any], template: str | None) -> str:
     if template is None:
-        return f"{region['RegionPath']}_{sample['SamplePath']}"
+        return template_key(region["RegionPath"], sample["SamplePath"])
     syst = next(s for s in agc.MODEL_SYSTEMATICS if s.name == systematic["Name"])
-    variation = syst.up if template == "Up" else syst.down
-    return f"{region['RegionPath']}_{sample['SamplePath']}_{variation}"
-
-
-def read_rebinned(file: Any, key: str) -> hist.Hist:
-    """Histogram ``key`` of an open ``histograms.root``, rebinned for the fit (110-550 GeV, 40 GeV bins)."""
-    if key not in file:
-        raise InputError(
-            f"{file.file_path} has no histogram '{key}', which the fit model needs; "
-            "produce it with a run over all AGC samples, or pass --no-fit"
-        )
-    return file[key].to_hist()[hist.loc(agc.FIT_LOW_EDGE) :: hist.rebin(agc.FIT_REBIN)]
+    return template_key(region["RegionPath"], sample["SamplePath"], syst.up if template == "Up" else syst.down)
 
 
 class CabinetryInference:
     """Builds templates with cabinetry (rebinned as the AGC does), the pyhf workspace, and fits."""
 
-    def fit(self, histograms: Path, workdir: Path) -> FitResult:
+    def fit(self, histograms: Path, workdir: Path, *, asimov: bool = False) -> FitResult:
         import cabinetry
 
         config = cabinetry_config(histograms, workdir)
@@ -100,7 +86,7 @@ class CabinetryInference:
             cabinetry.templates.build(config, router=router)
         cabinetry.templates.postprocess(config)
         workspace = cabinetry.workspace.build(config)
-        model, data = cabinetry.model_utils.model_and_data(workspace)
+        model, data = cabinetry.model_utils.model_and_data(workspace, asimov=asimov)
         result = cabinetry.fit.fit(model, data)
         parameters = tuple(
             FitParameter(label, float(value), float(error))
@@ -111,6 +97,7 @@ class CabinetryInference:
             parameters=parameters,
             correlation=tuple(tuple(float(c) for c in row) for row in result.corr_mat),
             minimum_nll=float(result.best_twice_nll) / 2,
+            workspace=workspace,
         )
 
 

@@ -120,14 +120,15 @@ def _echo_poi(document: dict[str, Any], output: Path) -> None:
 @click.argument("histograms", type=click.Path(path_type=Path))
 @click.option("--output", type=click.Path(path_type=Path), default=Path("agc-output"), show_default=True)
 @click.option("--plugin", "plugins", multiple=True, metavar="inference=NAME", help="Choose the inference plugin.")
+@click.option("--asimov", is_flag=True, help="Fit the model's expectation at nominal parameters instead of the pseudodata.")
 @_reports_errors
-def fit(histograms: Path, output: Path, plugins: tuple[str, ...]) -> None:
+def fit(histograms: Path, output: Path, plugins: tuple[str, ...], asimov: bool) -> None:
     """Fit the statistical model to an existing histograms.root."""
     choices = parse_plugin_choices(plugins)
     other = sorted(set(choices) - {"inference"})
     if other:
         raise AgcframeError(f"agcframe fit takes only --plugin inference=NAME, not {other[0]}")
-    result = fit_histograms(histograms, output, inference=choices.get("inference", "cabinetry"))
+    result = fit_histograms(histograms, output, inference=choices.get("inference", "cabinetry"), asimov=asimov)
     _echo_poi(result.to_json(), output)
 
 

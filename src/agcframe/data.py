@@ -8,7 +8,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -102,6 +103,8 @@ class FitResult:
     parameters: tuple[FitParameter, ...]
     correlation: tuple[tuple[float, ...], ...] = ()
     minimum_nll: float | None = None
+    #: the pyhf workspace that was fitted, written as ``workspace.json``
+    workspace: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def parameter(self, name: str) -> FitParameter:
         for parameter in self.parameters:

@@ -197,9 +197,9 @@ def run(
     return RunResult(Path(config.output), names, yields, empty_regions, metrics, fit_result, provenance)
 
 
-def _fit(inference: Any, registered: RegisteredSpec, histograms: Path, workdir: Path) -> FitResult:
+def _fit(inference: Any, registered: RegisteredSpec, histograms: Path, workdir: Path, *, asimov: bool = False) -> FitResult:
     try:
-        result: FitResult = inference.fit(histograms, workdir)
+        result: FitResult = inference.fit(histograms, workdir, asimov=asimov)
     except AgcframeError:
         raise
     except Exception as exc:
@@ -207,6 +207,8 @@ def _fit(inference: Any, registered: RegisteredSpec, histograms: Path, workdir: 
             f"inference plugin '{registered.spec.name}' failed on {histograms.name}: {type(exc).__name__}: {exc}"
         ) from exc
     write_json(workdir / "fit_results.json", result.to_json())
+    if result.workspace is not None:
+        write_json(workdir / "workspace.json", result.workspace)
     return result
 
 
@@ -215,9 +217,14 @@ def fit(
     output: str | Path = "agc-output",
     *,
     inference: str = "cabinetry",
+    asimov: bool = False,
     manager: PluginManager | None = None,
 ) -> FitResult:
-    """Fit an existing ``histograms.root`` and write ``fit_results.json`` into ``output``."""
+    """Fit an existing ``histograms.root``; write ``fit_results.json`` and ``workspace.json`` into ``output``.
+
+    With ``asimov`` the model is fitted to its own expectation at the nominal
+    parameters instead of the pseudodata.
+    """
     histograms = Path(histograms).resolve()
     if not histograms.is_file():
         raise InputError(f"histograms file {histograms} does not exist; run 'agcframe run --no-fit' first")
@@ -225,7 +232,7 @@ def fit(
     registered = manager.get("inference", inference)
     backend = _instantiate(registered)
     with staged_outputs(output) as staging:
-        return _fit(backend, registered, histograms, staging)
+        return _fit(backend, registered, histograms, staging, asimov=asimov)
 
 
 def _version(distribution: str) -> str | None:

@@ -108,8 +108,12 @@ class Executor(Protocol):
 class Inference(Protocol):
     """Builds the statistical model from ``histograms.root`` and fits it."""
 
-    def fit(self, histograms: Path, workdir: Path) -> FitResult:
-        """Fit the pseudodata in ``histograms``; may write extra files into ``workdir``."""
+    def fit(self, histograms: Path, workdir: Path, *, asimov: bool = False) -> FitResult:
+        """Fit the pseudodata in ``histograms`` (Asimov data of the model if ``asimov``).
+
+        Returns the fit result with the fitted pyhf workspace; may write extra
+        files into ``workdir``, which become outputs of the run.
+        """
         ...
 
 

@@ -1,0 +1,149 @@
+"""The AGC statistical model as a pyhf workspace, built directly from ``histograms.root``.
+
+It reproduces what cabinetry builds from the same analysis definition
+(templates rebinned to 11 bins of 40 GeV from 110 GeV, ``staterror`` per
+region, NormPlusShape systematics split into ``normsys`` + ``histosys`` with
+cabinetry's symmetrisation, a normalisation-only luminosity uncertainty), so
+both inference plugins fit the same likelihood.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import hist
+import numpy as np
+import uproot
+
+from . import analysis as agc
+from .data import FitParameter, FitResult
+from .errors import InputError
+
+__all__ = ["build_workspace", "fit_workspace", "model_and_data", "read_rebinned", "template_key"]
+
+#: interpolation codes cabinetry uses for the model
+MODIFIER_SETTINGS = {"normsys": {"interpcode": "code4"}, "histosys": {"interpcode": "code4p"}}
+
+
+def template_key(region: str, sample_path: str, variation: str | None = None) -> str:
+    """``histograms.root`` key of a template: region, sample path and histogram variation."""
+    return f"{region}_{sample_path}" if variation is None else f"{region}_{sample_path}_{variation}"
+
+
+def read_rebinned(file: Any, key: str) -> hist.Hist:
+    """Histogram ``key`` of an open ``histograms.root``, rebinned for the fit (110-550 GeV, 40 GeV bins)."""
+    if key not in file:
+        raise InputError(
+            f"{file.file_path} has no histogram '{key}', which the fit model needs; "
+            "produce it with a run over all AGC samples, or pass --no-fit"
+        )
+    return file[key].to_hist()[hist.loc(agc.FIT_LOW_EDGE) :: hist.rebin(agc.FIT_REBIN)]
+
+
+def _normplusshape(name: str, nominal: np.ndarray, up: np.ndarray, down: np.ndarray | None) -> list[dict[str, Any]]:
+    # sequential sums, as cabinetry takes them: the HESSE uncertainty of this model
+    # moves by percent under last-bit changes of the inputs, so the inputs must agree bit for bit
+    norm_up = sum(up) / sum(nominal)
+    if down is None:  # cabinetry: normalise first, then symmetrise
+        shape_up = up / norm_up
+        shape_down = 2 * nominal - shape_up
+        norm_down = 2 - norm_up
+    else:
+        norm_down = sum(down) / sum(nominal)
+        shape_up, shape_down = up / norm_up, down / norm_down
+    return [
+        {"name": name, "type": "normsys", "data": {"hi": float(norm_up), "lo": float(norm_down)}},
+        {"name": name, "type": "histosys", "data": {"hi_data": shape_up.tolist(), "lo_data": shape_down.tolist()}},
+    ]
+
+
+def build_workspace(histograms: Path) -> dict[str, Any]:
+    """The pyhf workspace (JSON document) of the AGC model for ``histograms``."""
+    channels, observations = [], []
+    with uproot.open(histograms) as file:
+        for region_name, region in agc.FIT_REGIONS.items():
+            samples = []
+            for sample_name, process in agc.FIT_SAMPLES.items():
+                nominal_hist = read_rebinned(file, template_key(region, process))
+                nominal = nominal_hist.values()
+                modifiers: list[dict[str, Any]] = [
+                    {
+                        "name": f"staterror_{region_name.replace(' ', '-')}",
+                        "type": "staterror",
+                        "data": np.sqrt(nominal_hist.variances()).tolist(),
+                    }
+                ]
+                if process == agc.POI.removesuffix("_norm"):
+                    modifiers.append({"name": agc.POI, "type": "normfactor", "data": None})
+                for syst in agc.MODEL_SYSTEMATICS:
+                    if syst.samples is not None and sample_name not in syst.samples:
+                        continue
+                    if syst.normalization is not None:
+                        modifiers.append(
+                            {"name": syst.name, "type": "normsys", "data": {"hi": 1 + syst.normalization, "lo": 1 - syst.normalization}}
+                        )
+                        continue
+                    up = read_rebinned(file, template_key(region, process, syst.up)).values()
+                    down = read_rebinned(file, template_key(region, process, syst.down)).values() if syst.down else None
+                    modifiers.extend(_normplusshape(syst.name, nominal, up, down))
+                samples.append({"name": sample_name, "data": nominal.tolist(), "modifiers": modifiers})
+            channels.append({"name": region_name, "samples": samples})
+            data = read_rebinned(file, template_key(region, "pseudodata")).values()
+            observations.append({"name": region_name, "data": data.tolist()})
+    return {
+        "channels": channels,
+        "measurements": [
+            {
+                "name": agc.MEASUREMENT,
+                "config": {
+                    "parameters": [{"name": agc.POI, "inits": [1.0], "bounds": [list(agc.POI_BOUNDS)]}],
+                    "poi": agc.POI,
+                },
+            }
+        ],
+        "observations": observations,
+        "version": "1.0.0",
+    }
+
+
+def model_and_data(workspace: dict[str, Any], *, asimov: bool = False) -> tuple[Any, Any]:
+    """pyhf model and data (with auxiliary data); Asimov data at the nominal parameters if asked."""
+    import pyhf
+
+    ws = pyhf.Workspace(workspace)
+    model = ws.model(modifier_settings=MODIFIER_SETTINGS)
+    if asimov:
+        return model, model.expected_data(model.config.suggested_init())
+    return model, ws.data(model)
+
+
+def fit_workspace(workspace: dict[str, Any], *, asimov: bool = False) -> FitResult:
+    """Maximum-likelihood fit with pyhf and MINUIT (uncertainties from HESSE)."""
+    import pyhf
+
+    model, data = model_and_data(workspace, asimov=asimov)
+    backend, optimizer = pyhf.get_backend()
+    pyhf.set_backend(backend, pyhf.optimize.minuit_optimizer(verbose=0))
+    try:
+        result, correlation, twice_nll, result_obj = pyhf.infer.mle.fit(
+            data,
+            model,
+            return_uncertainties=True,
+            return_correlations=True,
+            return_fitted_val=True,
+            return_result_obj=True,
+        )
+    finally:
+        pyhf.set_backend(backend, optimizer)
+    uncertainties = np.where(result_obj.minuit.fixed, 0.0, result[:, 1])
+    return FitResult(
+        poi=agc.POI,
+        parameters=tuple(
+            FitParameter(label, float(value), float(error))
+            for label, value, error in zip(model.config.par_names, result[:, 0], uncertainties)
+        ),
+        correlation=tuple(tuple(float(c) for c in row) for row in np.asarray(correlation)),
+        minimum_nll=float(twice_nll) / 2,
+        workspace=workspace,
+    )

@@ -1,0 +1,75 @@
+"""Both inference plugins: same model, same fit; Asimov and injected-signal closure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import agcframe
+from agcframe.analysis import FIT_SAMPLES, REGIONS
+from agcframe.histogram_json import histograms_from_json, read_histograms, read_json, write_histograms
+from agcframe.model import build_workspace
+from conftest import REAL_FILESET, REFERENCE
+
+
+@pytest.fixture(scope="module")
+def real_histograms(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("real") / "histograms.root"
+    document = read_json(REFERENCE / "histos_5_file_per_process.json")
+    write_histograms(histograms_from_json(document, REAL_FILESET, 5), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def generated_histograms(small_fileset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    output = tmp_path_factory.mktemp("generated-run")
+    return agcframe.run(agcframe.RunConfig(fileset=str(small_fileset), output=str(output), fit=False)).output / "histograms.root"
+
+
+def test_plugins_agree_on_the_real_agc_histograms(real_histograms: Path, tmp_path: Path) -> None:
+    results = {name: agcframe.fit(real_histograms, tmp_path / name, inference=name) for name in ("cabinetry", "pyhf")}
+    cabinetry, pyhf = (results[name].parameter("ttbar_norm") for name in ("cabinetry", "pyhf"))
+    assert 0.94 < pyhf.value < 0.97 and 0.08 < pyhf.error < 0.10
+    assert pyhf.value == pytest.approx(cabinetry.value, abs=1e-4)
+    assert pyhf.error == pytest.approx(cabinetry.error, abs=1e-4)
+    for name in ("cabinetry", "pyhf"):
+        workspace = json.loads((tmp_path / name / "workspace.json").read_text())
+        assert [c["name"] for c in workspace["channels"]] == ["4j1b CR", "4j2b SR"]
+        assert all(len(o["data"]) == 11 for o in workspace["observations"])
+        document = json.loads((tmp_path / name / "fit_results.json").read_text())
+        n = len(document["parameters"])
+        assert len(document["correlation"]) == n and all(len(row) == n for row in document["correlation"])
+
+
+def test_workspace_has_every_systematic(real_histograms: Path) -> None:
+    workspace = build_workspace(real_histograms)
+    ttbar = next(s for s in workspace["channels"][1]["samples"] if s["name"] == "ttbar")
+    names = {m["name"] for m in ttbar["modifiers"]}
+    assert {"ttbar_norm", "ME variation", "PS variation", "ttbar scale variations", "Jet energy scale",
+            "Jet energy resolution", "b-tag NP 1", "b-tag NP 2", "b-tag NP 3", "b-tag NP 4", "Luminosity",
+            "staterror_4j2b-SR"} == names  # fmt: skip
+    wjets = next(s for s in workspace["channels"][0]["samples"] if s["name"] == "W+jets")
+    assert "W+jets scale variations" in {m["name"] for m in wjets["modifiers"]}
+
+
+@pytest.mark.parametrize("inference", ["cabinetry", "pyhf"])
+def test_asimov_fit_returns_one(generated_histograms: Path, tmp_path: Path, inference: str) -> None:
+    result = agcframe.fit(generated_histograms, tmp_path, inference=inference, asimov=True)
+    assert result.parameter("ttbar_norm").value == pytest.approx(1.0, abs=1e-6)
+
+
+def test_injected_ttbar_signal_is_recovered(generated_histograms: Path, tmp_path: Path) -> None:
+    histograms = read_histograms(generated_histograms)
+    for region in REGIONS:
+        pseudodata = histograms[f"{region}_ttbar"] * 1.3
+        for process in FIT_SAMPLES.values():
+            if process != "ttbar":
+                pseudodata = pseudodata + histograms[f"{region}_{process}"]
+        histograms[f"{region}_pseudodata"] = pseudodata
+    injected = tmp_path / "injected.root"
+    write_histograms(histograms, injected)
+    poi = agcframe.fit(injected, tmp_path / "fit", inference="pyhf").parameter("ttbar_norm")
+    assert abs(poi.value - 1.3) < poi.error
+    assert poi.error < 0.3
