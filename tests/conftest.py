@@ -25,3 +25,14 @@ def small_fileset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the embedded-dataset cache out of the user's home."""
     monkeypatch.setenv("AGCFRAME_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="session")
+def real_histograms(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The AGC's reference histograms of real CMS data, 5 files per sample, as histograms.root."""
+    from agcframe.histogram_json import histograms_from_json, read_json, write_histograms
+
+    path = tmp_path_factory.mktemp("real") / "histograms.root"
+    document = read_json(REFERENCE / "histos_5_file_per_process.json")
+    write_histograms(histograms_from_json(document, REAL_FILESET, 5), path)
+    return path

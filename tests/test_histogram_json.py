@@ -8,18 +8,9 @@ from pathlib import Path
 import pytest
 
 import agcframe
-from agcframe.histogram_json import histograms_from_json, read_json, write_histograms
+
 from conftest import REAL_FILESET, REFERENCE
 from test_cli import agcframe_cli
-
-
-@pytest.fixture(scope="module")
-def real_histograms(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The AGC's reference histograms of real CMS data, 5 files per sample, as histograms.root."""
-    document = read_json(REFERENCE / "histos_5_file_per_process.json")
-    path = tmp_path_factory.mktemp("real") / "histograms.root"
-    write_histograms(histograms_from_json(document, REAL_FILESET, 5), path)
-    return path
 
 
 def test_fit_of_real_agc_histograms_matches_the_published_result(real_histograms: Path, tmp_path: Path) -> None:

@@ -9,17 +9,9 @@ import pytest
 
 import agcframe
 from agcframe.analysis import FIT_SAMPLES, REGIONS
-from agcframe.histogram_json import histograms_from_json, read_histograms, read_json, write_histograms
+from agcframe.histogram_json import read_histograms, write_histograms
 from agcframe.model import build_workspace
-from conftest import REAL_FILESET, REFERENCE
 
-
-@pytest.fixture(scope="module")
-def real_histograms(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("real") / "histograms.root"
-    document = read_json(REFERENCE / "histos_5_file_per_process.json")
-    write_histograms(histograms_from_json(document, REAL_FILESET, 5), path)
-    return path
 
 
 @pytest.fixture(scope="module")
