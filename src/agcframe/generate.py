@@ -132,7 +132,7 @@ def _decay_w(rng: np.random.Generator, w: vector.MomentumNumpy4D, partons: _Part
     hadronic = mode == HADRONS
     lepton_mass = np.where(mode == MUON, MUON_MASS, np.where(mode == TAU, 1.777, ELECTRON_MASS))
     q1_mass = np.where(hadronic, 0.3, lepton_mass)
-    d1, d2 = _decay_w_daughters(rng, w, q1_mass, hadronic)
+    d1, d2 = _two_body(rng, w, q1_mass, np.where(hadronic, 0.3, 0.0))
     # W -> cs makes half of hadronic decays carry a charm quark
     charm = hadronic & (rng.random(n) < 0.5)
     partons.add_jet(d1, np.where(charm, C, LIGHT), hadronic)
@@ -146,12 +146,6 @@ def _decay_w(rng: np.random.Generator, w: vector.MomentumNumpy4D, partons: _Part
     visible = _from_pt_eta_phi_m(d1.pt * fraction, d1.eta, d1.phi, np.where(kind == MUON, MUON_MASS, ELECTRON_MASS))
     partons.add_lepton(visible, kind, ~hadronic & (kind != HADRONS))
     partons.add_jet(visible, np.full(n, LIGHT), tau & (tau_lepton == HADRONS))
-
-
-def _decay_w_daughters(
-    rng: np.random.Generator, w: vector.MomentumNumpy4D, m1: np.ndarray, hadronic: np.ndarray
-) -> tuple[vector.MomentumNumpy4D, vector.MomentumNumpy4D]:
-    return _two_body(rng, w, m1, np.where(hadronic, 0.3, 0.0))
 
 
 def _decay_top(rng: np.random.Generator, top: vector.MomentumNumpy4D, partons: _Partons) -> None:
