@@ -52,7 +52,7 @@ def cabinetry_config(histograms: Path, workdir: Path) -> dict[str, Any]:
         "NormFactors": [
             {
                 "Name": agc.POI,
-                "Samples": "ttbar",
+                "Samples": agc.POI_SAMPLE,
                 "Nominal": 1.0,
                 "Bounds": list(agc.POI_BOUNDS),
             }

@@ -128,6 +128,8 @@ def jet_pt_resolution_factors(
 MEASUREMENT: Final = "CMS_ttbar"
 POI: Final = "ttbar_norm"
 POI_BOUNDS: Final = (0.0, 10.0)
+#: the model sample the POI normalises
+POI_SAMPLE: Final = "ttbar"
 FIT_REGIONS: Final[dict[str, str]] = {"4j1b CR": "4j1b", "4j2b SR": "4j2b"}
 #: model sample name -> process; the data sample is the pseudodata
 FIT_SAMPLES: Final[dict[str, str]] = {

@@ -74,7 +74,7 @@ def build_workspace(histograms: Path) -> dict[str, Any]:
                         "data": np.sqrt(nominal_hist.variances()).tolist(),
                     }
                 ]
-                if process == agc.POI.removesuffix("_norm"):
+                if sample_name == agc.POI_SAMPLE:
                     modifiers.append({"name": agc.POI, "type": "normfactor", "data": None})
                 for syst in agc.MODEL_SYSTEMATICS:
                     if syst.samples is not None and sample_name not in syst.samples:
