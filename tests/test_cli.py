@@ -101,8 +101,9 @@ def test_default_run_from_files_to_fit(tmp_path: Path) -> None:
     assert 0 < fit["ttbar_norm"]["error"] < 0.3
     assert "ttbar_norm = " in result.stdout
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "fit_results.json", "histograms.root", "metrics.json", "provenance.json", "templates", "workspace.json",
+        "fit_results.json", "histograms.root", "metrics.json", "plots", "provenance.json", "templates", "workspace.json",
     ]  # fmt: skip
+    assert len(list((tmp_path / "out" / "plots").glob("*.png"))) == 7
 
 
 def test_fit_command_rejects_other_slots(tmp_path: Path) -> None:
@@ -115,4 +116,44 @@ def test_fit_command_on_missing_file(tmp_path: Path) -> None:
     result = agcframe_cli("fit", str(tmp_path / "h.root"), "--output", str(tmp_path / "out"))
     assert result.returncode == 2
     assert "h.root does not exist" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_plugin_options_are_flags_listed_by_plugins() -> None:
+    result = agcframe_cli("plugins", "--json")
+    cabinetry = next(p for p in json.loads(result.stdout)["inference"] if p["name"] == "cabinetry")
+    assert cabinetry["options"] == ["--cabinetry-config"]
+    assert "--cabinetry-config" in agcframe_cli("fit", "--help").stdout
+
+
+def test_option_of_an_unselected_plugin_is_an_error(real_histograms: Path, tmp_path: Path) -> None:
+    config = tmp_path / "c.yml"
+    config.write_text("General: {}\n")
+    result = agcframe_cli(
+        "fit", str(real_histograms), "--plugin", "inference=pyhf", "--cabinetry-config", str(config),
+        "--output", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "agcframe: error: options were given for plugin 'cabinetry', which this run does not use; "
+        "select it with --plugin SLOT=cabinetry or drop its options"
+    ]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("content", "message"), [(None, "does not exist"), ("General: {}\n", "is not valid")])
+def test_bad_user_cabinetry_config(real_histograms: Path, tmp_path: Path, content: str | None, message: str) -> None:
+    config = tmp_path / "c.yml"
+    if content is not None:
+        config.write_text(content)
+    result = agcframe_cli("fit", str(real_histograms), "--cabinetry-config", str(config), "--output", str(tmp_path / "out"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"cabinetry config {config} {message}" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_plugin_option_in_a_run_config(tmp_path: Path) -> None:
+    with pytest.raises(agcframe.AgcframeError, match="inference plugin 'cabinetry' has no option 'bogus'; its options: config"):
+        agcframe.run(agcframe.RunConfig(output=str(tmp_path / "out"), plugin_options={"cabinetry": {"bogus": 1}}))
     assert not (tmp_path / "out").exists()

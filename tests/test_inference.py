@@ -9,6 +9,7 @@ import pytest
 
 import agcframe
 from agcframe.analysis import FIT_SAMPLES, REGIONS
+from agcframe.data import FitOptions
 from agcframe.histogram_json import read_histograms, write_histograms
 from agcframe.model import build_workspace
 
@@ -21,7 +22,7 @@ def generated_histograms(small_fileset: Path, tmp_path_factory: pytest.TempPathF
 
 
 def test_plugins_agree_on_the_real_agc_histograms(real_histograms: Path, tmp_path: Path) -> None:
-    results = {name: agcframe.fit(real_histograms, tmp_path / name, inference=name) for name in ("cabinetry", "pyhf")}
+    results = {name: agcframe.fit(real_histograms, tmp_path / name, inference=name, plots=False) for name in ("cabinetry", "pyhf")}
     cabinetry, pyhf = (results[name].parameter("ttbar_norm") for name in ("cabinetry", "pyhf"))
     assert 0.94 < pyhf.value < 0.97 and 0.08 < pyhf.error < 0.10
     assert pyhf.value == pytest.approx(cabinetry.value, abs=1e-4)
@@ -48,7 +49,7 @@ def test_workspace_has_every_systematic(real_histograms: Path) -> None:
 
 @pytest.mark.parametrize("inference", ["cabinetry", "pyhf"])
 def test_asimov_fit_returns_one(generated_histograms: Path, tmp_path: Path, inference: str) -> None:
-    result = agcframe.fit(generated_histograms, tmp_path, inference=inference, asimov=True)
+    result = agcframe.fit(generated_histograms, tmp_path, inference=inference, options=FitOptions(asimov=True), plots=False)
     assert result.parameter("ttbar_norm").value == pytest.approx(1.0, abs=1e-6)
 
 
@@ -62,6 +63,48 @@ def test_injected_ttbar_signal_is_recovered(generated_histograms: Path, tmp_path
         histograms[f"{region}_pseudodata"] = pseudodata
     injected = tmp_path / "injected.root"
     write_histograms(histograms, injected)
-    poi = agcframe.fit(injected, tmp_path / "fit", inference="pyhf").parameter("ttbar_norm")
+    poi = agcframe.fit(injected, tmp_path / "fit", inference="pyhf", plots=False).parameter("ttbar_norm")
     assert abs(poi.value - 1.3) < poi.error
     assert poi.error < 0.3
+
+
+def test_plugins_agree_on_a_finite_discovery_significance(real_histograms: Path, tmp_path: Path) -> None:
+    """Real-data templates, pseudodata = backgrounds + 1% of ttbar: a few sigma, the same from both plugins."""
+    histograms = read_histograms(real_histograms)
+    for region in REGIONS:
+        pseudodata = histograms[f"{region}_ttbar"] * 0.01
+        for process in FIT_SAMPLES.values():
+            if process != "ttbar":
+                pseudodata = pseudodata + histograms[f"{region}_{process}"]
+        histograms[f"{region}_pseudodata"] = pseudodata
+    weak = tmp_path / "weak.root"
+    write_histograms(histograms, weak)
+    options = FitOptions(significance=True)
+    found = {
+        name: agcframe.fit(weak, tmp_path / name, inference=name, options=options, plots=False).significance
+        for name in ("cabinetry", "pyhf")
+    }
+    assert found["pyhf"] is not None and found["cabinetry"] is not None
+    assert 2 < found["pyhf"].observed < 6
+    assert found["pyhf"].observed == pytest.approx(found["cabinetry"].observed, rel=1e-3)
+    assert found["pyhf"].expected == pytest.approx(found["cabinetry"].expected, rel=1e-3)
+    document = json.loads((tmp_path / "pyhf" / "fit_results.json").read_text())
+    assert document["significance"]["observed"] == pytest.approx(found["pyhf"].observed)
+
+
+def test_a_user_cabinetry_yaml_is_fitted(real_histograms: Path, tmp_path: Path) -> None:
+    """The AGC's own cabinetry_config.yml form: templates read as they are (20 bins from 50 GeV)."""
+    import yaml
+
+    from agcframe_cabinetry import cabinetry_config
+
+    config = cabinetry_config(Path("histograms.root"), tmp_path)
+    config["General"]["InputPath"] = f"{real_histograms.name}:{{RegionPath}}_{{SamplePath}}{{VariationPath}}"
+    path = tmp_path / "cabinetry_config.yml"
+    path.write_text(yaml.safe_dump(config))
+    result = agcframe.fit(
+        real_histograms, tmp_path / "out", plots=False, plugin_options={"cabinetry": {"config": str(path)}}
+    )
+    workspace = json.loads((tmp_path / "out" / "workspace.json").read_text())
+    assert all(len(o["data"]) == 25 for o in workspace["observations"])
+    assert 0.8 < result.parameter("ttbar_norm").value < 1.1

@@ -7,15 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import hist
+import jsonschema
 import uproot
 
 from agcframe import analysis as agc
 from agcframe import hookimpl
-from agcframe.data import FitParameter, FitResult
+from agcframe.data import FitOptions, FitParameter, FitResult, Significance
+from agcframe.errors import InputError
 from agcframe.model import read_rebinned, template_key
-from agcframe.specs import InferenceSpec
+from agcframe.specs import InferenceSpec, PluginOption
 
-__all__ = ["CabinetryInference", "cabinetry_config"]
+__all__ = ["CabinetryInference", "cabinetry_config", "user_config"]
 
 
 def cabinetry_config(histograms: Path, workdir: Path) -> dict[str, Any]:
@@ -68,12 +70,53 @@ def _template_key(region: dict[str, Any], sample: dict[str, Any], systematic: di
     return template_key(region["RegionPath"], sample["SamplePath"], syst.up if template == "Up" else syst.down)
 
 
-class CabinetryInference:
-    """Builds templates with cabinetry (rebinned as the AGC does), the pyhf workspace, and fits."""
+def user_config(path: Path, histograms: Path, workdir: Path) -> dict[str, Any]:
+    """A user's cabinetry YAML, pointed at ``histograms`` and ``workdir``.
 
-    def fit(self, histograms: Path, workdir: Path, *, asimov: bool = False) -> FitResult:
+    The file part of ``General.InputPath`` is resolved relative to the folder of
+    ``histograms``; templates go to ``workdir/templates``.
+    """
+    import cabinetry
+
+    if not path.is_file():
+        raise InputError(f"cabinetry config {path} does not exist; pass an existing YAML file to --cabinetry-config")
+    try:
+        config = cabinetry.configuration.load(path)
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(part) for part in exc.absolute_path) or "top level"
+        raise InputError(f"cabinetry config {path} is not valid: at {where}: {exc.message}") from None
+    except Exception as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise InputError(f"cabinetry config {path} is not valid: {type(exc).__name__}: {first_line}") from None
+    general = config["General"]
+    if "InputPath" not in general:
+        raise InputError(f"cabinetry config {path} has no General.InputPath; agcframe fits histograms, so give one")
+    file_part, sep, key_part = general["InputPath"].partition(":")
+    general["InputPath"] = f"{histograms.parent / file_part}{sep}{key_part}"
+    general["HistogramFolder"] = str(workdir / "templates")
+    return config
+
+
+class CabinetryInference:
+    """Builds templates with cabinetry (rebinned as the AGC does), the pyhf workspace, and fits.
+
+    Parameters
+    ----------
+    config
+        A cabinetry YAML to use instead of the AGC model; its templates are read
+        as cabinetry reads them (no rebinning).
+    """
+
+    def __init__(self, config: Path | None = None) -> None:
+        self.config = config
+
+    def _templates(self, histograms: Path, workdir: Path) -> dict[str, Any]:
         import cabinetry
 
+        if self.config is not None:
+            config = user_config(self.config, histograms, workdir)
+            cabinetry.templates.collect(config)
+            return config
         config = cabinetry_config(histograms, workdir)
         cabinetry.configuration.validate(config)
         router = cabinetry.route.Router()
@@ -84,10 +127,25 @@ class CabinetryInference:
                 return read_rebinned(file, _template_key(region, sample, systematic, template))
 
             cabinetry.templates.build(config, router=router)
+        return config
+
+    def fit(self, histograms: Path, workdir: Path, options: FitOptions) -> FitResult:
+        import cabinetry
+
+        config = self._templates(histograms, workdir)
         cabinetry.templates.postprocess(config)
         workspace = cabinetry.workspace.build(config)
-        model, data = cabinetry.model_utils.model_and_data(workspace, asimov=asimov)
+        model, data = cabinetry.model_utils.model_and_data(workspace, asimov=options.asimov)
         result = cabinetry.fit.fit(model, data)
+        significance = None
+        if options.significance:
+            found = cabinetry.fit.significance(model, data)
+            significance = Significance(
+                float(found.observed_p_value),
+                float(found.observed_significance),
+                float(found.expected_p_value),
+                float(found.expected_significance),
+            )
         parameters = tuple(
             FitParameter(label, float(value), float(error))
             for label, value, error in zip(result.labels, result.bestfit, result.uncertainty)
@@ -98,6 +156,7 @@ class CabinetryInference:
             correlation=tuple(tuple(float(c) for c in row) for row in result.corr_mat),
             minimum_nll=float(result.best_twice_nll) / 2,
             workspace=workspace,
+            significance=significance,
         )
 
 
@@ -106,5 +165,12 @@ def agcframe_inferences() -> Iterable[InferenceSpec]:
     yield InferenceSpec(
         name="cabinetry",
         backend=CabinetryInference,
-        description="cabinetry config from the analysis definition, pyhf maximum-likelihood fit",
+        description="cabinetry config from the analysis definition (or yours), pyhf maximum-likelihood fit",
+        options=(
+            PluginOption(
+                "config",
+                "cabinetry YAML to fit instead of the AGC model; InputPath's file is relative to the histograms",
+                Path,
+            ),
+        ),
     )

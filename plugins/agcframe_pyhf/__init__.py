@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from agcframe import hookimpl
-from agcframe.data import FitResult
+from agcframe.data import FitOptions, FitResult
 from agcframe.model import build_workspace, fit_workspace
 from agcframe.specs import InferenceSpec
 
@@ -16,8 +16,8 @@ __all__ = ["PyhfInference"]
 class PyhfInference:
     """Builds the workspace without cabinetry and fits it with pyhf and MINUIT."""
 
-    def fit(self, histograms: Path, workdir: Path, *, asimov: bool = False) -> FitResult:
-        return fit_workspace(build_workspace(histograms), asimov=asimov)
+    def fit(self, histograms: Path, workdir: Path, options: FitOptions) -> FitResult:
+        return fit_workspace(build_workspace(histograms), options)
 
 
 @hookimpl

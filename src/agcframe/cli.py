@@ -17,6 +17,7 @@ from rich.table import Table
 
 from . import __version__
 from .config import RunConfig, parse_plugin_choices
+from .data import FitOptions, FitResult
 from .errors import AgcframeError
 from .fileset import load_fileset, select_datasets, summarize
 from .generate import DEFAULT_EVENTS_PER_FILE, DEFAULT_SEED, GenerationSettings, generate_dataset
@@ -25,7 +26,7 @@ from .histogram_json import validate as validate_histograms
 from .pipeline import fit as fit_histograms
 from .pipeline import run as run_analysis
 from .outputs import write_json
-from .plugin_manager import PluginManager
+from .plugin_manager import SLOTS, PluginManager
 
 __all__ = ["main"]
 
@@ -50,6 +51,51 @@ def _reports_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class PluginOptionsCommand(click.Command):
+    """A command that also offers the options of the installed plugins of ``slots``.
+
+    Each option a plugin declares becomes ``--<plugin>-<option>`` (as snakemake's
+    executor plugins do); values the user sets reach the command as
+    ``plugin_options``: ``{plugin: {option: value}}``.
+    """
+
+    def __init__(self, *args: Any, slots: tuple[str, ...], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.slots = slots
+        self._plugin_params: dict[str, tuple[str, str]] | None = None
+        self._extra: list[click.Parameter] = []
+
+    def _declared(self) -> list[click.Parameter]:
+        if self._plugin_params is None:
+            self._plugin_params = {}
+            manager = PluginManager()
+            for slot in self.slots:
+                for name, registered in manager.specs(slot).items():
+                    for option in registered.spec.options:
+                        param_name = f"{name}_{option.name}".replace("-", "_")
+                        click_type = click.Path(path_type=Path) if option.type is Path else option.type
+                        help_text = f"[{slot} plugin '{name}'] {option.help}"
+                        self._extra.append(click.Option([option.flag(name), param_name], type=click_type, help=help_text))
+                        self._plugin_params[param_name] = (name, option.name)
+        return self._extra
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        params = super().get_params(ctx)
+        own = len(self.params)
+        return [*params[:own], *self._declared(), *params[own:]]
+
+    def invoke(self, ctx: click.Context) -> Any:
+        self._declared()
+        assert self._plugin_params is not None
+        plugin_options: dict[str, dict[str, Any]] = {}
+        for param_name, (plugin, option) in self._plugin_params.items():
+            value = ctx.params.pop(param_name, None)
+            if value is not None:
+                plugin_options.setdefault(plugin, {})[option] = value
+        ctx.params["plugin_options"] = plugin_options
+        return super().invoke(ctx)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="agcframe")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
@@ -65,7 +111,20 @@ def main(debug: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
-@main.command()
+def _fit_options(command: F) -> F:
+    """The options that shape the fit, shared by ``run`` and ``fit``."""
+    for decorator in reversed(
+        (
+            click.option("--significance", is_flag=True, help="Also compute the discovery significance of the POI."),
+            click.option("--no-plots", is_flag=True, help="Do not draw the fit plots."),
+            click.option("--no-ranking", is_flag=True, help="Draw the plots without the (slow) impact ranking."),
+        )
+    ):
+        command = decorator(command)
+    return command
+
+
+@main.command(cls=PluginOptionsCommand, slots=tuple(SLOTS))
 @click.option("--fileset", type=click.Path(path_type=Path), help="AGC-format fileset JSON (default: embedded dataset).")
 @click.option("--n-files-max", type=int, default=-1, show_default=True, help="Files per sample; -1 for all.")
 @click.option("--plugin", "plugins", multiple=True, metavar="SLOT=NAME", help="Choose a plugin, e.g. executor=iterative.")
@@ -74,6 +133,7 @@ def main(debug: bool) -> None:
 @click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Seed of the jet resolution smearing.")
 @click.option("--output", type=click.Path(path_type=Path), default=Path("agc-output"), show_default=True)
 @click.option("--no-fit", is_flag=True, help="Stop after writing histograms.root.")
+@_fit_options
 @_reports_errors
 def run(
     fileset: Path | None,
@@ -84,8 +144,12 @@ def run(
     seed: int,
     output: Path,
     no_fit: bool,
+    significance: bool,
+    no_plots: bool,
+    no_ranking: bool,
+    plugin_options: dict[str, dict[str, Any]],
 ) -> None:
-    """Run the analysis: files -> histograms.root -> fit."""
+    """Run the analysis: files -> histograms.root -> fit and plots."""
     config = RunConfig.from_mapping(
         {
             "fileset": str(fileset) if fileset else None,
@@ -96,6 +160,10 @@ def run(
             "seed": seed,
             "output": str(output),
             "fit": not no_fit,
+            "significance": significance,
+            "plots": not no_plots,
+            "ranking": not no_ranking,
+            "plugin_options": plugin_options,
         }
     )
     result = run_analysis(config, show_progress=console.is_terminal)
@@ -108,28 +176,52 @@ def run(
     if result.empty_regions:
         click.echo(f"regions {', '.join(result.empty_regions)} are empty: no event passed the selection")
     if result.fit is not None:
-        _echo_poi(result.fit.to_json(), result.output)
+        _echo_fit(result.fit, result.output)
 
 
-def _echo_poi(document: dict[str, Any], output: Path) -> None:
-    poi = document["poi"]
-    click.echo(f"{poi} = {document[poi]['value']:.4f} ± {document[poi]['error']:.4f} ({output / 'fit_results.json'})")
+def _echo_fit(result: FitResult, output: Path) -> None:
+    poi = result.parameter(result.poi)
+    click.echo(f"{result.poi} = {poi.value:.4f} ± {poi.error:.4f} ({output / 'fit_results.json'})")
+    if result.significance is not None:
+        found = result.significance
+        click.echo(
+            f"discovery significance of {result.poi}: observed {found.observed:.2f} σ (p = {found.observed_p_value:.3g}), "
+            f"expected {found.expected:.2f} σ (p = {found.expected_p_value:.3g})"
+        )
 
 
-@main.command()
+@main.command(cls=PluginOptionsCommand, slots=("inference",))
 @click.argument("histograms", type=click.Path(path_type=Path))
 @click.option("--output", type=click.Path(path_type=Path), default=Path("agc-output"), show_default=True)
 @click.option("--plugin", "plugins", multiple=True, metavar="inference=NAME", help="Choose the inference plugin.")
 @click.option("--asimov", is_flag=True, help="Fit the model's expectation at nominal parameters instead of the pseudodata.")
+@_fit_options
 @_reports_errors
-def fit(histograms: Path, output: Path, plugins: tuple[str, ...], asimov: bool) -> None:
-    """Fit the statistical model to an existing histograms.root."""
+def fit(
+    histograms: Path,
+    output: Path,
+    plugins: tuple[str, ...],
+    asimov: bool,
+    significance: bool,
+    no_plots: bool,
+    no_ranking: bool,
+    plugin_options: dict[str, dict[str, Any]],
+) -> None:
+    """Fit the statistical model to an existing histograms.root and draw its plots."""
     choices = parse_plugin_choices(plugins)
     other = sorted(set(choices) - {"inference"})
     if other:
         raise AgcframeError(f"agcframe fit takes only --plugin inference=NAME, not {other[0]}")
-    result = fit_histograms(histograms, output, inference=choices.get("inference", "cabinetry"), asimov=asimov)
-    _echo_poi(result.to_json(), output)
+    result = fit_histograms(
+        histograms,
+        output,
+        inference=choices.get("inference", "cabinetry"),
+        options=FitOptions(asimov=asimov, significance=significance),
+        plots=not no_plots,
+        ranking=not no_ranking,
+        plugin_options=plugin_options,
+    )
+    _echo_fit(result, output)
 
 
 @main.command()
@@ -175,11 +267,13 @@ def plugins(as_json: bool) -> None:
         click.echo(json.dumps(described, indent=2))
         return
     table = Table(title="agcframe plugins")
-    for column in ("slot", "name", "distribution", "version", "description"):
+    for column in ("slot", "name", "distribution", "version", "description", "options"):
         table.add_column(column)
     for slot, entries in described.items():
         for entry in entries:
-            table.add_row(slot, entry["name"], entry["distribution"], entry["version"], entry["description"])
+            table.add_row(
+                slot, entry["name"], entry["distribution"], entry["version"], entry["description"], " ".join(entry["options"])
+            )
     Console().print(table)
 
 

@@ -40,6 +40,13 @@ SCHEMA: dict[str, Any] = {
         "seed": {"type": "integer", "minimum": 0, "maximum": 2**64 - 1},
         "output": {"type": "string"},
         "fit": {"type": "boolean"},
+        "significance": {"type": "boolean"},
+        "plots": {"type": "boolean"},
+        "ranking": {"type": "boolean"},
+        "plugin_options": {
+            "type": "object",
+            "additionalProperties": {"type": "object"},
+        },
     },
 }
 
@@ -56,6 +63,12 @@ class RunConfig:
     seed: int = DEFAULT_SEED
     output: str = "agc-output"
     fit: bool = True
+    #: with the fit: discovery significance, plots, impact ranking (slow) among the plots
+    significance: bool = False
+    plots: bool = True
+    ranking: bool = True
+    #: plugin name -> option name -> value, for the options plugins declare
+    plugin_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> RunConfig:

@@ -8,12 +8,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Dataset", "FileEntry", "Fill", "FitParameter", "FitResult", "WorkItem"]
+__all__ = ["Dataset", "FileEntry", "Fill", "FitOptions", "FitParameter", "FitResult", "Significance", "WorkItem"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,41 @@ class FitParameter:
 
 
 @dataclass(frozen=True)
+class FitOptions:
+    """What an inference plugin is asked to compute besides the maximum-likelihood fit."""
+
+    #: fit the model's own expectation at nominal parameters instead of the pseudodata
+    asimov: bool = False
+    #: also compute the discovery significance of the POI (test of POI = 0)
+    significance: bool = False
+
+
+@dataclass(frozen=True)
+class Significance:
+    """Discovery p-values and significances (asymptotic ``q0`` test of POI = 0).
+
+    A p-value below double precision gives an infinite significance.
+    """
+
+    observed_p_value: float
+    observed: float
+    expected_p_value: float
+    expected: float
+
+    def to_json(self) -> dict[str, float | None]:
+        """JSON has no infinity: an infinite significance is written as ``null``."""
+        return {
+            key: (value if math.isfinite(value) else None)
+            for key, value in (
+                ("observed_p_value", self.observed_p_value),
+                ("observed", self.observed),
+                ("expected_p_value", self.expected_p_value),
+                ("expected", self.expected),
+            )
+        }
+
+
+@dataclass(frozen=True)
 class FitResult:
     """What an inference plugin reports: the POI and every parameter."""
 
@@ -105,6 +141,7 @@ class FitResult:
     minimum_nll: float | None = None
     #: the pyhf workspace that was fitted, written as ``workspace.json``
     workspace: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    significance: Significance | None = None
 
     def parameter(self, name: str) -> FitParameter:
         for parameter in self.parameters:
@@ -123,4 +160,5 @@ class FitResult:
             ],
             "correlation": [list(row) for row in self.correlation],
             "minimum_nll": self.minimum_nll,
+            "significance": self.significance.to_json() if self.significance else None,
         }

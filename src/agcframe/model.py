@@ -17,7 +17,7 @@ import numpy as np
 import uproot
 
 from . import analysis as agc
-from .data import FitParameter, FitResult
+from .data import FitOptions, FitParameter, FitResult, Significance
 from .errors import InputError
 
 __all__ = ["build_workspace", "fit_workspace", "model_and_data", "read_rebinned", "template_key"]
@@ -118,11 +118,15 @@ def model_and_data(workspace: dict[str, Any], *, asimov: bool = False) -> tuple[
     return model, ws.data(model)
 
 
-def fit_workspace(workspace: dict[str, Any], *, asimov: bool = False) -> FitResult:
-    """Maximum-likelihood fit with pyhf and MINUIT (uncertainties from HESSE)."""
+def fit_workspace(workspace: dict[str, Any], options: FitOptions) -> FitResult:
+    """Maximum-likelihood fit with pyhf and MINUIT (uncertainties from HESSE).
+
+    With ``options.significance`` also the asymptotic discovery significance of
+    the POI, as pyhf's ``q0`` hypothesis test gives it.
+    """
     import pyhf
 
-    model, data = model_and_data(workspace, asimov=asimov)
+    model, data = model_and_data(workspace, asimov=options.asimov)
     backend, optimizer = pyhf.get_backend()
     pyhf.set_backend(backend, pyhf.optimize.minuit_optimizer(verbose=0))
     try:
@@ -134,6 +138,7 @@ def fit_workspace(workspace: dict[str, Any], *, asimov: bool = False) -> FitResu
             return_fitted_val=True,
             return_result_obj=True,
         )
+        significance = _significance(model, data) if options.significance else None
     finally:
         pyhf.set_backend(backend, optimizer)
     uncertainties = np.where(result_obj.minuit.fixed, 0.0, result[:, 1])
@@ -146,4 +151,13 @@ def fit_workspace(workspace: dict[str, Any], *, asimov: bool = False) -> FitResu
         correlation=tuple(tuple(float(c) for c in row) for row in np.asarray(correlation)),
         minimum_nll=float(twice_nll) / 2,
         workspace=workspace,
+        significance=significance,
     )
+
+
+def _significance(model: Any, data: Any) -> Significance:
+    import pyhf
+    from scipy.stats import norm
+
+    observed, expected = (float(p) for p in pyhf.infer.hypotest(0.0, data, model, test_stat="q0", return_expected=True))
+    return Significance(observed, float(norm.isf(observed)), expected, float(norm.isf(expected)))

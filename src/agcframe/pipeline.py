@@ -21,12 +21,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import analysis
 from .config import RunConfig
-from .data import FitResult, WorkItem
+from .data import FitOptions, FitResult, WorkItem
 from .errors import AgcframeError, InputError, PluginError
 from .fileset import load_fileset, select_datasets
 from .generate import GenerationSettings, generate_dataset
 from .outputs import staged_outputs, write_json
-from .plugin_manager import SLOTS, PluginManager, RegisteredSpec
+from .plots import draw_fit_plots
+from .plugin_manager import PluginManager, RegisteredSpec, check_option_targets
 from .specs import Histogrammer, Processor
 
 __all__ = ["ChunkTask", "RunResult", "default_fileset", "fit", "run"]
@@ -34,6 +35,7 @@ __all__ = ["ChunkTask", "RunResult", "default_fileset", "fit", "run"]
 log = logging.getLogger(__name__)
 
 HISTOGRAMS_FILE = "histograms.root"
+PLOTS_DIR = "plots"
 GENERATOR_VERSION = 1
 LIBRARIES = ("awkward", "cabinetry", "coffea", "hist", "numpy", "pyhf", "uproot", "vector")
 
@@ -83,13 +85,16 @@ def default_fileset() -> Path:
     return fileset
 
 
-def _select(manager: PluginManager, plugins: Mapping[str, str]) -> dict[str, RegisteredSpec]:
-    return {slot: manager.get(slot, plugins[slot]) for slot in SLOTS}
+def _select(manager: PluginManager, plugins: Mapping[str, str], plugin_options: Mapping[str, Any]) -> dict[str, RegisteredSpec]:
+    selected = {slot: manager.get(slot, name) for slot, name in plugins.items()}
+    check_option_targets(selected, plugin_options)
+    return selected
 
 
-def _instantiate(registered: RegisteredSpec) -> Any:
+def _instantiate(registered: RegisteredSpec, plugin_options: Mapping[str, Mapping[str, Any]]) -> Any:
+    options = registered.bind(plugin_options.get(registered.spec.name, {}))
     try:
-        return registered.spec.backend()
+        return registered.spec.backend(**options)
     except AgcframeError:
         raise
     except Exception as exc:
@@ -130,8 +135,8 @@ def run(
     """
     config = config or RunConfig()
     manager = manager or PluginManager()
-    selected = _select(manager, config.plugins)
-    backends = {slot: _instantiate(registered) for slot, registered in selected.items()}
+    selected = _select(manager, config.plugins, config.plugin_options)
+    backends = {slot: _instantiate(registered, config.plugin_options) for slot, registered in selected.items()}
     fileset_path = Path(config.fileset) if config.fileset else default_fileset()
     datasets = select_datasets(load_fileset(fileset_path), config.n_files_max)
 
@@ -177,7 +182,15 @@ def run(
         written = time.perf_counter()
         fit_result = None
         if config.fit:
-            fit_result = _fit(backends["inference"], selected["inference"], staging / HISTOGRAMS_FILE, staging)
+            fit_result = _fit(
+                backends["inference"],
+                selected["inference"],
+                staging / HISTOGRAMS_FILE,
+                staging,
+                FitOptions(significance=config.significance),
+                plots=config.plots,
+                ranking=config.ranking,
+            )
         finished = time.perf_counter()
         n_events = sum(item.num_entries for item in items)
         metrics = {
@@ -197,9 +210,18 @@ def run(
     return RunResult(Path(config.output), names, yields, empty_regions, metrics, fit_result, provenance)
 
 
-def _fit(inference: Any, registered: RegisteredSpec, histograms: Path, workdir: Path, *, asimov: bool = False) -> FitResult:
+def _fit(
+    inference: Any,
+    registered: RegisteredSpec,
+    histograms: Path,
+    workdir: Path,
+    options: FitOptions,
+    *,
+    plots: bool,
+    ranking: bool,
+) -> FitResult:
     try:
-        result: FitResult = inference.fit(histograms, workdir, asimov=asimov)
+        result: FitResult = inference.fit(histograms, workdir, options)
     except AgcframeError:
         raise
     except Exception as exc:
@@ -209,6 +231,8 @@ def _fit(inference: Any, registered: RegisteredSpec, histograms: Path, workdir: 
     write_json(workdir / "fit_results.json", result.to_json())
     if result.workspace is not None:
         write_json(workdir / "workspace.json", result.workspace)
+        if plots:
+            draw_fit_plots(result, workdir / PLOTS_DIR, asimov=options.asimov, ranking=ranking)
     return result
 
 
@@ -217,22 +241,40 @@ def fit(
     output: str | Path = "agc-output",
     *,
     inference: str = "cabinetry",
-    asimov: bool = False,
+    options: FitOptions | None = None,
+    plots: bool = True,
+    ranking: bool = True,
+    plugin_options: Mapping[str, Mapping[str, Any]] | None = None,
     manager: PluginManager | None = None,
 ) -> FitResult:
-    """Fit an existing ``histograms.root``; write ``fit_results.json`` and ``workspace.json`` into ``output``.
+    """Fit an existing ``histograms.root``; write ``fit_results.json``, ``workspace.json`` and plots into ``output``.
 
-    With ``asimov`` the model is fitted to its own expectation at the nominal
-    parameters instead of the pseudodata.
+    Parameters
+    ----------
+    histograms
+        A ``histograms.root`` in cabinetry's naming (``agcframe run`` writes one).
+    output
+        Output directory; its files are replaced only when everything succeeded.
+    inference
+        Name of the inference plugin.
+    options
+        Asimov data instead of pseudodata, discovery significance.
+    plots, ranking
+        Draw the plots into ``output/plots``; include the (slow) impact ranking.
+    plugin_options
+        Options of the inference plugin, ``{plugin: {option: value}}``.
     """
     histograms = Path(histograms).resolve()
     if not histograms.is_file():
         raise InputError(f"histograms file {histograms} does not exist; run 'agcframe run --no-fit' first")
     manager = manager or PluginManager()
-    registered = manager.get("inference", inference)
-    backend = _instantiate(registered)
+    plugin_options = plugin_options or {}
+    selected = _select(manager, {"inference": inference}, plugin_options)
+    backend = _instantiate(selected["inference"], plugin_options)
     with staged_outputs(output) as staging:
-        return _fit(backend, registered, histograms, staging, asimov=asimov)
+        return _fit(
+            backend, selected["inference"], histograms, staging, options or FitOptions(), plots=plots, ranking=ranking
+        )
 
 
 def _version(distribution: str) -> str | None:

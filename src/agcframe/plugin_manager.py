@@ -13,10 +13,17 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError
+from .errors import ConfigError, PluginError
 from .specs import PluginSpec
 
-__all__ = ["BUILTIN_DISTRIBUTION", "ENTRY_POINT_GROUP", "SLOTS", "PluginManager", "RegisteredSpec"]
+__all__ = [
+    "BUILTIN_DISTRIBUTION",
+    "ENTRY_POINT_GROUP",
+    "SLOTS",
+    "PluginManager",
+    "RegisteredSpec",
+    "check_option_targets",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +48,30 @@ class RegisteredSpec:
     spec: PluginSpec[Any]
     distribution: str
     version: str
+
+    def bind(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Check ``values`` against the options the spec declares and convert them to their types.
+
+        Raises :class:`ConfigError` naming the plugin and the option.
+        """
+        declared = {option.name: option for option in self.spec.options}
+        bound = {}
+        for name, value in values.items():
+            if name not in declared:
+                choices = ", ".join(declared) or "none"
+                raise ConfigError(
+                    f"{self.spec.slot} plugin '{self.spec.name}' has no option {name!r}; its options: {choices}"
+                )
+            option = declared[name]
+            if option.type is bool and not isinstance(value, bool):
+                raise ConfigError(f"option {option.flag(self.spec.name)} must be true or false, not {value!r}")
+            try:
+                bound[name] = option.type(value)
+            except (TypeError, ValueError):
+                raise ConfigError(
+                    f"option {option.flag(self.spec.name)} must be a {option.type.__name__}, not {value!r}"
+                ) from None
+        return bound
 
 
 class PluginManager:
@@ -158,7 +189,7 @@ class PluginManager:
             raise PluginError(f"unknown {slot} plugin {name!r}; available: {available}")
         return choices[name]
 
-    def describe(self) -> dict[str, list[dict[str, str]]]:
+    def describe(self) -> dict[str, list[dict[str, Any]]]:
         """Slots -> plugins with distribution and version (``agcframe plugins --json``)."""
         return {
             slot: [
@@ -167,8 +198,20 @@ class PluginManager:
                     "distribution": registered.distribution,
                     "version": registered.version,
                     "description": registered.spec.description,
+                    "options": [option.flag(name) for option in registered.spec.options],
                 }
                 for name, registered in self.specs(slot).items()
             ]
             for slot in SLOTS
         }
+
+
+def check_option_targets(selected: Mapping[str, RegisteredSpec], plugin_options: Mapping[str, Any]) -> None:
+    """Options may only be given for plugins the run uses; say which ``--plugin`` is missing."""
+    used = {registered.spec.name for registered in selected.values()}
+    for name in plugin_options:
+        if name not in used:
+            raise ConfigError(
+                f"options were given for plugin '{name}', which this run does not use; "
+                f"select it with --plugin SLOT={name} or drop its options"
+            )

@@ -1,7 +1,8 @@
 """Plugin specs (what hooks return) and the contracts their backends fulfil.
 
 A hook returns one or more specs; each names a backend class. The core picks
-one spec per slot by name and instantiates its backend with no arguments.
+one spec per slot by name and instantiates its backend with the values of the
+options the spec declares (keyword arguments; unset options are not passed).
 This is conda's ``CondaSolver`` pattern: plugins declare, the core chooses.
 """
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
-from .data import Dataset, Fill, FitResult, WorkItem
+from .data import Dataset, Fill, FitOptions, FitResult, WorkItem
 
 __all__ = [
     "Executor",
@@ -21,6 +22,7 @@ __all__ = [
     "HistogrammerSpec",
     "Inference",
     "InferenceSpec",
+    "PluginOption",
     "PluginSpec",
     "Processor",
     "ProcessorSpec",
@@ -108,13 +110,37 @@ class Executor(Protocol):
 class Inference(Protocol):
     """Builds the statistical model from ``histograms.root`` and fits it."""
 
-    def fit(self, histograms: Path, workdir: Path, *, asimov: bool = False) -> FitResult:
-        """Fit the pseudodata in ``histograms`` (Asimov data of the model if ``asimov``).
+    def fit(self, histograms: Path, workdir: Path, options: FitOptions) -> FitResult:
+        """Fit the pseudodata in ``histograms`` (Asimov data of the model if ``options.asimov``).
 
-        Returns the fit result with the fitted pyhf workspace; may write extra
-        files into ``workdir``, which become outputs of the run.
+        Returns the fit result with the fitted pyhf workspace, and the discovery
+        significance if ``options.significance``; may write extra files into
+        ``workdir``, which become outputs of the run.
         """
         ...
+
+
+@dataclass(frozen=True)
+class PluginOption:
+    """An option of a plugin: a keyword argument of its backend.
+
+    The CLI offers it as ``--<plugin>-<name>`` (underscores become dashes),
+    a run configuration as ``plugin_options: {<plugin>: {<name>: value}}``.
+    """
+
+    name: str
+    help: str
+    type: type = str
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            raise ValueError(f"plugin option name {self.name!r} must be an identifier")
+        if self.type not in (str, int, float, bool, Path):
+            raise ValueError(f"plugin option {self.name!r} has type {self.type!r}; use str, int, float, bool or Path")
+
+    def flag(self, plugin: str) -> str:
+        """The command-line flag of this option for ``plugin``."""
+        return f"--{plugin}-{self.name}".replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -123,8 +149,9 @@ class PluginSpec(Generic[Backend]):
 
     slot: ClassVar[str]
     name: str
-    backend: Callable[[], Backend]
+    backend: Callable[..., Backend]
     description: str = ""
+    options: tuple[PluginOption, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("-", "_").isidentifier():

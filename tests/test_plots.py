@@ -1,0 +1,62 @@
+"""Fit plots: image comparison with committed baselines (as cabinetry tests its plots), and PNGs that load."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+from matplotlib.testing.compare import compare_images
+
+import agcframe
+
+BASELINES = Path(__file__).parent / "baseline_images"
+UPDATE_ENV = "AGCFRAME_UPDATE_BASELINES"
+EXPECTED = [
+    "4j1b_CR_postfit.png",
+    "4j1b_CR_prefit.png",
+    "4j2b_SR_postfit.png",
+    "4j2b_SR_prefit.png",
+    "correlation_matrix.png",
+    "pulls.png",
+    "ranking.png",
+]
+
+
+@pytest.fixture(scope="module")
+def plots(real_histograms: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Plots of the fit to the real AGC histograms (deterministic inputs, so stable images)."""
+    output = tmp_path_factory.mktemp("plots")
+    agcframe.fit(real_histograms, output)
+    directory = output / "plots"
+    if os.environ.get(UPDATE_ENV):
+        for name in EXPECTED:
+            shutil.copyfile(directory / name, BASELINES / name)
+    return directory
+
+
+def test_every_plot_is_written(plots: Path) -> None:
+    assert sorted(path.name for path in plots.iterdir()) == EXPECTED
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_plot_matches_baseline(plots: Path, name: str) -> None:
+    baseline = BASELINES / name
+    assert baseline.exists(), f"no baseline {baseline}; create it with {UPDATE_ENV}=1 python -m pytest {__file__}"
+    difference = compare_images(str(baseline), str(plots / name), tol=1.0)
+    assert difference is None, difference
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_plot_is_a_loadable_nonblank_png(plots: Path, name: str) -> None:
+    image = matplotlib.image.imread(plots / name)
+    assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 300
+    assert np.ptp(image[..., :3]) > 0.5  # drawn content, not a blank canvas
+
+
+def test_a_changed_plot_fails_the_comparison(plots: Path, tmp_path: Path) -> None:
+    """The comparison can fail: the post-fit plot of one region is not the pre-fit one."""
+    assert compare_images(str(BASELINES / "4j2b_SR_prefit.png"), str(plots / "4j2b_SR_postfit.png"), tol=1.0) is not None
