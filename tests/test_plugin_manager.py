@@ -19,7 +19,7 @@ BUILTINS = {
     "source": ["uproot"],
     "processor": ["coffea"],
     "histogrammer": ["hist"],
-    "executor": ["iterative"],
+    "executor": ["dask", "futures", "iterative"],
     "inference": ["cabinetry", "pyhf"],
 }
 

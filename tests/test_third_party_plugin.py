@@ -32,7 +32,7 @@ def test_listed_with_its_distribution(installed_example: None) -> None:
     assert result.returncode == 0, result.stderr
     executors = {e["name"]: e for e in json.loads(result.stdout)["executor"]}
     assert executors["reversed"]["distribution"] == "agcframe-example-plugin"
-    assert executors["reversed"]["version"] == "0.2.0"
+    assert executors["reversed"]["version"] == "0.3.0"
 
 
 def test_run_through_it_gives_the_same_histograms(installed_example: None, small_fileset: Path, tmp_path: Path) -> None:
@@ -43,7 +43,7 @@ def test_run_through_it_gives_the_same_histograms(installed_example: None, small
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
     provenance = json.loads((tmp_path / "reversed" / "provenance.json").read_text())
-    assert provenance["plugins"]["executor"] == {"name": "reversed", "distribution": "agcframe-example-plugin", "version": "0.2.0"}
+    assert provenance["plugins"]["executor"] == {"name": "reversed", "distribution": "agcframe-example-plugin", "version": "0.3.0"}
     assert_bit_identical(tmp_path / "iterative" / "histograms.root", tmp_path / "reversed" / "histograms.root")
 
 
@@ -51,4 +51,4 @@ def test_disabled_autoload_hides_it(installed_example: None, monkeypatch: pytest
     monkeypatch.setenv("AGCFRAME_DISABLE_PLUGIN_AUTOLOAD", "1")
     result = agcframe_cli("run", "--plugin", "executor=reversed")
     assert result.returncode == 2
-    assert "unknown executor plugin 'reversed'; available: iterative" in result.stderr
+    assert "unknown executor plugin 'reversed'; available: dask, futures, iterative" in result.stderr

@@ -2,34 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TypeVar
 
 from agcframe import hookimpl
 from agcframe.data import WorkItem
-from agcframe.reduce import tree_reduce
 from agcframe.specs import ExecutorSpec
 
 __all__ = ["IterativeExecutor"]
+
+Result = TypeVar("Result")
 
 
 class IterativeExecutor:
     """Runs the items one after the other; the reference for every other executor."""
 
-    def run(
-        self,
-        items: Sequence[WorkItem],
-        task: Callable[[WorkItem], Any],
-        merge: Callable[[Any, Any], Any],
-        *,
-        workers: int,
-        on_done: Callable[[WorkItem], None],
-    ) -> Any:
-        partials = []
-        for item in items:
-            partials.append(task(item))
-            on_done(item)
-        return tree_reduce(partials, merge)
+    def run(self, task: Callable[[WorkItem], Result], items: Sequence[WorkItem], *, workers: int) -> Iterator[tuple[int, Result]]:
+        for index, item in enumerate(items):
+            yield index, task(item)
 
 
 @hookimpl

@@ -45,7 +45,8 @@ def _reports_errors(command: F) -> F:
         except AgcframeError as exc:
             if click.get_current_context().find_root().params.get("debug"):
                 raise
-            click.echo(f"agcframe: error: {exc}", err=True)
+            message = " ".join(str(exc).split())  # one line, whatever a library put in it
+            click.echo(f"agcframe: error: {message}", err=True)
             sys.exit(exc.exit_code)
 
     return wrapper  # type: ignore[return-value]
@@ -107,7 +108,7 @@ def main(debug: bool) -> None:
         handlers=[RichHandler(console=console, show_path=False, show_time=False)],
         force=True,
     )
-    for noisy in ("pyhf", "cabinetry", "numba", "fsspec", "asyncio"):
+    for noisy in ("pyhf", "cabinetry", "numba", "fsspec", "asyncio", "distributed"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
@@ -133,6 +134,10 @@ def _fit_options(command: F) -> F:
 @click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Seed of the jet resolution smearing.")
 @click.option("--output", type=click.Path(path_type=Path), default=Path("agc-output"), show_default=True)
 @click.option("--no-fit", is_flag=True, help="Stop after writing histograms.root.")
+@click.option("--retries", type=int, default=3, show_default=True, help="Tries after the first for a chunk that raises.")
+@click.option("--skip-bad-files", is_flag=True, help="Finish without inputs that fail; histograms are then partial.")
+@click.option("--resume", is_flag=True, help="Reuse the checkpoints of an interrupted run with the same configuration.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML/JSON run configuration; flags given override it.")
 @_fit_options
 @_reports_errors
 def run(
@@ -144,28 +149,43 @@ def run(
     seed: int,
     output: Path,
     no_fit: bool,
+    retries: int,
+    skip_bad_files: bool,
+    resume: bool,
+    config_file: Path | None,
     significance: bool,
     no_plots: bool,
     no_ranking: bool,
     plugin_options: dict[str, dict[str, Any]],
 ) -> None:
     """Run the analysis: files -> histograms.root -> fit and plots."""
-    config = RunConfig.from_mapping(
-        {
-            "fileset": str(fileset) if fileset else None,
-            "n_files_max": n_files_max,
-            "plugins": parse_plugin_choices(plugins),
-            "chunksize": chunksize,
-            "workers": workers,
-            "seed": seed,
-            "output": str(output),
-            "fit": not no_fit,
-            "significance": significance,
-            "plots": not no_plots,
-            "ranking": not no_ranking,
-            "plugin_options": plugin_options,
+    flags = {
+        "fileset": ("fileset", str(fileset) if fileset else None),
+        "n_files_max": ("n_files_max", n_files_max),
+        "plugins": ("plugins", parse_plugin_choices(plugins)),
+        "chunksize": ("chunksize", chunksize),
+        "workers": ("workers", workers),
+        "seed": ("seed", seed),
+        "output": ("output", str(output)),
+        "fit": ("no_fit", not no_fit),
+        "retries": ("retries", retries),
+        "skip_bad_files": ("skip_bad_files", skip_bad_files),
+        "resume": ("resume", resume),
+        "significance": ("significance", significance),
+        "plots": ("no_plots", not no_plots),
+        "ranking": ("no_ranking", not no_ranking),
+    }
+    if config_file is None:
+        values = {key: value for key, (_, value) in flags.items()}
+        config = RunConfig.from_mapping({**values, "plugin_options": plugin_options})
+    else:
+        context = click.get_current_context()
+        given = {
+            key: value
+            for key, (param, value) in flags.items()
+            if context.get_parameter_source(param) is not click.core.ParameterSource.DEFAULT
         }
-    )
+        config = RunConfig.from_file(config_file, {**given, "plugin_options": plugin_options})
     result = run_analysis(config, show_progress=console.is_terminal)
     metrics = result.metrics
     click.echo(

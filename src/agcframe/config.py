@@ -14,7 +14,7 @@ from .errors import ConfigError
 from .generate import DEFAULT_SEED
 from .plugin_manager import SLOTS
 
-__all__ = ["DEFAULT_PLUGINS", "RunConfig", "parse_plugin_choices"]
+__all__ = ["DEFAULT_PLUGINS", "RunConfig", "merge_config", "parse_plugin_choices", "read_config_file"]
 
 DEFAULT_PLUGINS: Mapping[str, str] = {
     "source": "uproot",
@@ -43,6 +43,9 @@ SCHEMA: dict[str, Any] = {
         "significance": {"type": "boolean"},
         "plots": {"type": "boolean"},
         "ranking": {"type": "boolean"},
+        "retries": {"type": "integer", "minimum": 0},
+        "skip_bad_files": {"type": "boolean"},
+        "resume": {"type": "boolean"},
         "plugin_options": {
             "type": "object",
             "additionalProperties": {"type": "object"},
@@ -67,27 +70,76 @@ class RunConfig:
     significance: bool = False
     plots: bool = True
     ranking: bool = True
+    #: tries after the first for a chunk that raises
+    retries: int = 3
+    #: finish without inputs that cannot be read (histograms are then partial)
+    skip_bad_files: bool = False
+    #: reuse the checkpoints of an interrupted run with the same configuration
+    resume: bool = False
     #: plugin name -> option name -> value, for the options plugins declare
     plugin_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # slots not chosen keep their default plugin
+        object.__setattr__(self, "plugins", {**DEFAULT_PLUGINS, **self.plugins})
+
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> RunConfig:
+    def from_mapping(cls, values: Mapping[str, Any], *, source: str | None = None) -> RunConfig:
         """Validate ``values`` against the schema and fill in defaults.
 
         Raises :class:`ConfigError` naming the offending key (with a suggestion
-        for a misspelt one).
+        for a misspelt one), prefixed by ``source`` (a file name) if given.
         """
         values = dict(values)
         if isinstance(values.get("fileset"), Path):
             values["fileset"] = str(values["fileset"])
         if isinstance(values.get("output"), Path):
             values["output"] = str(values["output"])
-        _validate(values)
-        plugins = {**DEFAULT_PLUGINS, **values.pop("plugins", {})}
-        return cls(plugins=plugins, **values)
+        try:
+            _validate(values)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}" if source else str(exc)) from None
+        return cls(**values)
+
+    @classmethod
+    def from_file(cls, path: str | Path, overrides: Mapping[str, Any] | None = None) -> RunConfig:
+        """Read a YAML or JSON run configuration; ``overrides`` (e.g. command-line flags) win.
+
+        ``plugins`` and ``plugin_options`` are merged key by key.
+        """
+        return cls.from_mapping(merge_config(read_config_file(path), overrides or {}), source=str(path))
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML (or JSON) file; :class:`ConfigError` naming the file otherwise."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML{line}; fix its syntax") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of config keys, not a {type(values).__name__}")
+    return values
+
+
+def merge_config(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``overrides`` over ``base``; ``plugins`` and ``plugin_options`` merged per key."""
+    merged = {**base, **overrides}
+    for key in ("plugins", "plugin_options"):
+        if isinstance(base.get(key), dict) and isinstance(overrides.get(key), dict):
+            merged[key] = {**base[key], **overrides[key]}
+    return merged
 
 
 def _validate(values: Mapping[str, Any]) -> None:

@@ -33,7 +33,7 @@ import vector
 
 from .analysis import SAMPLE_VARIATIONS
 
-__all__ = ["DEFAULT_EVENTS_PER_FILE", "DEFAULT_SEED", "GenerationSettings", "generate_dataset"]
+__all__ = ["DEFAULT_EVENTS_PER_FILE", "DEFAULT_SEED", "GenerationSettings", "generate_dataset", "write_events"]
 
 log = logging.getLogger(__name__)
 
@@ -383,7 +383,12 @@ def _write_file(path: Path, collections: dict[str, ak.Array], rng: np.random.Gen
         "genWeight": genweight,
         **collections,
     }
-    with uproot.recreate(path, compression=uproot.ZLIB(1)) as file:
+    write_events(path, branches)
+
+
+def write_events(path: Path, branches: dict[str, object], compression: object = None) -> None:
+    """Write ``branches`` (numpy arrays, awkward records of jagged collections) as a NanoAOD ``Events`` TTree."""
+    with uproot.recreate(path, compression=compression or uproot.ZLIB(1)) as file:
         file.mktree("Events", {name: _branch_type(value) for name, value in branches.items()}, title="Events")
         file["Events"].extend(branches)
 

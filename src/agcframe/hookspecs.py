@@ -71,7 +71,7 @@ def agcframe_histogrammers() -> Iterable[HistogrammerSpec]:
 
     :returns: :class:`~agcframe.specs.HistogrammerSpec` objects whose backend
         implements :class:`~agcframe.specs.Histogrammer`: ``fill`` (on workers,
-        after the processor), ``merge`` (by the executor), ``yields`` and
+        after the processor), ``merge`` (in the main process, in item order), ``yields`` and
         ``write`` (once, in the main process, after all items are merged).
 
     Called by the plugin manager when it collects the ``histogrammer`` slot.
@@ -83,8 +83,8 @@ def agcframe_executors() -> Iterable[ExecutorSpec]:
     """Declare executors (slot ``executor``).
 
     :returns: :class:`~agcframe.specs.ExecutorSpec` objects whose backend
-        implements :class:`~agcframe.specs.Executor`: ``run(items, task, merge,
-        workers=..., on_done=...)`` returns the merged partial result.
+        implements :class:`~agcframe.specs.Executor`: ``run(task, items,
+        workers=...)`` yields ``(index, result)`` for every item as it finishes.
 
     Called by the plugin manager when it collects the ``executor`` slot. The
     core calls ``run`` once per run, in the main process.
@@ -97,7 +97,7 @@ def agcframe_inferences() -> Iterable[InferenceSpec]:
 
     :returns: :class:`~agcframe.specs.InferenceSpec` objects whose backend
         implements :class:`~agcframe.specs.Inference`: ``fit(histograms,
-        workdir)`` builds the statistical model and returns a
+        workdir, options)`` builds the statistical model and returns a
         :class:`~agcframe.data.FitResult`.
 
     Called by the plugin manager when it collects the ``inference`` slot. The

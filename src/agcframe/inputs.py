@@ -18,19 +18,27 @@ __all__ = ["open_tree", "require_branches"]
 def open_tree(path: str, treename: str = "Events") -> Iterator[Any]:
     """Open ``path`` and yield its TTree ``treename``.
 
-    Raises :class:`InputError` for a missing, unreadable or truncated file, or
-    a file without the tree.
+    Raises :class:`InputError` for a missing, unreadable or truncated file (shorter
+    than its header says), or a file without the tree.
     """
     if "://" not in path and not os.path.exists(path):
         raise InputError(f"input file {path} does not exist; check the fileset paths")
+    if "://" not in path and os.path.getsize(path) == 0:
+        raise InputError(f"input file {path} is empty (0 bytes); produce or copy it again")
     try:
         file = uproot.open(path)
     except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise InputError(
-            f"input file {path} cannot be opened as ROOT ({type(exc).__name__}: {exc}); "
+            f"input file {path} cannot be opened as ROOT ({type(exc).__name__}: {reason}); "
             "it may be truncated or not a ROOT file"
         ) from exc
     with file:
+        if "://" not in path and os.path.getsize(path) < file.file.fEND:
+            raise InputError(
+                f"input file {path} is truncated ({os.path.getsize(path):,} of {file.file.fEND:,} bytes); "
+                "copy or produce it again"
+            )
         try:
             tree = file[treename]
         except Exception:

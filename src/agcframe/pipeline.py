@@ -17,20 +17,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from . import analysis
 from .config import RunConfig
-from .data import FitOptions, FitResult, WorkItem
+from .data import FitOptions, FitResult
 from .errors import AgcframeError, InputError, PluginError
 from .fileset import load_fileset, select_datasets
 from .generate import GenerationSettings, generate_dataset
+from .checkpoints import CheckpointStore, checkpoint_directory
 from .outputs import staged_outputs, write_json
 from .plots import draw_fit_plots
+from .processing import ChunkTask, Processed, plan, process
 from .plugin_manager import PluginManager, RegisteredSpec, check_option_targets
-from .specs import Histogrammer, Processor
 
-__all__ = ["ChunkTask", "RunResult", "default_fileset", "fit", "run"]
+__all__ = ["RunResult", "default_fileset", "fit", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -38,26 +37,6 @@ HISTOGRAMS_FILE = "histograms.root"
 PLOTS_DIR = "plots"
 GENERATOR_VERSION = 1
 LIBRARIES = ("awkward", "cabinetry", "coffea", "hist", "numpy", "pyhf", "uproot", "vector")
-
-
-@dataclass(frozen=True)
-class ChunkTask:
-    """Processor then histogrammer on one work item; picklable, so it runs on any worker."""
-
-    processor: Processor
-    histogrammer: Histogrammer[Any]
-    seed: int
-
-    def __call__(self, item: WorkItem) -> Any:
-        try:
-            fills = self.processor.process(item, self.seed)
-            return self.histogrammer.fill(fills)
-        except AgcframeError:
-            raise
-        except Exception as exc:
-            raise PluginError(
-                f"processing {item.describe()} failed: {type(exc).__name__}: {exc}"
-            ) from exc
 
 
 @dataclass(frozen=True)
@@ -104,18 +83,6 @@ def _instantiate(registered: RegisteredSpec, plugin_options: Mapping[str, Mappin
         ) from exc
 
 
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]processing"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("chunks  {task.fields[rate]}"),
-        TimeElapsedColumn(),
-        disable=not enabled,
-        transient=False,
-    )
-
-
 def run(
     config: RunConfig | None = None,
     *,
@@ -141,29 +108,33 @@ def run(
     datasets = select_datasets(load_fileset(fileset_path), config.n_files_max)
 
     started = time.perf_counter()
-    items = backends["source"].plan(datasets, config.chunksize)
+    items, skipped_at_planning = plan(
+        backends["source"], datasets, config.chunksize, skip_bad_files=config.skip_bad_files
+    )
     planned = time.perf_counter()
-    task = ChunkTask(backends["processor"], backends["histogrammer"], config.seed)
-    events_done = 0
-
-    with _progress(show_progress) as progress:
-        bar = progress.add_task("processing", total=len(items), rate="")
-
-        def on_done(item: WorkItem) -> None:
-            nonlocal events_done
-            events_done += item.num_entries
-            rate = events_done / max(time.perf_counter() - planned, 1e-9)
-            progress.update(bar, advance=1, rate=f"{rate / 1000:.1f} k events/s")
-
-        result = backends["executor"].run(
-            items, task, backends["histogrammer"].merge, workers=config.workers, on_done=on_done
-        )
-    processed = time.perf_counter()
-    if result is None:
-        raise InputError(f"fileset {fileset_path} selects no events to process")
-
     histogrammer = backends["histogrammer"]
-    yields = histogrammer.yields(result)
+    task = ChunkTask(backends["processor"], histogrammer, config.seed, config.retries, config.skip_bad_files)
+    store = CheckpointStore(checkpoint_directory(config.output), _checkpoint_key(config, selected))
+    processed = process(
+        backends["executor"],
+        task,
+        items,
+        workers=config.workers,
+        store=store,
+        resume=config.resume,
+        show_progress=show_progress,
+    )
+    processed.skipped[:0] = skipped_at_planning
+    done = time.perf_counter()
+    if processed.result is None:
+        raise InputError(f"fileset {fileset_path} selects no events to process")
+    if processed.skipped:
+        log.error(
+            "HISTOGRAMS ARE PARTIAL: %d input files were skipped (listed in metrics.json and provenance.json)",
+            len(processed.skipped),
+        )
+
+    yields = histogrammer.yields(processed.result)
     empty_regions = [
         region
         for region in analysis.REGIONS
@@ -178,7 +149,7 @@ def run(
         )
 
     with staged_outputs(config.output) as staging:
-        names = histogrammer.write(result, staging / HISTOGRAMS_FILE)
+        names = histogrammer.write(processed.result, staging / HISTOGRAMS_FILE)
         written = time.perf_counter()
         fit_result = None
         if config.fit:
@@ -192,22 +163,44 @@ def run(
                 ranking=config.ranking,
             )
         finished = time.perf_counter()
-        n_events = sum(item.num_entries for item in items)
         metrics = {
-            "events": n_events,
+            "events": processed.events,
             "chunks": len(items),
+            "chunks_computed": processed.computed,
+            "chunks_resumed": processed.resumed,
+            "chunks_failed": len(processed.failures),
+            "partial": bool(processed.skipped),
+            "skipped_inputs": [skipped.to_json() for skipped in processed.skipped],
             "wall_time_s": finished - started,
-            "processing_time_s": processed - planned,
-            "events_per_s": n_events / max(processed - planned, 1e-9),
+            "processing_time_s": processed.seconds,
+            "events_per_s": processed.events_computed / max(processed.seconds, 1e-9),
             "planning_time_s": planned - started,
-            "writing_time_s": written - processed,
+            "writing_time_s": written - done,
             "fit_time_s": finished - written,
             "histograms": len(names),
         }
-        provenance = _provenance(config, selected, fileset_path, items)
+        provenance = _provenance(config, selected, fileset_path, processed)
         write_json(staging / "metrics.json", metrics)
         write_json(staging / "provenance.json", provenance)
+    store.clear()
     return RunResult(Path(config.output), names, yields, empty_regions, metrics, fit_result, provenance)
+
+
+def _checkpoint_key(config: RunConfig, selected: Mapping[str, RegisteredSpec]) -> dict[str, Any]:
+    """What besides the work item decides a chunk's partial result."""
+    return {
+        "agcframe": _version("agcframe"),
+        "seed": config.seed,
+        "plugins": {
+            slot: [selected[slot].spec.name, selected[slot].distribution, selected[slot].version]
+            for slot in ("processor", "histogrammer")
+        },
+        "options": {
+            name: {key: str(value) for key, value in options.items()}
+            for name, options in config.plugin_options.items()
+            if name in (selected["processor"].spec.name, selected["histogrammer"].spec.name)
+        },
+    }
 
 
 def _fit(
@@ -288,10 +281,10 @@ def _provenance(
     config: RunConfig,
     selected: Mapping[str, RegisteredSpec],
     fileset_path: Path,
-    items: list[WorkItem],
+    processed: Processed,
 ) -> dict[str, Any]:
     inputs: dict[str, dict[str, Any]] = {}
-    for item in items:
+    for item in processed.items:
         entry = inputs.setdefault(
             item.path,
             {"path": item.path, "process": item.process, "variation": item.variation, "size_bytes": item.size_bytes, "entries": 0},
@@ -308,6 +301,7 @@ def _provenance(
         "seed": config.seed,
         "fileset": str(fileset_path),
         "inputs": list(inputs.values()),
+        "skipped_inputs": [skipped.to_json() for skipped in processed.skipped],
         "libraries": {name: _version(name) for name in LIBRARIES},
     }
 

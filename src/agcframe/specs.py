@@ -8,7 +8,7 @@ This is conda's ``CondaSolver`` pattern: plugins declare, the core chooses.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 Partial = TypeVar("Partial")
+Result = TypeVar("Result")
 Backend = TypeVar("Backend")
 
 
@@ -86,22 +87,16 @@ class Histogrammer(Protocol[Partial]):
 
 @runtime_checkable
 class Executor(Protocol):
-    """Runs ``task`` on every work item and merges the partial results."""
+    """Runs ``task`` on every work item, where and how it likes."""
 
-    def run(
-        self,
-        items: Sequence[WorkItem],
-        task: Callable[[WorkItem], Any],
-        merge: Callable[[Any, Any], Any],
-        *,
-        workers: int,
-        on_done: Callable[[WorkItem], None],
-    ) -> Any:
-        """Apply ``task`` to each item, call ``on_done(item)`` as each finishes,
-        and return the merge of all partial results (``None`` for no items).
+    def run(self, task: Callable[[WorkItem], Result], items: Sequence[WorkItem], *, workers: int) -> Iterator[tuple[int, Result]]:
+        """Apply ``task`` to each of ``items``; yield ``(position in items, result)`` as each finishes.
 
-        ``task`` and its results are picklable. Merging must not depend on
-        completion order for the result to be reproducible.
+        Results may come in any order; the core merges them in item order, so
+        the outcome does not depend on scheduling. ``task`` and its results
+        are picklable. An exception of ``task`` propagates out of the
+        iterator (the core has already retried it). Closing the iterator
+        early must release the workers.
         """
         ...
 

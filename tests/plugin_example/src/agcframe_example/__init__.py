@@ -6,30 +6,18 @@ same histograms as ``iterative``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from agcframe import hookimpl
 from agcframe.data import WorkItem
-from agcframe.reduce import tree_reduce
 from agcframe.specs import ExecutorSpec
 
 
 class ReversedExecutor:
-    def run(
-        self,
-        items: Sequence[WorkItem],
-        task: Callable[[WorkItem], Any],
-        merge: Callable[[Any, Any], Any],
-        *,
-        workers: int,
-        on_done: Callable[[WorkItem], None],
-    ) -> Any:
-        partials = []
-        for item in reversed(items):
-            partials.append(task(item))
-            on_done(item)
-        return tree_reduce(partials, merge)
+    def run(self, task: Callable[[WorkItem], Any], items: Sequence[WorkItem], *, workers: int) -> Iterator[tuple[int, Any]]:
+        for index in reversed(range(len(items))):
+            yield index, task(items[index])
 
 
 @hookimpl

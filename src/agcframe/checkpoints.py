@@ -1,0 +1,95 @@
+"""Checkpoints: each finished chunk's partial result, persisted so a killed run can resume.
+
+A checkpoint is keyed by the identity of its input file (path, size and
+modification time for local files), its entry range and sample, and a hash of
+everything else that decides its content (the analysis configuration). A key
+that matches can be reused; anything that changed gives a new key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pickle
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .data import WorkItem
+
+__all__ = ["CheckpointStore", "checkpoint_directory"]
+
+log = logging.getLogger(__name__)
+
+
+def checkpoint_directory(output: str | Path) -> Path:
+    """Where the checkpoints of a run writing to ``output`` live: a hidden sibling of it."""
+    output = Path(output).absolute()
+    return output.parent / f".{output.name}.checkpoints"
+
+
+def _digest(document: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+def _file_identity(path: str) -> dict[str, Any]:
+    if "://" in path:
+        return {"path": path}
+    stat = os.stat(path)
+    return {"path": os.path.abspath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+class CheckpointStore:
+    """Partial results of work items, one pickle per item, written atomically.
+
+    Parameters
+    ----------
+    directory
+        Folder of the checkpoint files (created on first save).
+    analysis
+        Everything besides the item that decides a partial result (seed,
+        plugins and their versions, options); hashed into every key.
+    """
+
+    def __init__(self, directory: Path, analysis: Mapping[str, Any]) -> None:
+        self.directory = directory
+        self._analysis = _digest(analysis)
+
+    def _path(self, item: WorkItem) -> Path:
+        key = _digest(
+            {
+                "file": _file_identity(item.path),
+                "tree": item.treename,
+                "entries": [item.entry_start, item.entry_stop],
+                "sample": [item.process, item.variation, item.weight],
+                "analysis": self._analysis,
+            }
+        )
+        return self.directory / f"{key}.pkl"
+
+    def save(self, item: WorkItem, partial: Any) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        target = self._path(item)
+        handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
+        with os.fdopen(handle, "wb") as file:
+            pickle.dump(partial, file, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(temporary, target)
+
+    def load(self, item: WorkItem) -> Any | None:
+        """The saved partial of ``item``, or ``None`` if there is none (or it is unreadable)."""
+        path = self._path(item)
+        if not path.exists():
+            return None
+        try:
+            with path.open("rb") as file:
+                return pickle.load(file)
+        except Exception as exc:  # a damaged checkpoint is recomputed, never trusted
+            log.warning("ignoring unreadable checkpoint %s (%s); recomputing %s", path, exc, item.describe())
+            return None
+
+    def clear(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)

@@ -1,0 +1,193 @@
+"""From datasets to one merged partial result: planning, retries, checkpoints, merging in item order.
+
+The executor only maps the chunk task over work items; everything that must
+not depend on where or in which order chunks run lives here: retrying a
+failing chunk, skipping bad files, persisting and reusing checkpoints, and
+merging the partial results in a fixed (item) order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .checkpoints import CheckpointStore
+from .data import Dataset, WorkItem
+from .errors import AgcframeError, InputError, PluginError
+from .reduce import tree_reduce
+from .specs import Executor, Histogrammer, Processor, Source
+
+__all__ = ["ChunkFailure", "ChunkTask", "Processed", "SkippedInput", "plan", "process"]
+
+log = logging.getLogger(__name__)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class SkippedInput:
+    """An input file left out of a ``--skip-bad-files`` run, and why."""
+
+    path: str
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"path": self.path, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class ChunkFailure:
+    """A chunk that kept failing, returned instead of raised when bad files are skipped."""
+
+    item: WorkItem
+    error: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """Processor then histogrammer on one work item, with retries; picklable, so it runs on any worker.
+
+    A chunk that raises is tried again up to ``retries`` times (an
+    :class:`AgcframeError`, such as a missing branch, is not: it fails the same
+    way every time). If it still fails, the error names the file and entry
+    range; with ``keep_going`` a :class:`ChunkFailure` is returned instead.
+    """
+
+    processor: Processor
+    histogrammer: Histogrammer[Any]
+    seed: int
+    retries: int = 0
+    keep_going: bool = False
+
+    def __call__(self, item: WorkItem) -> Any:
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                return self.histogrammer.fill(self.processor.process(item, self.seed))
+            except Exception as exc:
+                final = isinstance(exc, AgcframeError) or attempts > self.retries
+                if not final:
+                    log.warning("retrying %s (attempt %d failed: %s)", item.describe(), attempts, _one_line(exc))
+                    continue
+                if self.keep_going:
+                    return ChunkFailure(item, _one_line(exc), attempts)
+                if isinstance(exc, AgcframeError):
+                    raise
+                raise PluginError(
+                    f"processing {item.describe()} failed {attempts} times: {_one_line(exc)}; "
+                    "fix or remove the file, or pass --skip-bad-files to finish without it"
+                ) from exc
+
+
+def plan(
+    source: Source, datasets: Sequence[Dataset], chunksize: int, *, skip_bad_files: bool
+) -> tuple[list[WorkItem], list[SkippedInput]]:
+    """Work items of every file; with ``skip_bad_files`` a file the source cannot open is skipped."""
+    if not skip_bad_files:
+        return source.plan(datasets, chunksize), []
+    items: list[WorkItem] = []
+    skipped: list[SkippedInput] = []
+    for dataset in datasets:
+        for file_index, entry in enumerate(dataset.files):
+            try:
+                planned = source.plan([dataclasses.replace(dataset, files=(entry,))], chunksize)
+            except InputError as exc:
+                log.error("skipping input %s: %s", entry.path, exc)
+                skipped.append(SkippedInput(entry.path, str(exc)))
+                continue
+            items.extend(dataclasses.replace(item, file_index=file_index) for item in planned)
+    return items, skipped
+
+
+@dataclass
+class Processed:
+    """The merged partial result of a run and how it came about."""
+
+    result: Any
+    items: list[WorkItem]
+    computed: int = 0
+    resumed: int = 0
+    failures: list[ChunkFailure] = field(default_factory=list)
+    skipped: list[SkippedInput] = field(default_factory=list)
+    seconds: float = 0.0
+
+    events_computed: int = 0
+
+    @property
+    def events(self) -> int:
+        """Events in the merged result (chunks of skipped files excluded)."""
+        return sum(item.num_entries for item in self.items)
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]processing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("chunks  {task.fields[failed]} failed  {task.fields[rate]}"),
+        TimeElapsedColumn(),
+        disable=not enabled,
+        transient=False,
+    )
+
+
+def process(
+    executor: Executor,
+    task: ChunkTask,
+    items: list[WorkItem],
+    *,
+    workers: int,
+    store: CheckpointStore,
+    resume: bool,
+    show_progress: bool = False,
+) -> Processed:
+    """Run ``task`` on every item not already checkpointed and merge all partials in item order.
+
+    Every finished chunk is checkpointed as it arrives. Chunks that failed (with
+    ``task.keep_going``) exclude their whole file from the result.
+    """
+    partials: dict[int, Any] = {}
+    if resume:
+        for index, item in enumerate(items):
+            saved = store.load(item)
+            if saved is not None:
+                partials[index] = saved
+        log.info("resuming: %d of %d chunks are checkpointed", len(partials), len(items))
+    resumed = len(partials)
+    pending = [index for index in range(len(items)) if index not in partials]
+    failures: list[ChunkFailure] = []
+    started = time.perf_counter()
+    events_done = 0
+    with _progress(show_progress) as progress:
+        bar = progress.add_task("processing", total=len(items), completed=resumed, failed=0, rate="")
+        for position, outcome in executor.run(task, [items[i] for i in pending], workers=workers):
+            index = pending[position]
+            if isinstance(outcome, ChunkFailure):
+                log.error("chunk %s failed %d times: %s", outcome.item.describe(), outcome.attempts, outcome.error)
+                failures.append(outcome)
+            else:
+                partials[index] = outcome
+                store.save(items[index], outcome)
+                events_done += items[index].num_entries
+            rate = events_done / max(time.perf_counter() - started, 1e-9)
+            progress.update(bar, advance=1, failed=len(failures), rate=f"{rate / 1000:.1f} k events/s")
+    seconds = time.perf_counter() - started
+
+    bad_paths = {failure.item.path for failure in failures}
+    skipped = [
+        SkippedInput(path, next(f.error for f in failures if f.item.path == path)) for path in sorted(bad_paths)
+    ]
+    kept = [index for index in range(len(items)) if items[index].path not in bad_paths]
+    result = tree_reduce([partials[index] for index in kept], task.histogrammer.merge)
+    return Processed(result, [items[i] for i in kept], len(pending), resumed, failures, skipped, seconds, events_done)

@@ -1,0 +1,161 @@
+"""Executors: identical histograms everywhere, a killed Dask worker, a killed run resumed, retries."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+import agcframe
+from agcframe.checkpoints import checkpoint_directory
+from agcframe.errors import PluginError
+from agcframe.pipeline import default_fileset
+from agcframe.plugin_manager import PluginManager
+from agcframe.specs import ProcessorSpec
+from histograms import assert_bit_identical
+
+
+def _run(fileset: Path, output: Path, **settings: object) -> agcframe.RunResult:
+    return agcframe.run(agcframe.RunConfig(fileset=str(fileset), output=str(output), fit=False, **settings))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def embedded() -> Path:
+    return default_fileset()
+
+
+@pytest.fixture(scope="module")
+def reference(embedded: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _run(embedded, tmp_path_factory.mktemp("reference"), chunksize=10_000).output / "histograms.root"
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"chunksize": 50_000},
+        {"chunksize": 200_000},
+        {"plugins": {"executor": "futures"}, "workers": 2, "chunksize": 10_000},
+        {"plugins": {"executor": "dask"}, "workers": 2, "chunksize": 10_000},
+    ],
+    ids=["iterative-50k", "iterative-200k", "futures-2", "dask-2"],
+)
+def test_histograms_are_bit_identical(reference: Path, embedded: Path, tmp_path: Path, settings: dict[str, object]) -> None:
+    result = _run(embedded, tmp_path, **settings)
+    assert result.metrics["events"] == 180_000
+    assert_bit_identical(reference, result.output / "histograms.root")
+
+
+def _dask_worker_processes() -> list[psutil.Process]:
+    workers = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            command = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        if "spawn_main" in command and "resource_tracker" not in command:
+            workers.append(child)
+    return workers
+
+
+def _wait_for_checkpoints(directory: Path, count: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if directory.is_dir() and len(list(directory.glob("*.pkl"))) >= count:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"fewer than {count} checkpoints in {directory} after {timeout} s")
+
+
+def test_a_killed_dask_worker_changes_nothing(small_fileset: Path, tmp_path: Path) -> None:
+    expected = _run(small_fileset, tmp_path / "iterative", chunksize=250).output / "histograms.root"
+    output = tmp_path / "dask"
+    killed: list[int] = []
+
+    def kill_one_worker() -> None:
+        _wait_for_checkpoints(checkpoint_directory(output), 10)
+        victim = _dask_worker_processes()[0]
+        killed.append(victim.pid)
+        victim.send_signal(signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_one_worker, daemon=True)
+    killer.start()
+    result = _run(small_fileset, output, chunksize=250, workers=2, plugins={"executor": "dask"})
+    killer.join(timeout=5)
+    assert killed, "no dask worker was killed"
+    assert not psutil.pid_exists(killed[0]) or psutil.Process(killed[0]).status() == psutil.STATUS_ZOMBIE
+    assert result.metrics["chunks_computed"] == result.metrics["chunks"] > 10
+    assert_bit_identical(expected, result.output / "histograms.root")
+
+
+def test_resume_after_sigkill_recomputes_only_missing_chunks(small_fileset: Path, tmp_path: Path) -> None:
+    expected = _run(small_fileset, tmp_path / "full", chunksize=250).output / "histograms.root"
+    output = tmp_path / "out"
+    command = [sys.executable, "-m", "agcframe", "run", "--fileset", str(small_fileset), "--no-fit", "--chunksize", "250", "--output", str(output)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_checkpoints(checkpoint_directory(output), 20)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not output.exists()
+
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["chunks_resumed"] >= 20
+    assert metrics["chunks_computed"] == metrics["chunks"] - metrics["chunks_resumed"] < metrics["chunks"]
+    assert_bit_identical(expected, output / "histograms.root")
+    assert not checkpoint_directory(output).exists()
+
+
+class FlakyProcessor:
+    """The coffea processor, failing the first attempt at every work item (state of this process)."""
+
+    def __init__(self) -> None:
+        from agcframe_coffea import CoffeaProcessor
+
+        self.inner = CoffeaProcessor()
+        self.seen: set[tuple[str, int]] = set()
+
+    def process(self, item: agcframe.data.WorkItem, seed: int) -> list[agcframe.data.Fill]:
+        key = (item.path, item.entry_start)
+        if key not in self.seen:
+            self.seen.add(key)
+            raise OSError("transient read error")
+        return self.inner.process(item, seed)
+
+
+class FlakyPlugin:
+    @agcframe.hookimpl
+    def agcframe_processors(self) -> list[ProcessorSpec]:
+        return [ProcessorSpec(name="flaky", backend=FlakyProcessor)]
+
+
+def test_retries_recover_a_failing_chunk(small_fileset: Path, tmp_path: Path) -> None:
+    manager = PluginManager()
+    manager.register(FlakyPlugin(), name="flaky")
+    expected = _run(small_fileset, tmp_path / "expected", chunksize=1000).output / "histograms.root"
+    config = dict(fileset=str(small_fileset), fit=False, chunksize=1000, plugins={"processor": "flaky"})
+    result = agcframe.run(agcframe.RunConfig(output=str(tmp_path / "retried"), retries=1, **config), manager=manager)  # type: ignore[arg-type]
+    assert_bit_identical(expected, result.output / "histograms.root")
+    with pytest.raises(PluginError, match=r"processing .*ttbar__nominal__0000\.root entries \[0, 1000\) failed 1 times: OSError: transient read error; .*--skip-bad-files"):
+        agcframe.run(agcframe.RunConfig(output=str(tmp_path / "failed"), retries=0, **config), manager=manager)  # type: ignore[arg-type]
+    assert not (tmp_path / "failed").exists()
+
+
+def test_unreachable_scheduler_is_one_clear_line(small_fileset: Path, tmp_path: Path) -> None:
+    from test_cli import agcframe_cli
+
+    result = agcframe_cli(
+        "run", "--fileset", str(small_fileset), "--no-fit", "--plugin", "executor=dask", "--dask-scheduler-address", "tcp://127.0.0.1:1",
+        "--output", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach the Dask scheduler at tcp://127.0.0.1:1" in lines[0], result.stderr
