@@ -17,7 +17,7 @@ from agcframe.specs import ExecutorSpec
 
 BUILTINS = {
     "source": ["uproot"],
-    "processor": ["coffea"],
+    "processor": ["coffea", "numba"],
     "histogrammer": ["hist"],
     "executor": ["dask", "futures", "iterative"],
     "inference": ["cabinetry", "pyhf"],

@@ -11,6 +11,7 @@ import numpy as np
 from agcframe import analysis as agc
 from agcframe import hookimpl
 from agcframe.data import Fill, WorkItem
+from agcframe.fills import region_fills
 from agcframe.inputs import open_tree, require_branches
 from agcframe.specs import ProcessorSpec
 
@@ -67,7 +68,8 @@ class CoffeaProcessor:
                 in_region = base & ((n_btag == 1) if region == "4j1b" else (n_btag >= 2))
                 region_jets = selected[in_region]
                 observable = _ht(region_jets) if region == "4j1b" else _m_bjj(region_jets)
-                fills.extend(self._fills(item, region, kinematic, observable, region_jets))
+                leading_pt = [ak.to_numpy(region_jets.pt[:, i]) for i in range(agc.N_BTAG_VARIATIONS)] if kinematic == "nominal" else []
+                fills.extend(region_fills(item, region, kinematic, ak.to_numpy(observable), leading_pt))
         return fills
 
     @staticmethod
@@ -87,25 +89,6 @@ class CoffeaProcessor:
                 mode="virtual",
             )
             return factory.events()
-
-    @staticmethod
-    def _fills(item: WorkItem, region: str, kinematic: str, observable: ak.Array, region_jets: ak.Array) -> list[Fill]:
-        values = ak.to_numpy(observable).astype(np.float32)
-        ones = np.ones(len(values))
-
-        def fill(variation: str, factors: np.ndarray = ones) -> Fill:
-            return Fill(region, item.process, variation, values, factors, item.weight)
-
-        if kinematic != "nominal":
-            return [fill(kinematic)]
-        fills = [fill(item.variation)]
-        if item.variation == "nominal":
-            for i in range(agc.N_BTAG_VARIATIONS):
-                up, down = agc.btag_weight_factors(ak.to_numpy(region_jets.pt[:, i]))
-                fills += [fill(f"btag_var_{i}_up", up), fill(f"btag_var_{i}_down", down)]
-            if item.process == "wjets":
-                fills += [fill(name, ones * factor) for name, factor in agc.WJETS_SCALE_VARIATIONS.items()]
-        return fills
 
 
 def _ht(jets: ak.Array) -> ak.Array:

@@ -11,7 +11,7 @@ from typing import Final
 
 import numpy as np
 
-from .rng import keyed_normal
+from .rng import MAX_ABS_DEVIATE, keyed_normal
 
 __all__ = [
     "BIN_EDGES",
@@ -75,6 +75,8 @@ BTAG_VARIATION_SIZE: Final = 0.075
 BTAG_VARIATIONS: Final = tuple(
     f"btag_var_{i}_{direction}" for i in range(N_BTAG_VARIATIONS) for direction in ("up", "down")
 )
+#: no ``pt_res_up`` factor exceeds this (the generator's largest deviate, rounded up)
+JET_PT_RESOLUTION_MAX_FACTOR: Final = float(np.nextafter(np.float32(1.0 + JET_PT_RESOLUTION * MAX_ABS_DEVIATE), np.float32(2.0)))
 WJETS_SCALE_VARIATIONS: Final[dict[str, float]] = {"scale_var_up": 1.025, "scale_var_down": 0.975}
 
 

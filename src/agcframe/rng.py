@@ -20,6 +20,8 @@ _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 _SECOND_DRAW = np.uint64(0xD1B54A32D192ED03)
 _TO_UNIT = 2.0**-53
+#: the largest |deviate| keyed_normal can return: Box-Muller at the smallest uniform, 2**-54
+MAX_ABS_DEVIATE = float(np.sqrt(-2.0 * np.log(0.5 * _TO_UNIT)))
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
