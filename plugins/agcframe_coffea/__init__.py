@@ -31,7 +31,11 @@ class CoffeaProcessor:
     """The AGC reference processor, chunk by chunk, with coffea NanoEvents."""
 
     def process(self, item: WorkItem, seed: int) -> list[Fill]:
-        events = self._events(item)
+        return self.compute(item, self.events(item), seed)
+
+    @staticmethod
+    def compute(item: WorkItem, events: ak.Array, seed: int) -> list[Fill]:
+        """The fills of ``item`` from its NanoEvents ``events`` (``CoffeaProcessor.events``)."""
         jets = events.Jet
         flat_pt = ak.flatten(jets.pt)
         event_ids = [ak.flatten(ak.broadcast_arrays(events[name], jets.pt)[0]) for name in ("run", "luminosityBlock", "event")]
@@ -73,7 +77,8 @@ class CoffeaProcessor:
         return fills
 
     @staticmethod
-    def _events(item: WorkItem) -> ak.Array:
+    def events(item: WorkItem, mode: str = "virtual") -> ak.Array:
+        """NanoEvents of ``item``'s entry range; ``mode="eager"`` reads every branch now."""
         from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 
         with open_tree(item.path, item.treename) as tree:
@@ -86,7 +91,7 @@ class CoffeaProcessor:
                 entry_start=item.entry_start,
                 entry_stop=item.entry_stop,
                 schemaclass=NanoAODSchema,
-                mode="virtual",
+                mode=mode,
             )
             return factory.events()
 

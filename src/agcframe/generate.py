@@ -33,7 +33,10 @@ import vector
 
 from .analysis import SAMPLE_VARIATIONS
 
-__all__ = ["DEFAULT_EVENTS_PER_FILE", "DEFAULT_SEED", "GenerationSettings", "generate_dataset", "write_events"]
+#: entries per basket of the generated files
+BASKET_ENTRIES = 10_000
+
+__all__ = ["BASKET_ENTRIES", "DEFAULT_EVENTS_PER_FILE", "DEFAULT_SEED", "GenerationSettings", "generate_dataset", "write_events"]
 
 log = logging.getLogger(__name__)
 
@@ -387,10 +390,16 @@ def _write_file(path: Path, collections: dict[str, ak.Array], rng: np.random.Gen
 
 
 def write_events(path: Path, branches: dict[str, object], compression: object = None) -> None:
-    """Write ``branches`` (numpy arrays, awkward records of jagged collections) as a NanoAOD ``Events`` TTree."""
+    """Write ``branches`` (numpy arrays, awkward records of jagged collections) as a NanoAOD ``Events`` TTree.
+
+    Baskets hold :data:`BASKET_ENTRIES` entries, so a reader of an entry range
+    decompresses about that range, not the whole file.
+    """
+    n = len(next(iter(branches.values())))  # type: ignore[arg-type]
     with uproot.recreate(path, compression=compression or uproot.ZLIB(1)) as file:
-        file.mktree("Events", {name: _branch_type(value) for name, value in branches.items()}, title="Events")
-        file["Events"].extend(branches)
+        tree = file.mktree("Events", {name: _branch_type(value) for name, value in branches.items()}, title="Events")
+        for start in range(0, max(n, 1), BASKET_ENTRIES):
+            tree.extend({name: value[start : start + BASKET_ENTRIES] for name, value in branches.items()})  # type: ignore[index]
 
 
 def _branch_type(value: object) -> object:

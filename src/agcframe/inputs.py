@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -13,17 +14,28 @@ from .errors import InputError
 
 __all__ = ["open_tree", "require_branches"]
 
+#: trees kept open per process
+OPEN_TREES = 8
+
 
 @contextmanager
 def open_tree(path: str, treename: str = "Events") -> Iterator[Any]:
     """Open ``path`` and yield its TTree ``treename``.
 
     Raises :class:`InputError` for a missing, unreadable or truncated file (shorter
-    than its header says), or a file without the tree.
+    than its header says), or a file without the tree. The last few trees stay
+    open in this process (keyed by path, size and modification time), so the
+    chunks of one file do not each re-read its metadata.
     """
     if "://" not in path and not os.path.exists(path):
         raise InputError(f"input file {path} does not exist; check the fileset paths")
-    if "://" not in path and os.path.getsize(path) == 0:
+    identity = None if "://" in path else (os.path.getsize(path), os.stat(path).st_mtime_ns)
+    yield _open_tree(path, treename, identity)
+
+
+@functools.lru_cache(maxsize=OPEN_TREES)
+def _open_tree(path: str, treename: str, identity: tuple[int, int] | None) -> Any:
+    if identity is not None and identity[0] == 0:
         raise InputError(f"input file {path} is empty (0 bytes); produce or copy it again")
     try:
         file = uproot.open(path)
@@ -33,21 +45,19 @@ def open_tree(path: str, treename: str = "Events") -> Iterator[Any]:
             f"input file {path} cannot be opened as ROOT ({type(exc).__name__}: {reason}); "
             "it may be truncated or not a ROOT file"
         ) from exc
-    with file:
-        if "://" not in path and os.path.getsize(path) < file.file.fEND:
-            raise InputError(
-                f"input file {path} is truncated ({os.path.getsize(path):,} of {file.file.fEND:,} bytes); "
-                "copy or produce it again"
-            )
-        try:
-            tree = file[treename]
-        except Exception:
-            raise InputError(
-                f"input file {path} has no '{treename}' tree (keys: {', '.join(file.keys()) or 'none'})"
-            ) from None
-        if not isinstance(tree, uproot.TTree):
-            raise InputError(f"input file {path}: '{treename}' is a {type(tree).__name__}, not a TTree")
-        yield tree
+    if identity is not None and identity[0] < file.file.fEND:
+        file.close()
+        raise InputError(f"input file {path} is truncated ({identity[0]:,} of {file.file.fEND:,} bytes); copy or produce it again")
+    try:
+        tree = file[treename]
+    except Exception:
+        keys = ", ".join(file.keys()) or "none"
+        file.close()
+        raise InputError(f"input file {path} has no '{treename}' tree (keys: {keys})") from None
+    if not isinstance(tree, uproot.TTree):
+        file.close()
+        raise InputError(f"input file {path}: '{treename}' is a {type(tree).__name__}, not a TTree")
+    return tree
 
 
 def require_branches(tree: Any, path: str, branches: Sequence[str]) -> None:

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 HISTOGRAMS_FILE = "histograms.root"
 PLOTS_DIR = "plots"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 LIBRARIES = ("awkward", "cabinetry", "coffea", "hist", "numpy", "pyhf", "uproot", "vector")
 
 

@@ -1,0 +1,107 @@
+"""Processor speed on the same generated files, one core: end to end, compute alone, kernels, filling, the read floor.
+
+Each benchmark stores events/s in ``extra_info``; compare them within one run
+(the README's performance section has the command and a table).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import uproot
+
+import agcframe
+from agcframe.data import WorkItem
+from agcframe.fileset import load_fileset, select_datasets
+from agcframe_coffea import REQUIRED_BRANCHES, CoffeaProcessor
+from agcframe_hist import HistHistogrammer
+from agcframe_numba import BRANCHES, NumbaProcessor, read_branches
+from agcframe_numba.kernels import select_events
+from agcframe_uproot import UprootSource
+
+SEED = 42
+
+
+@pytest.fixture(scope="module")
+def items(benchmark_fileset: Path) -> list[WorkItem]:
+    return UprootSource().plan(select_datasets(load_fileset(benchmark_fileset), -1), 100_000)
+
+
+def _events(items: list[WorkItem]) -> int:
+    return sum(item.num_entries for item in items)
+
+
+def _rate(benchmark: Any, events: int) -> None:
+    benchmark.extra_info["events"] = events
+    if benchmark.stats is not None:  # None with --benchmark-disable
+        benchmark.extra_info["events_per_s"] = events / benchmark.stats.stats.median
+
+
+@pytest.mark.parametrize("processor", ["coffea", "numba"])
+def test_processing_rate(benchmark: Any, processor: str, benchmark_fileset: Path, tmp_path: Path) -> None:
+    """``agcframe run --no-fit`` end to end; events/s as metrics.json reports it."""
+    config = agcframe.RunConfig(fileset=str(benchmark_fileset), output=str(tmp_path), fit=False, plugins={"processor": processor})
+    agcframe.run(config)  # compile or load numba's cache once
+    metrics = benchmark.pedantic(lambda: agcframe.run(config).metrics, rounds=3, iterations=1)
+    benchmark.extra_info.update(events=metrics["events"], metrics_events_per_s=metrics["events_per_s"])
+
+
+def test_read_floor(benchmark: Any, items: list[WorkItem]) -> None:
+    """A bare uproot read of exactly the branches the numba processor needs."""
+
+    def read() -> None:
+        for item in items:
+            with uproot.open(item.path) as file:
+                file[item.treename].arrays(BRANCHES, entry_start=item.entry_start, entry_stop=item.entry_stop, how=dict)
+
+    benchmark.pedantic(read, rounds=3, iterations=1)
+    _rate(benchmark, _events(items))
+
+
+def test_compute_numba(benchmark: Any, items: list[WorkItem]) -> None:
+    arrays = [read_branches(item) for item in items]
+    processor = NumbaProcessor()
+    benchmark.pedantic(lambda: [processor.compute(i, a, SEED) for i, a in zip(items, arrays)], rounds=5, iterations=1)
+    _rate(benchmark, _events(items))
+
+
+def test_compute_coffea(benchmark: Any, items: list[WorkItem]) -> None:
+    events = [CoffeaProcessor.events(item, mode="eager") for item in items]
+    benchmark.pedantic(lambda: [CoffeaProcessor.compute(i, e, SEED) for i, e in zip(items, events)], rounds=3, iterations=1)
+    _rate(benchmark, _events(items))
+    assert len(REQUIRED_BRANCHES) >= len(BRANCHES)
+
+
+def test_selection_kernel(benchmark: Any, items: list[WorkItem]) -> None:
+    """The numba pass alone (selection, HT, trijet search) for three jet-pt variations."""
+    from agcframe_numba import _flat
+    from agcframe_numba.kernels import count_leptons
+
+    inputs = []
+    for item in items:
+        arrays = read_branches(item)
+        el_off, el_pt = _flat(arrays["Electron_pt"])
+        mu_off, mu_pt = _flat(arrays["Muon_pt"])
+        flat = {name: _flat(arrays[name])[1] for name in BRANCHES if name.startswith(("Electron", "Muon", "Jet"))}
+        n_leptons = count_leptons(
+            el_off, el_pt, flat["Electron_eta"], flat["Electron_cutBased"], flat["Electron_sip3d"],
+            mu_off, mu_pt, flat["Muon_eta"], flat["Muon_tightId"], flat["Muon_sip3d"], flat["Muon_pfRelIso04_all"],
+        )  # fmt: skip
+        jet_off, jet_pt = _flat(arrays["Jet_pt"])
+        pts = np.stack([jet_pt, jet_pt * np.float32(1.03), jet_pt * np.float32(0.97)])
+        jets = [flat[f"Jet_{n}"] for n in ("eta", "phi", "mass", "btagCSVV2", "jetId")]
+        inputs.append((jet_off, pts, *jets, n_leptons))
+    select_events(*inputs[0])
+    benchmark.pedantic(lambda: [select_events(*args) for args in inputs], rounds=5, iterations=1)
+    _rate(benchmark, _events(items))
+
+
+def test_histogram_filling(benchmark: Any, items: list[WorkItem]) -> None:
+    processor = NumbaProcessor()
+    fills = [processor.process(item, SEED) for item in items]
+    histogrammer = HistHistogrammer()
+    benchmark.pedantic(lambda: [histogrammer.fill(f) for f in fills], rounds=5, iterations=1)
+    _rate(benchmark, _events(items))
