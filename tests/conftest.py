@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from agcframe.generate import GenerationSettings, generate_dataset
+
+#: events per file of the benchmark dataset (tests/benchmarks); small by default, for the smoke run
+BENCHMARK_EVENTS_PER_FILE_ENV = "AGCFRAME_BENCHMARK_EVENTS_PER_FILE"
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "agc"
 REAL_FILE = SHARED / "data" / "nanoAOD_2015_CMS_Open_Data_ttbar.root"
@@ -39,3 +43,17 @@ def real_histograms(tmp_path_factory: pytest.TempPathFactory) -> Path:
     document = read_json(REFERENCE / "histos_5_file_per_process.json")
     write_histograms(histograms_from_json(document, REAL_FILESET, 5), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def benchmark_fileset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """All nine AGC samples, one file each, ``AGCFRAME_BENCHMARK_EVENTS_PER_FILE`` events (default 2000).
+
+    The default test command runs every benchmark once on this small dataset as a
+    smoke test (``--benchmark-disable``); the README's performance section uses 60000.
+    """
+    events = int(os.environ.get(BENCHMARK_EVENTS_PER_FILE_ENV, "2000"))
+    return generate_dataset(
+        tmp_path_factory.mktemp("benchmark-data") / f"n{events}",
+        GenerationSettings(seed=11, events_per_file=events, files_per_sample=1),
+    )

@@ -13,13 +13,6 @@ from conftest import REAL_FILESET, REFERENCE
 from test_cli import agcframe_cli
 
 
-def test_fit_of_real_agc_histograms_matches_the_published_result(real_histograms: Path, tmp_path: Path) -> None:
-    result = agcframe.fit(real_histograms, tmp_path)
-    poi = result.parameter("ttbar_norm")
-    assert 0.94 < poi.value < 0.97
-    assert 0.08 < poi.error < 0.10
-
-
 def test_variances_follow_the_sample_weights(real_histograms: Path) -> None:
     from agcframe.histogram_json import read_histograms
 
