@@ -53,16 +53,21 @@ def test_asimov_fit_returns_one(generated_histograms: Path, tmp_path: Path, infe
     assert result.parameter("ttbar_norm").value == pytest.approx(1.0, abs=1e-6)
 
 
-def test_injected_ttbar_signal_is_recovered(generated_histograms: Path, tmp_path: Path) -> None:
-    histograms = read_histograms(generated_histograms)
+def with_ttbar_scaled(histograms_file: Path, ttbar_scale: float, output: Path) -> Path:
+    """A copy of ``histograms_file`` whose pseudodata are the backgrounds plus ``ttbar_scale`` times ttbar."""
+    histograms = read_histograms(histograms_file)
     for region in REGIONS:
-        pseudodata = histograms[f"{region}_ttbar"] * 1.3
+        pseudodata = histograms[f"{region}_ttbar"] * ttbar_scale
         for process in FIT_SAMPLES.values():
             if process != "ttbar":
                 pseudodata = pseudodata + histograms[f"{region}_{process}"]
         histograms[f"{region}_pseudodata"] = pseudodata
-    injected = tmp_path / "injected.root"
-    write_histograms(histograms, injected)
+    write_histograms(histograms, output)
+    return output
+
+
+def test_injected_ttbar_signal_is_recovered(generated_histograms: Path, tmp_path: Path) -> None:
+    injected = with_ttbar_scaled(generated_histograms, 1.3, tmp_path / "injected.root")
     poi = agcframe.fit(injected, tmp_path / "fit", inference="pyhf", plots=False).parameter("ttbar_norm")
     assert abs(poi.value - 1.3) < poi.error
     assert poi.error < 0.3
@@ -70,15 +75,7 @@ def test_injected_ttbar_signal_is_recovered(generated_histograms: Path, tmp_path
 
 def test_plugins_agree_on_a_finite_discovery_significance(real_histograms: Path, tmp_path: Path) -> None:
     """Real-data templates, pseudodata = backgrounds + 1% of ttbar: a few sigma, the same from both plugins."""
-    histograms = read_histograms(real_histograms)
-    for region in REGIONS:
-        pseudodata = histograms[f"{region}_ttbar"] * 0.01
-        for process in FIT_SAMPLES.values():
-            if process != "ttbar":
-                pseudodata = pseudodata + histograms[f"{region}_{process}"]
-        histograms[f"{region}_pseudodata"] = pseudodata
-    weak = tmp_path / "weak.root"
-    write_histograms(histograms, weak)
+    weak = with_ttbar_scaled(real_histograms, 0.01, tmp_path / "weak.root")
     options = FitOptions(significance=True)
     found = {
         name: agcframe.fit(weak, tmp_path / name, inference=name, options=options, plots=False).significance
