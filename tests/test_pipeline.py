@@ -70,6 +70,11 @@ def test_outputs_describe_the_run(small_run: agcframe.RunResult) -> None:
     assert metrics["events"] == 9 * 2 * 1500
     assert metrics["chunks"] == 18
     assert metrics["events_per_s"] > 0 and metrics["wall_time_s"] > 0
+    assert 0 < metrics["filling_time_s"] < metrics["processor_time_s"] <= metrics["processing_time_s"]
+    assert 0 < metrics["filling_share"] < 1
+    assert metrics["peak_memory_bytes"] > 50 * 2**20
+    assert metrics["chunks_computed"] == 18 and metrics["chunks_resumed"] == metrics["chunks_failed"] == 0
+    assert metrics["partial"] is False and metrics["skipped_inputs"] == []
     provenance = json.loads((small_run.output / "provenance.json").read_text())
     assert provenance["agcframe_version"] == agcframe.__version__
     assert provenance["seed"] == SEED
@@ -77,6 +82,7 @@ def test_outputs_describe_the_run(small_run: agcframe.RunResult) -> None:
     assert provenance["config"]["chunksize"] == 100_000
     assert len(provenance["inputs"]) == 18
     assert all(entry["size_bytes"] > 0 and entry["entries"] == 1500 for entry in provenance["inputs"])
+    assert metrics["input_bytes"] == sum(entry["size_bytes"] for entry in provenance["inputs"])
     assert not (small_run.output / "fit_results.json").exists()
 
 

@@ -174,6 +174,12 @@ def run(
             "wall_time_s": finished - started,
             "processing_time_s": processed.seconds,
             "events_per_s": processed.events_computed / max(processed.seconds, 1e-9),
+            # worker seconds in the processor (reading + computing) and in histogram filling
+            "processor_time_s": processed.processing_s,
+            "filling_time_s": processed.filling_s,
+            "filling_share": processed.filling_s / max(processed.processing_s + processed.filling_s, 1e-9),
+            "peak_memory_bytes": processed.peak_memory_bytes,
+            "input_bytes": sum(entry["size_bytes"] or 0 for entry in _inputs(processed)),
             "planning_time_s": planned - started,
             "writing_time_s": written - done,
             "fit_time_s": finished - written,
@@ -277,12 +283,8 @@ def _version(distribution: str) -> str | None:
         return None
 
 
-def _provenance(
-    config: RunConfig,
-    selected: Mapping[str, RegisteredSpec],
-    fileset_path: Path,
-    processed: Processed,
-) -> dict[str, Any]:
+def _inputs(processed: Processed) -> list[dict[str, Any]]:
+    """Every input file the histograms contain, with its size and the entries read."""
     inputs: dict[str, dict[str, Any]] = {}
     for item in processed.items:
         entry = inputs.setdefault(
@@ -290,6 +292,15 @@ def _provenance(
             {"path": item.path, "process": item.process, "variation": item.variation, "size_bytes": item.size_bytes, "entries": 0},
         )
         entry["entries"] += item.num_entries
+    return list(inputs.values())
+
+
+def _provenance(
+    config: RunConfig,
+    selected: Mapping[str, RegisteredSpec],
+    fileset_path: Path,
+    processed: Processed,
+) -> dict[str, Any]:
     return {
         "agcframe_version": _version("agcframe"),
         "python": platform.python_version(),
@@ -300,7 +311,7 @@ def _provenance(
         "config": config.to_json(),
         "seed": config.seed,
         "fileset": str(fileset_path),
-        "inputs": list(inputs.values()),
+        "inputs": _inputs(processed),
         "skipped_inputs": [skipped.to_json() for skipped in processed.skipped],
         "libraries": {name: _version(name) for name in LIBRARIES},
     }

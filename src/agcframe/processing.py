@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import resource
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from .errors import AgcframeError, InputError, PluginError
 from .reduce import tree_reduce
 from .specs import Executor, Histogrammer, Processor, Source
 
-__all__ = ["ChunkFailure", "ChunkTask", "Processed", "SkippedInput", "plan", "process"]
+__all__ = ["ChunkFailure", "ChunkOutcome", "ChunkTask", "Processed", "SkippedInput", "plan", "process"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,22 @@ class ChunkFailure:
 
 
 @dataclass(frozen=True)
+class ChunkOutcome:
+    """A chunk's partial result and what it cost on its worker."""
+
+    partial: Any
+    #: seconds in the processor (reading and computing) and in the histogrammer's fill
+    processing_s: float
+    filling_s: float
+    #: peak resident memory of the worker process so far
+    peak_memory_bytes: int
+
+
+def _peak_memory_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
+
+
+@dataclass(frozen=True)
 class ChunkTask:
     """Processor then histogrammer on one work item, with retries; picklable, so it runs on any worker.
 
@@ -69,12 +86,16 @@ class ChunkTask:
     retries: int = 0
     keep_going: bool = False
 
-    def __call__(self, item: WorkItem) -> Any:
+    def __call__(self, item: WorkItem) -> ChunkOutcome | ChunkFailure:
         attempts = 0
         while True:
             attempts += 1
             try:
-                return self.histogrammer.fill(self.processor.process(item, self.seed))
+                started = time.perf_counter()
+                fills = self.processor.process(item, self.seed)
+                processed = time.perf_counter()
+                partial = self.histogrammer.fill(fills)
+                return ChunkOutcome(partial, processed - started, time.perf_counter() - processed, _peak_memory_bytes())
             except Exception as exc:
                 final = isinstance(exc, AgcframeError) or attempts > self.retries
                 if not final:
@@ -121,8 +142,12 @@ class Processed:
     failures: list[ChunkFailure] = field(default_factory=list)
     skipped: list[SkippedInput] = field(default_factory=list)
     seconds: float = 0.0
-
     events_computed: int = 0
+    #: summed over the computed chunks, on their workers
+    processing_s: float = 0.0
+    filling_s: float = 0.0
+    #: the largest peak resident memory of the main process and the workers
+    peak_memory_bytes: int = 0
 
     @property
     def events(self) -> int:
@@ -169,6 +194,8 @@ def process(
     failures: list[ChunkFailure] = []
     started = time.perf_counter()
     events_done = 0
+    processing_s = filling_s = 0.0
+    peak_memory = 0
     with _progress(show_progress) as progress:
         bar = progress.add_task("processing", total=len(items), completed=resumed, failed=0, rate="")
         for position, outcome in executor.run(task, [items[i] for i in pending], workers=workers):
@@ -177,9 +204,12 @@ def process(
                 log.error("chunk %s failed %d times: %s", outcome.item.describe(), outcome.attempts, outcome.error)
                 failures.append(outcome)
             else:
-                partials[index] = outcome
-                store.save(items[index], outcome)
+                partials[index] = outcome.partial
+                store.save(items[index], outcome.partial)
                 events_done += items[index].num_entries
+                processing_s += outcome.processing_s
+                filling_s += outcome.filling_s
+                peak_memory = max(peak_memory, outcome.peak_memory_bytes)
             rate = events_done / max(time.perf_counter() - started, 1e-9)
             progress.update(bar, advance=1, failed=len(failures), rate=f"{rate / 1000:.1f} k events/s")
     seconds = time.perf_counter() - started
@@ -190,4 +220,16 @@ def process(
     ]
     kept = [index for index in range(len(items)) if items[index].path not in bad_paths]
     result = tree_reduce([partials[index] for index in kept], task.histogrammer.merge)
-    return Processed(result, [items[i] for i in kept], len(pending), resumed, failures, skipped, seconds, events_done)
+    return Processed(
+        result,
+        [items[i] for i in kept],
+        len(pending),
+        resumed,
+        failures,
+        skipped,
+        seconds,
+        events_done,
+        processing_s,
+        filling_s,
+        max(peak_memory, _peak_memory_bytes()),
+    )
