@@ -27,6 +27,7 @@ from .pipeline import fit as fit_histograms
 from .pipeline import run as run_analysis
 from .outputs import write_json
 from .plugin_manager import SLOTS, PluginManager
+from .realism import realism_table
 
 __all__ = ["main"]
 
@@ -306,6 +307,26 @@ def export_json(histograms: Path, output: Path) -> None:
     document = to_json(read_histograms(histograms))
     write_json(output, document)
     click.echo(f"wrote {len(document)} histograms to {output}")
+
+
+@main.command()
+@click.argument("histograms", type=click.Path(path_type=Path))
+@click.option(
+    "--reference", type=click.Path(path_type=Path), required=True,
+    help="Real AGC histograms in the AGC JSON format, e.g. ../shared/agc/reference/histos_1_file_per_process.json.",
+)  # fmt: skip
+@_reports_errors
+def realism(histograms: Path, reference: Path) -> None:
+    """Compare the nominal yields and shapes of HISTOGRAMS.root (generated data) with real AGC histograms."""
+    rows = realism_table(to_json(read_histograms(histograms)), read_json(reference))
+    table = Table(title=f"{histograms} against {reference}")
+    for column in ("region", "process", "real yield", "generated yield", "ratio", "shape distance"):
+        table.add_column(column, justify="left" if column in ("region", "process") else "right")
+    for row in rows:
+        table.add_row(
+            row.region, row.process, f"{row.real:,.1f}", f"{row.generated:,.1f}", f"{row.ratio:.2f}", f"{row.shape_distance:.3f}"
+        )
+    Console().print(table)
 
 
 @main.command()
