@@ -38,7 +38,7 @@ def _open_tree(path: str, treename: str, identity: tuple[int, int] | None) -> An
     if identity is not None and identity[0] == 0:
         raise InputError(f"input file {path} is empty (0 bytes); produce or copy it again")
     try:
-        file = uproot.open(path)
+        file = uproot.open(path, array_cache=None)  # chunks are read once; a cache only holds memory
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise InputError(
