@@ -13,7 +13,7 @@ import uproot
 from agcframe import analysis as agc
 from agcframe import hookimpl
 from agcframe.data import FitOptions, FitParameter, FitResult, Significance
-from agcframe.errors import InputError
+from agcframe.errors import InputError, describe_exception
 from agcframe.model import read_rebinned, template_key
 from agcframe.specs import InferenceSpec, PluginOption
 
@@ -86,8 +86,7 @@ def user_config(path: Path, histograms: Path, workdir: Path) -> dict[str, Any]:
         where = "/".join(str(part) for part in exc.absolute_path) or "top level"
         raise InputError(f"cabinetry config {path} is not valid: at {where}: {exc.message}") from None
     except Exception as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise InputError(f"cabinetry config {path} is not valid: {type(exc).__name__}: {first_line}") from None
+        raise InputError(f"cabinetry config {path} is not valid: {describe_exception(exc)}") from None
     general = config["General"]
     if "InputPath" not in general:
         raise InputError(f"cabinetry config {path} has no General.InputPath; agcframe fits histograms, so give one")

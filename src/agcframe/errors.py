@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["AgcframeError", "ConfigError", "InputError", "PluginError"]
+__all__ = ["AgcframeError", "ConfigError", "InputError", "PluginError", "describe_exception"]
 
 
 class AgcframeError(Exception):
@@ -25,3 +25,9 @@ class InputError(AgcframeError):
 
 class PluginError(AgcframeError):
     """A plugin is unknown, ambiguous, or raised while running."""
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``Type: first line of the message``, for one-line reports of a library's exception."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

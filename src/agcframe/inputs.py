@@ -10,7 +10,7 @@ from typing import Any
 
 import uproot
 
-from .errors import InputError
+from .errors import InputError, describe_exception
 
 __all__ = ["open_tree", "require_branches"]
 
@@ -40,9 +40,8 @@ def _open_tree(path: str, treename: str, identity: tuple[int, int] | None) -> An
     try:
         file = uproot.open(path, array_cache=None)  # chunks are read once; a cache only holds memory
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise InputError(
-            f"input file {path} cannot be opened as ROOT ({type(exc).__name__}: {reason}); "
+            f"input file {path} cannot be opened as ROOT ({describe_exception(exc)}); "
             "it may be truncated or not a ROOT file"
         ) from exc
     if identity is not None and identity[0] < file.file.fEND:

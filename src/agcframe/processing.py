@@ -20,18 +20,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .checkpoints import CheckpointStore
 from .data import Dataset, WorkItem
-from .errors import AgcframeError, InputError, PluginError
+from .errors import AgcframeError, InputError, PluginError, describe_exception
 from .reduce import tree_reduce
 from .specs import Executor, Histogrammer, Processor, Source
 
 __all__ = ["ChunkFailure", "ChunkOutcome", "ChunkTask", "Processed", "SkippedInput", "plan", "process"]
 
 log = logging.getLogger(__name__)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -99,14 +94,14 @@ class ChunkTask:
             except Exception as exc:
                 final = isinstance(exc, AgcframeError) or attempts > self.retries
                 if not final:
-                    log.warning("retrying %s (attempt %d failed: %s)", item.describe(), attempts, _one_line(exc))
+                    log.warning("retrying %s (attempt %d failed: %s)", item.describe(), attempts, describe_exception(exc))
                     continue
                 if self.keep_going:
-                    return ChunkFailure(item, _one_line(exc), attempts)
+                    return ChunkFailure(item, describe_exception(exc), attempts)
                 if isinstance(exc, AgcframeError):
                     raise
                 raise PluginError(
-                    f"processing {item.describe()} failed {attempts} times: {_one_line(exc)}; "
+                    f"processing {item.describe()} failed {attempts} times: {describe_exception(exc)}; "
                     "fix or remove the file, or pass --skip-bad-files to finish without it"
                 ) from exc
 
