@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import WorkItem
+from .inputs import file_identity
 
 __all__ = ["CheckpointStore", "checkpoint_directory"]
 
@@ -34,13 +35,6 @@ def checkpoint_directory(output: str | Path) -> Path:
 
 def _digest(document: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
-
-
-def _file_identity(path: str) -> dict[str, Any]:
-    if "://" in path:
-        return {"path": path}
-    stat = os.stat(path)
-    return {"path": os.path.abspath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 class CheckpointStore:
@@ -62,7 +56,7 @@ class CheckpointStore:
     def _path(self, item: WorkItem) -> Path:
         key = _digest(
             {
-                "file": _file_identity(item.path),
+                "file": [item.path if "://" in item.path else os.path.abspath(item.path), file_identity(item.path)],
                 "tree": item.treename,
                 "entries": [item.entry_start, item.entry_stop],
                 "sample": [item.process, item.variation, item.weight],

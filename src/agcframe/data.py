@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -120,15 +120,7 @@ class Significance:
 
     def to_json(self) -> dict[str, float | None]:
         """JSON has no infinity: an infinite significance is written as ``null``."""
-        return {
-            key: (value if math.isfinite(value) else None)
-            for key, value in (
-                ("observed_p_value", self.observed_p_value),
-                ("observed", self.observed),
-                ("expected_p_value", self.expected_p_value),
-                ("expected", self.expected),
-            )
-        }
+        return {key: (value if math.isfinite(value) else None) for key, value in asdict(self).items()}
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import uproot
 
 from .errors import InputError, describe_exception
 
-__all__ = ["open_tree", "require_branches"]
+__all__ = ["file_identity", "open_tree", "require_branches"]
 
 #: trees kept open per process
 OPEN_TREES = 8
@@ -29,8 +29,15 @@ def open_tree(path: str, treename: str = "Events") -> Iterator[Any]:
     """
     if "://" not in path and not os.path.exists(path):
         raise InputError(f"input file {path} does not exist; check the fileset paths")
-    identity = None if "://" in path else (os.path.getsize(path), os.stat(path).st_mtime_ns)
-    yield _open_tree(path, treename, identity)
+    yield _open_tree(path, treename, file_identity(path))
+
+
+def file_identity(path: str) -> tuple[int, int] | None:
+    """``(size, modification time in ns)`` of a local file; ``None`` for a URL (no cheap identity)."""
+    if "://" in path:
+        return None
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns
 
 
 @functools.lru_cache(maxsize=OPEN_TREES)

@@ -163,6 +163,7 @@ def run(
                 ranking=config.ranking,
             )
         finished = time.perf_counter()
+        inputs = _inputs(processed)
         metrics = {
             "events": processed.events,
             "chunks": len(items),
@@ -179,13 +180,13 @@ def run(
             "filling_time_s": processed.filling_s,
             "filling_share": processed.filling_s / max(processed.processing_s + processed.filling_s, 1e-9),
             "peak_memory_bytes": processed.peak_memory_bytes,
-            "input_bytes": sum(entry["size_bytes"] or 0 for entry in _inputs(processed)),
+            "input_bytes": sum(entry["size_bytes"] or 0 for entry in inputs),
             "planning_time_s": planned - started,
             "writing_time_s": written - done,
             "fit_time_s": finished - written,
             "histograms": len(names),
         }
-        provenance = _provenance(config, selected, fileset_path, processed)
+        provenance = _provenance(config, selected, fileset_path, processed, inputs)
         write_json(staging / "metrics.json", metrics)
         write_json(staging / "provenance.json", provenance)
     store.clear()
@@ -300,6 +301,7 @@ def _provenance(
     selected: Mapping[str, RegisteredSpec],
     fileset_path: Path,
     processed: Processed,
+    inputs: list[dict[str, Any]],
 ) -> dict[str, Any]:
     return {
         "agcframe_version": _version("agcframe"),
@@ -311,7 +313,7 @@ def _provenance(
         "config": config.to_json(),
         "seed": config.seed,
         "fileset": str(fileset_path),
-        "inputs": _inputs(processed),
+        "inputs": inputs,
         "skipped_inputs": [skipped.to_json() for skipped in processed.skipped],
         "libraries": {name: _version(name) for name in LIBRARIES},
     }
