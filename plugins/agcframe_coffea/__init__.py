@@ -11,7 +11,7 @@ import numpy as np
 from agcframe import analysis as agc
 from agcframe import hookimpl
 from agcframe.data import Fill, WorkItem
-from agcframe.fills import region_fills
+from agcframe.fills import needs_btag_weights, region_fills
 from agcframe.inputs import open_tree, require_branches
 from agcframe.specs import ProcessorSpec
 
@@ -72,7 +72,11 @@ class CoffeaProcessor:
                 in_region = base & ((n_btag == 1) if region == "4j1b" else (n_btag >= 2))
                 region_jets = selected[in_region]
                 observable = _ht(region_jets) if region == "4j1b" else _m_bjj(region_jets)
-                leading_pt = [ak.to_numpy(region_jets.pt[:, i]) for i in range(agc.N_BTAG_VARIATIONS)] if kinematic == "nominal" else []
+                leading_pt = (
+                    [ak.to_numpy(region_jets.pt[:, i]) for i in range(agc.N_BTAG_VARIATIONS)]
+                    if needs_btag_weights(item, kinematic)
+                    else []
+                )
                 fills.extend(region_fills(item, region, kinematic, ak.to_numpy(observable), leading_pt))
         return fills
 

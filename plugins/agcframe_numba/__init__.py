@@ -9,6 +9,7 @@ disk (``numba.njit(cache=True)``), so only a first run ever pays it.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import awkward as ak
 import numpy as np
@@ -16,13 +17,13 @@ import numpy as np
 from agcframe import analysis as agc
 from agcframe import hookimpl
 from agcframe.data import Fill, WorkItem
-from agcframe.fills import region_fills
+from agcframe.fills import needs_btag_weights, region_fills
 from agcframe.inputs import open_tree, require_branches
 from agcframe.specs import ProcessorSpec
 
 from .kernels import REGION_4J1B, REGION_4J2B, count_leptons, select_events, smearing_candidates
 
-__all__ = ["BRANCHES", "NumbaProcessor", "read_branches"]
+__all__ = ["BRANCHES", "NumbaProcessor", "read_branches", "selection_inputs"]
 
 BRANCHES = (
     "run", "luminosityBlock", "event",
@@ -76,30 +77,39 @@ class NumbaProcessor:
     @staticmethod
     def compute(item: WorkItem, arrays: dict[str, ak.Array], seed: int) -> list[Fill]:
         """The fills of ``item`` from its already-read ``arrays`` (``read_branches``)."""
-        el_offsets, el_pt = _flat(arrays["Electron_pt"])
-        mu_offsets, mu_pt = _flat(arrays["Muon_pt"])
-        n_leptons = count_leptons(
-            el_offsets, el_pt, _flat(arrays["Electron_eta"])[1], _flat(arrays["Electron_cutBased"])[1],
-            _flat(arrays["Electron_sip3d"])[1],
-            mu_offsets, mu_pt, _flat(arrays["Muon_eta"])[1], _flat(arrays["Muon_tightId"])[1],
-            _flat(arrays["Muon_sip3d"])[1], _flat(arrays["Muon_pfRelIso04_all"])[1],
-        )  # fmt: skip
-        jet_offsets, jet_pt = _flat(arrays["Jet_pt"])
-        eta, phi, mass, btag, jet_id = (_flat(arrays[f"Jet_{name}"])[1] for name in ("eta", "phi", "mass", "btagCSVV2", "jetId"))
-        kinematics = ["nominal"]
-        pts = [jet_pt]
-        if item.variation == "nominal":
-            kinematics += agc.JET_KINEMATIC_SYSTEMATICS
-            pts += [jet_pt * np.float32(agc.JET_PT_SCALE_UP), _resolution_smeared(arrays, jet_offsets, jet_pt, eta, jet_id, n_leptons, seed)]
-        region, observable, lead_pt = select_events(jet_offsets, np.stack(pts), eta, phi, mass, btag, jet_id, n_leptons)
+        kinematics, selection = selection_inputs(item, arrays, seed)
+        region, observable, lead_pt = select_events(*selection)
         fills = []
         for v, kinematic in enumerate(kinematics):
             for name, code in REGION_CODES.items():
                 selected = region[v] == code
-                leading = [lead_pt[selected, i] for i in range(agc.N_BTAG_VARIATIONS)] if v == 0 else []
+                leading = [lead_pt[selected, i] for i in range(agc.N_BTAG_VARIATIONS)] if needs_btag_weights(item, kinematic) else []
                 fills.extend(region_fills(item, name, kinematic, observable[v, selected], leading))
         return fills
 
+
+def selection_inputs(item: WorkItem, arrays: dict[str, ak.Array], seed: int) -> tuple[list[str], tuple[Any, ...]]:
+    """The jet-pt variations of ``item`` and the arguments of :func:`select_events` for them.
+
+    Leptons are counted here (once); the rows of the jet-pt array follow the
+    returned variation names.
+    """
+    el_offsets, el_pt = _flat(arrays["Electron_pt"])
+    mu_offsets, mu_pt = _flat(arrays["Muon_pt"])
+    n_leptons = count_leptons(
+        el_offsets, el_pt, _flat(arrays["Electron_eta"])[1], _flat(arrays["Electron_cutBased"])[1],
+        _flat(arrays["Electron_sip3d"])[1],
+        mu_offsets, mu_pt, _flat(arrays["Muon_eta"])[1], _flat(arrays["Muon_tightId"])[1],
+        _flat(arrays["Muon_sip3d"])[1], _flat(arrays["Muon_pfRelIso04_all"])[1],
+    )  # fmt: skip
+    jet_offsets, jet_pt = _flat(arrays["Jet_pt"])
+    eta, phi, mass, btag, jet_id = (_flat(arrays[f"Jet_{name}"])[1] for name in ("eta", "phi", "mass", "btagCSVV2", "jetId"))
+    kinematics = ["nominal"]
+    pts = [jet_pt]
+    if item.variation == "nominal":
+        kinematics += agc.JET_KINEMATIC_SYSTEMATICS
+        pts += [jet_pt * np.float32(agc.JET_PT_SCALE_UP), _resolution_smeared(arrays, jet_offsets, jet_pt, eta, jet_id, n_leptons, seed)]
+    return kinematics, (jet_offsets, np.stack(pts), eta, phi, mass, btag, jet_id, n_leptons)
 
 def _warm_up() -> None:
     """Call every kernel once on empty arrays of NanoAOD's dtypes."""

@@ -9,7 +9,12 @@ import numpy as np
 from . import analysis as agc
 from .data import Fill, WorkItem
 
-__all__ = ["region_fills"]
+__all__ = ["needs_btag_weights", "region_fills"]
+
+
+def needs_btag_weights(item: WorkItem, kinematic: str) -> bool:
+    """Whether the fills of ``item`` under ``kinematic`` include the b-tag weight variations."""
+    return kinematic == "nominal" and item.variation == "nominal"
 
 
 def region_fills(
@@ -23,7 +28,7 @@ def region_fills(
         The region's observable per selected event.
     leading_jet_pt
         float32 pt of the i-th selected jet (i < 4) per selected event, for the
-        b-tag weight variations (used with the nominal jets of nominal samples).
+        b-tag weight variations; only read where :func:`needs_btag_weights`.
 
     ``kinematic`` is ``"nominal"`` or one of the jet kinematic systematics; the
     nominal pass also fills the sample variation, the b-tag weights and, for
@@ -38,7 +43,7 @@ def region_fills(
     if kinematic != "nominal":
         return [fill(kinematic)]
     fills = [fill(item.variation)]
-    if item.variation == "nominal":
+    if needs_btag_weights(item, kinematic):
         for i in range(agc.N_BTAG_VARIATIONS):
             up, down = agc.btag_weight_factors(leading_jet_pt[i])
             fills += [fill(f"btag_var_{i}_up", up), fill(f"btag_var_{i}_down", down)]

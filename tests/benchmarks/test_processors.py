@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import uproot
 
@@ -18,7 +17,7 @@ from agcframe.data import WorkItem
 from agcframe.fileset import load_fileset, select_datasets
 from agcframe_coffea import REQUIRED_BRANCHES, CoffeaProcessor
 from agcframe_hist import HistHistogrammer
-from agcframe_numba import BRANCHES, NumbaProcessor, read_branches
+from agcframe_numba import BRANCHES, NumbaProcessor, read_branches, selection_inputs
 from agcframe_numba.kernels import select_events
 from agcframe_uproot import UprootSource
 
@@ -76,25 +75,8 @@ def test_compute_coffea(benchmark: Any, items: list[WorkItem]) -> None:
 
 
 def test_selection_kernel(benchmark: Any, items: list[WorkItem]) -> None:
-    """The numba pass alone (selection, HT, trijet search) for three jet-pt variations."""
-    from agcframe_numba import _flat
-    from agcframe_numba.kernels import count_leptons
-
-    inputs = []
-    for item in items:
-        arrays = read_branches(item)
-        el_off, el_pt = _flat(arrays["Electron_pt"])
-        mu_off, mu_pt = _flat(arrays["Muon_pt"])
-        flat = {name: _flat(arrays[name])[1] for name in BRANCHES if name.startswith(("Electron", "Muon", "Jet"))}
-        n_leptons = count_leptons(
-            el_off, el_pt, flat["Electron_eta"], flat["Electron_cutBased"], flat["Electron_sip3d"],
-            mu_off, mu_pt, flat["Muon_eta"], flat["Muon_tightId"], flat["Muon_sip3d"], flat["Muon_pfRelIso04_all"],
-        )  # fmt: skip
-        jet_off, jet_pt = _flat(arrays["Jet_pt"])
-        pts = np.stack([jet_pt, jet_pt * np.float32(1.03), jet_pt * np.float32(0.97)])
-        jets = [flat[f"Jet_{n}"] for n in ("eta", "phi", "mass", "btagCSVV2", "jetId")]
-        inputs.append((jet_off, pts, *jets, n_leptons))
-    select_events(*inputs[0])
+    """The numba pass alone (selection, HT, trijet search) over each sample's jet-pt variations."""
+    inputs = [selection_inputs(item, read_branches(item), SEED)[1] for item in items]
     benchmark.pedantic(lambda: [select_events(*args) for args in inputs], rounds=5, iterations=1)
     _rate(benchmark, _events(items))
 
