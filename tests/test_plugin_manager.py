@@ -16,7 +16,7 @@ from agcframe.plugin_manager import PluginManager
 from agcframe.specs import ExecutorSpec
 
 BUILTINS = {
-    "source": ["uproot"],
+    "source": ["servicex", "uproot"],
     "processor": ["coffea", "numba"],
     "histogrammer": ["hist"],
     "executor": ["dask", "futures", "iterative"],

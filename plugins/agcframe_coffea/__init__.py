@@ -17,14 +17,7 @@ from agcframe.specs import ProcessorSpec
 
 __all__ = ["CoffeaProcessor", "REQUIRED_BRANCHES"]
 
-REQUIRED_BRANCHES = (
-    "run", "luminosityBlock", "event",
-    "Electron_pt", "Electron_eta", "Electron_phi", "Electron_mass", "Electron_charge",
-    "Electron_cutBased", "Electron_sip3d",
-    "Muon_pt", "Muon_eta", "Muon_phi", "Muon_mass", "Muon_charge",
-    "Muon_tightId", "Muon_sip3d", "Muon_pfRelIso04_all",
-    "Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass", "Jet_btagCSVV2", "Jet_jetId",
-)  # fmt: skip
+REQUIRED_BRANCHES = agc.BRANCHES
 
 
 class CoffeaProcessor:
@@ -67,7 +60,7 @@ class CoffeaProcessor:
             varied = ak.with_field(jets, jet_pt[kinematic], "pt")
             selected = varied[(varied.pt > agc.JET_PT_MIN) & (abs(varied.eta) < agc.JET_ABS_ETA_MAX) & varied.isTightLeptonVeto]
             n_btag = ak.sum(selected.btagCSVV2 > agc.BTAG_THRESHOLD, axis=1)
-            base = (n_leptons == 1) & (ak.num(selected) >= 4)
+            base = (n_leptons == 1) & (ak.num(selected) >= agc.MIN_JETS)
             for region in agc.REGIONS:
                 in_region = base & ((n_btag == 1) if region == "4j1b" else (n_btag >= 2))
                 region_jets = selected[in_region]

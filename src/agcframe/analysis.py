@@ -15,11 +15,13 @@ from .rng import MAX_ABS_DEVIATE, keyed_normal
 
 __all__ = [
     "BIN_EDGES",
+    "BRANCHES",
     "BTAG_THRESHOLD",
     "BTAG_VARIATIONS",
     "CROSS_SECTIONS",
     "JET_KINEMATIC_SYSTEMATICS",
     "LUMINOSITY",
+    "MIN_JETS",
     "MODEL_SYSTEMATICS",
     "ModelSystematic",
     "N_BTAG_VARIATIONS",
@@ -65,6 +67,18 @@ JET_PT_MIN: Final = 30.0
 JET_ABS_ETA_MAX: Final = 2.4
 JET_ID_TIGHT_LEPTON_VETO_BIT: Final = 4
 BTAG_THRESHOLD: Final = 0.5
+MIN_JETS: Final = 4
+
+#: every branch a processor may read: ANALYSIS.md's list plus the lepton ``phi``,
+#: ``mass`` and ``charge`` that coffea's NanoAOD behaviours require
+BRANCHES: Final = (
+    "run", "luminosityBlock", "event",
+    "Electron_pt", "Electron_eta", "Electron_phi", "Electron_mass", "Electron_charge",
+    "Electron_cutBased", "Electron_sip3d",
+    "Muon_pt", "Muon_eta", "Muon_phi", "Muon_mass", "Muon_charge",
+    "Muon_tightId", "Muon_sip3d", "Muon_pfRelIso04_all",
+    "Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass", "Jet_btagCSVV2", "Jet_jetId",
+)  # fmt: skip
 
 # Systematics
 JET_PT_SCALE_UP: Final = 1.03

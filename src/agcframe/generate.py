@@ -389,15 +389,15 @@ def _write_file(path: Path, collections: dict[str, ak.Array], rng: np.random.Gen
     write_events(path, branches)
 
 
-def write_events(path: Path, branches: dict[str, object], compression: object = None) -> None:
-    """Write ``branches`` (numpy arrays, awkward records of jagged collections) as a NanoAOD ``Events`` TTree.
+def write_events(path: Path, branches: dict[str, object], compression: object = None, treename: str = "Events") -> None:
+    """Write ``branches`` (numpy arrays, awkward records of jagged collections) as a NanoAOD TTree ``treename``.
 
     Baskets hold :data:`BASKET_ENTRIES` entries, so a reader of an entry range
     decompresses about that range, not the whole file.
     """
     n = len(next(iter(branches.values())))  # type: ignore[arg-type]
     with uproot.recreate(path, compression=compression or uproot.ZLIB(1)) as file:
-        tree = file.mktree("Events", {name: _branch_type(value) for name, value in branches.items()}, title="Events")
+        tree = file.mktree(treename, {name: _branch_type(value) for name, value in branches.items()}, title=treename)
         for start in range(0, max(n, 1), BASKET_ENTRIES):
             tree.extend({name: value[start : start + BASKET_ENTRIES] for name, value in branches.items()})  # type: ignore[index]
 

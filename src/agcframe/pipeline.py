@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-import os
 import platform
 import time
 from collections.abc import Mapping
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import analysis
+from .cache import cache_directory
 from .config import RunConfig
 from .data import FitOptions, FitResult
 from .errors import AgcframeError, InputError, PluginError
@@ -54,7 +54,7 @@ class RunResult:
 
 def default_fileset() -> Path:
     """The embedded dataset's fileset, generated once into the cache directory."""
-    cache = Path(os.environ.get("AGCFRAME_CACHE_DIR", Path.home() / ".cache" / "agcframe"))
+    cache = cache_directory()
     settings = GenerationSettings()
     directory = cache / f"default-v{GENERATOR_VERSION}-seed{settings.seed}-n{settings.events_per_file}"
     fileset = directory / "fileset.json"
@@ -186,6 +186,9 @@ def run(
             "fit_time_s": finished - written,
             "histograms": len(names),
         }
+        delivery_metrics = getattr(backends["source"], "delivery_metrics", None)
+        if callable(delivery_metrics):
+            metrics["source"] = delivery_metrics()
         provenance = _provenance(config, selected, fileset_path, processed, inputs)
         write_json(staging / "metrics.json", metrics)
         write_json(staging / "provenance.json", provenance)

@@ -37,7 +37,11 @@ Backend = TypeVar("Backend")
 
 @runtime_checkable
 class Source(Protocol):
-    """Turns datasets into work items the processor can open."""
+    """Turns datasets into work items the processor can open.
+
+    A source that moves data (ServiceX) may also define ``delivery_metrics()
+    -> dict``; the run writes what it returns into ``metrics.json`` as ``source``.
+    """
 
     def plan(self, datasets: Sequence[Dataset], chunksize: int) -> list[WorkItem]:
         """Split every file of ``datasets`` into entry ranges of at most ``chunksize``.
