@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +15,12 @@ from conftest import REAL_FILE, REAL_FILESET
 from histograms import read_histograms
 
 
-def agcframe_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def agcframe_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m agcframe ARGS``; ``env`` adds to (or overrides) this process's environment."""
     return subprocess.run(
-        [sys.executable, "-m", "agcframe", *args], capture_output=True, text=True, cwd=cwd, check=False
-    )
+        [sys.executable, "-m", "agcframe", *args],
+        capture_output=True, text=True, cwd=cwd, check=False, env={**os.environ, **(env or {})},
+    )  # fmt: skip
 
 
 def test_version() -> None:

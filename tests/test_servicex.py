@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import awkward as ak
 import pytest
 import uproot
 from agcframe_servicex import ServiceXSource
@@ -65,8 +66,6 @@ def test_the_query_the_plugin_builds_is_the_query_that_runs(small_fileset: Path)
     with uproot.open(items[0].path) as file:
         jet_pt = file["Events"]["Jet_pt"].array()
     # every delivered event has the jets the preselection asks for
-    import awkward as ak
-
     assert ak.all(ak.sum(jet_pt > PRESELECTION_JET_PT_MIN, axis=1) >= analysis.MIN_JETS)
 
 
@@ -104,26 +103,15 @@ def _servicex_error(tmp_path: Path, *args: str) -> str:
     fileset = tmp_path / "fileset.json"
     if not fileset.exists():
         fileset.write_text(json.dumps({"ttbar": {"nominal": {"files": [{"path": str(REAL_FILE), "nevts": 200}]}}}))
-    env_home = {"HOME": str(tmp_path)}
-    result = agcframe_cli_env(
-        env_home, "run", "--fileset", str(fileset), "--no-fit", "--output", str(tmp_path / "out"),
-        "--plugin", "source=servicex", *args, cwd=tmp_path,
+    result = agcframe_cli(
+        "run", "--fileset", str(fileset), "--no-fit", "--output", str(tmp_path / "out"),
+        "--plugin", "source=servicex", *args, cwd=tmp_path, env={"HOME": str(tmp_path)},
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert not (tmp_path / "out").exists()
     return lines[0]
-
-
-def agcframe_cli_env(env: dict[str, str], *args: str, cwd: Path) -> object:
-    import subprocess
-    import sys
-
-    return subprocess.run(
-        [sys.executable, "-m", "agcframe", *args],
-        capture_output=True, text=True, cwd=cwd, check=False, env={**os.environ, **env},
-    )  # fmt: skip
 
 
 def test_transform_failure_names_the_file(tmp_path: Path) -> None:
