@@ -18,13 +18,15 @@ from rich.table import Table
 from . import __version__
 from .config import RunConfig, parse_plugin_choices
 from .data import FitOptions, FitResult
-from .errors import AgcframeError
-from .fileset import load_fileset, select_datasets, summarize
+from .errors import AgcframeError, ConfigError
+from .fileset import load_fileset, select_datasets, summarize, write_fileset
 from .generate import DEFAULT_EVENTS_PER_FILE, DEFAULT_SEED, GenerationSettings, generate_dataset
 from .histogram_json import read_histograms, read_json, to_json
 from .histogram_json import validate as validate_histograms
 from .pipeline import fit as fit_histograms
+from .pipeline import PROCESSING_SLOTS, merge_partials, process_file, write_merged
 from .pipeline import run as run_analysis
+from .partials import write_partial
 from .outputs import write_json
 from .plugin_manager import SLOTS, PluginManager
 from .realism import realism_table
@@ -126,16 +128,27 @@ def _fit_options(command: F) -> F:
     return command
 
 
+def _processing_options(command: F) -> F:
+    """The options that shape processing, shared by ``run`` and ``process-file``."""
+    for decorator in reversed(
+        (
+            click.option("--fileset", type=click.Path(path_type=Path), help="AGC-format fileset JSON (default: embedded dataset)."),
+            click.option("--n-files-max", type=int, default=-1, show_default=True, help="Files per sample; -1 for all."),
+            click.option("--plugin", "plugins", multiple=True, metavar="SLOT=NAME", help="Choose a plugin, e.g. executor=iterative."),
+            click.option("--chunksize", type=int, default=100_000, show_default=True, help="Entries per work item."),
+            click.option("--workers", type=int, default=1, show_default=True, help="Parallel workers for executors that use them."),
+            click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Seed of the jet resolution smearing."),
+            click.option("--retries", type=int, default=3, show_default=True, help="Tries after the first for a chunk that raises."),
+        )
+    ):
+        command = decorator(command)
+    return command
+
+
 @main.command(cls=PluginOptionsCommand, slots=tuple(SLOTS))
-@click.option("--fileset", type=click.Path(path_type=Path), help="AGC-format fileset JSON (default: embedded dataset).")
-@click.option("--n-files-max", type=int, default=-1, show_default=True, help="Files per sample; -1 for all.")
-@click.option("--plugin", "plugins", multiple=True, metavar="SLOT=NAME", help="Choose a plugin, e.g. executor=iterative.")
-@click.option("--chunksize", type=int, default=100_000, show_default=True, help="Entries per work item.")
-@click.option("--workers", type=int, default=1, show_default=True, help="Parallel workers for executors that use them.")
-@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Seed of the jet resolution smearing.")
+@_processing_options
 @click.option("--output", type=click.Path(path_type=Path), default=Path("agc-output"), show_default=True)
 @click.option("--no-fit", is_flag=True, help="Stop after writing histograms.root.")
-@click.option("--retries", type=int, default=3, show_default=True, help="Tries after the first for a chunk that raises.")
 @click.option("--skip-bad-files", is_flag=True, help="Finish without inputs that fail; histograms are then partial.")
 @click.option("--resume", is_flag=True, help="Reuse the checkpoints of an interrupted run with the same configuration.")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML/JSON run configuration; flags given override it.")
@@ -200,6 +213,63 @@ def run(
         _echo_fit(result.fit, result.output)
 
 
+@main.command(name="process-file", cls=PluginOptionsCommand, slots=PROCESSING_SLOTS)
+@_processing_options
+@click.option("--process", required=True, help="Process of the sample, e.g. ttbar.")
+@click.option("--variation", default="nominal", show_default=True, help="Variation of the sample, e.g. ME_var.")
+@click.option("--file-index", type=int, required=True, help="Position of the file among the sample's selected files.")
+@click.option("--output", type=click.Path(path_type=Path), required=True, help="Partial result file to write.")
+@_reports_errors
+def process_file_command(
+    fileset: Path | None,
+    n_files_max: int,
+    plugins: tuple[str, ...],
+    chunksize: int,
+    workers: int,
+    seed: int,
+    retries: int,
+    process: str,
+    variation: str,
+    file_index: int,
+    output: Path,
+    plugin_options: dict[str, dict[str, Any]],
+) -> None:
+    """Process one file of a sample into a partial result (a workflow's fan-out job)."""
+    config = RunConfig.from_mapping(
+        {
+            "fileset": str(fileset) if fileset else None,
+            "n_files_max": n_files_max,
+            "plugins": parse_plugin_choices(plugins),
+            "chunksize": chunksize,
+            "workers": workers,
+            "seed": seed,
+            "retries": retries,
+            "plugin_options": plugin_options,
+        }
+    )
+    partial = process_file(config, process, variation, file_index, output, show_progress=console.is_terminal)
+    click.echo(f"processed {partial.events:,} events of {process}/{variation} file {file_index}; wrote {output}")
+
+
+@main.command()
+@click.argument("partials", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--output", type=click.Path(path_type=Path), help="Write the merged partial result here.")
+@click.option("--histograms", type=click.Path(path_type=Path), help="Write histograms.root here, with metrics.json and provenance.json beside it.")
+@_reports_errors
+def merge(partials: tuple[Path, ...], output: Path | None, histograms: Path | None) -> None:
+    """Merge partial results exactly: into one partial result (--output) or into histograms (--histograms)."""
+    if (output is None) == (histograms is None):
+        raise ConfigError("merge needs exactly one of --output (a partial result) and --histograms (histograms.root)")
+    if output is not None:
+        merged = merge_partials(partials)
+        write_partial(merged, output)
+        click.echo(f"merged {len(partials)} partial results ({merged.events:,} events) into {output}")
+        return
+    assert histograms is not None
+    names = write_merged(partials, histograms)
+    click.echo(f"merged {len(partials)} partial results; wrote {len(names)} histograms to {histograms}")
+
+
 def _echo_fit(result: FitResult, output: Path) -> None:
     poi = result.parameter(result.poi)
     click.echo(f"{result.poi} = {poi.value:.4f} ± {poi.error:.4f} ({output / 'fit_results.json'})")
@@ -262,10 +332,14 @@ def generate(output: Path, seed: int, events_per_file: int, files_per_sample: in
 @click.argument("fileset_path", metavar="FILESET", type=click.Path(path_type=Path))
 @click.option("--n-files-max", type=int, default=-1, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--write", "write_to", type=click.Path(path_type=Path), help="Also write the selection as a fileset (absolute paths).")
 @_reports_errors
-def fileset(fileset_path: Path, n_files_max: int, as_json: bool) -> None:
+def fileset(fileset_path: Path, n_files_max: int, as_json: bool, write_to: Path | None) -> None:
     """Count files and events of a fileset, per sample and in total."""
-    summary = summarize(select_datasets(load_fileset(fileset_path), n_files_max))
+    datasets = select_datasets(load_fileset(fileset_path), n_files_max)
+    if write_to is not None:
+        write_fileset(datasets, write_to)
+    summary = summarize(datasets)
     if as_json:
         click.echo(json.dumps(summary.to_json(), indent=2))
         return

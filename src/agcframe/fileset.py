@@ -15,8 +15,9 @@ from typing import Any
 from .analysis import CROSS_SECTIONS, sample_weight
 from .data import Dataset, FileEntry
 from .errors import InputError
+from .outputs import write_json
 
-__all__ = ["FilesetSummary", "load_fileset", "select_datasets", "summarize"]
+__all__ = ["FilesetSummary", "load_fileset", "select_datasets", "summarize", "write_fileset"]
 
 
 def load_fileset(path: str | Path) -> dict[str, dict[str, dict[str, Any]]]:
@@ -97,6 +98,21 @@ def select_datasets(
                 raise InputError(f"sample {process}/{variation} has no events in its first files")
             datasets.append(Dataset(process, variation, files, sample_weight(process, nevts)))
     return datasets
+
+
+def write_fileset(datasets: list[Dataset], path: str | Path) -> None:
+    """Write the selected ``datasets`` as an AGC-format fileset (absolute paths), atomically.
+
+    Running over the written fileset gives the same datasets, normalisations
+    included, as the selection it was written from.
+    """
+    document: dict[str, dict[str, dict[str, Any]]] = {}
+    for d in datasets:
+        document.setdefault(d.process, {})[d.variation] = {
+            "nevts_total": d.nevts,
+            "files": [{"path": _resolve(f.path, Path.cwd()), "nevts": f.nevts} for f in d.files],
+        }
+    write_json(Path(path), document)
 
 
 @dataclass(frozen=True)

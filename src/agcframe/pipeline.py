@@ -7,11 +7,13 @@ writes appears in the output directory together, or not at all.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import logging
+import os
 import platform
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,17 +27,22 @@ from .fileset import load_fileset, select_datasets
 from .generate import GenerationSettings, generate_dataset
 from .checkpoints import CheckpointStore, checkpoint_directory
 from .outputs import staged_outputs, write_json
+from .partials import PartialResult, merged_inputs, read_partial, write_partial
 from .plots import draw_fit_plots
-from .processing import ChunkTask, Processed, plan, process
+from .processing import ChunkTask, Processed, plan
+from .processing import process as process_items
 from .plugin_manager import PluginManager, RegisteredSpec, check_option_targets
+from .reduce import tree_reduce
 
-__all__ = ["RunResult", "default_fileset", "fit", "run"]
+__all__ = ["RunResult", "default_fileset", "fit", "merge_partials", "process_file", "run", "write_merged"]
 
 log = logging.getLogger(__name__)
 
 HISTOGRAMS_FILE = "histograms.root"
 PLOTS_DIR = "plots"
 GENERATOR_VERSION = 2
+#: the plugins a processing job needs (no inference)
+PROCESSING_SLOTS = ("source", "processor", "histogrammer", "executor")
 LIBRARIES = ("awkward", "cabinetry", "coffea", "hist", "numpy", "pyhf", "uproot", "vector")
 
 
@@ -101,9 +108,7 @@ def run(
         Draw a progress bar on the terminal.
     """
     config = config or RunConfig()
-    manager = manager or PluginManager()
-    selected = _select(manager, config.plugins, config.plugin_options)
-    backends = {slot: _instantiate(registered, config.plugin_options) for slot, registered in selected.items()}
+    selected, backends = _backends(config, manager or PluginManager(), (*PROCESSING_SLOTS, "inference"))
     fileset_path = Path(config.fileset) if config.fileset else default_fileset()
     datasets = select_datasets(load_fileset(fileset_path), config.n_files_max)
 
@@ -115,7 +120,7 @@ def run(
     histogrammer = backends["histogrammer"]
     task = ChunkTask(backends["processor"], histogrammer, config.seed, config.retries, config.skip_bad_files)
     store = CheckpointStore(checkpoint_directory(config.output), _checkpoint_key(config, selected))
-    processed = process(
+    processed = process_items(
         backends["executor"],
         task,
         items,
@@ -194,6 +199,110 @@ def run(
         write_json(staging / "provenance.json", provenance)
     store.clear()
     return RunResult(Path(config.output), names, yields, empty_regions, metrics, fit_result, provenance)
+
+
+def process_file(
+    config: RunConfig,
+    process: str,
+    variation: str,
+    file_index: int,
+    output: str | Path,
+    *,
+    manager: PluginManager | None = None,
+    show_progress: bool = False,
+) -> PartialResult:
+    """Process file ``file_index`` of sample ``process/variation`` into the partial result file ``output``.
+
+    The fan-out job of a workflow: the sample's normalisation is that of the
+    whole selection (``config.n_files_max``), and merging the partial files of
+    all files (:func:`write_merged`) gives the histograms of :func:`run`, bit for bit.
+    """
+    selected, backends = _backends(config, manager or PluginManager(), PROCESSING_SLOTS)
+    fileset_path = Path(config.fileset) if config.fileset else default_fileset()
+    datasets = select_datasets(load_fileset(fileset_path), config.n_files_max)
+    dataset = next((d for d in datasets if (d.process, d.variation) == (process, variation)), None)
+    if dataset is None:
+        known = ", ".join(f"{d.process}/{d.variation}" for d in datasets)
+        raise InputError(f"fileset {fileset_path} has no sample {process}/{variation}; it has {known}")
+    if not 0 <= file_index < len(dataset.files):
+        raise InputError(
+            f"sample {process}/{variation} of {fileset_path} has {len(dataset.files)} selected files; "
+            f"--file-index must be 0 to {len(dataset.files) - 1}, not {file_index}"
+        )
+    single = dataclasses.replace(dataset, files=(dataset.files[file_index],))
+    items = [
+        dataclasses.replace(item, file_index=file_index)
+        for item in backends["source"].plan([single], config.chunksize)
+    ]
+    task = ChunkTask(backends["processor"], backends["histogrammer"], config.seed, config.retries)
+    store = CheckpointStore(checkpoint_directory(output), _checkpoint_key(config, selected))
+    processed = process_items(
+        backends["executor"], task, items, workers=config.workers, store=store, resume=config.resume,
+        show_progress=show_progress,
+    )  # fmt: skip
+    partial = PartialResult(selected["histogrammer"].spec.name, processed.result, _inputs(processed))
+    write_partial(partial, output)
+    store.clear()
+    return partial
+
+
+def merge_partials(paths: Sequence[str | Path], *, manager: PluginManager | None = None) -> PartialResult:
+    """Merge partial result files (of files, of samples, in any grouping and order) into one."""
+    partials = [read_partial(path) for path in paths]
+    if not partials:
+        raise InputError("no partial results to merge; pass the files 'agcframe process-file' wrote")
+    names = sorted({partial.histogrammer for partial in partials})
+    if len(names) > 1:
+        raise InputError(f"the partial results come from different histogrammers ({', '.join(names)}); merge each on its own")
+    histogrammer = _instantiate((manager or PluginManager()).get("histogrammer", names[0]), {})
+    results = [partial.result for partial in partials if partial.result is not None]
+    merged = tree_reduce(results, histogrammer.merge) if results else None
+    return PartialResult(names[0], merged, merged_inputs(partials))
+
+
+def write_merged(
+    paths: Sequence[str | Path], histograms: str | Path, *, manager: PluginManager | None = None
+) -> list[str]:
+    """Merge partial result files and write ``histograms`` with ``metrics.json`` and ``provenance.json`` beside it.
+
+    Each file is written under a temporary name and renamed into place.
+    """
+    manager = manager or PluginManager()
+    merged = merge_partials(paths, manager=manager)
+    if merged.result is None:
+        raise InputError("the partial results hold no events; nothing to write")
+    registered = manager.get("histogrammer", merged.histogrammer)
+    histogrammer = _instantiate(registered, {})
+    histograms = Path(histograms)
+    histograms.parent.mkdir(parents=True, exist_ok=True)
+    tmp = histograms.with_name(f".{histograms.name}.tmp")
+    names = histogrammer.write(merged.result, tmp)
+    os.replace(tmp, histograms)
+    write_json(
+        histograms.with_name("metrics.json"),
+        {"events": merged.events, "partials": len(paths), "histograms": len(names),
+         "input_bytes": sum(entry["size_bytes"] or 0 for entry in merged.inputs)},
+    )  # fmt: skip
+    write_json(
+        histograms.with_name("provenance.json"),
+        {
+            "agcframe_version": _version("agcframe"),
+            "python": platform.python_version(),
+            "histogrammer": {"name": registered.spec.name, "distribution": registered.distribution, "version": registered.version},
+            "partials": [str(path) for path in paths],
+            "inputs": merged.inputs,
+            "libraries": {name: _version(name) for name in LIBRARIES},
+        },
+    )
+    return names
+
+
+def _backends(
+    config: RunConfig, manager: PluginManager, slots: Sequence[str]
+) -> tuple[dict[str, RegisteredSpec], dict[str, Any]]:
+    """The registered plugins of ``slots`` the configuration chooses, and their started backends."""
+    selected = _select(manager, {slot: config.plugins[slot] for slot in slots}, config.plugin_options)
+    return selected, {slot: _instantiate(registered, config.plugin_options) for slot, registered in selected.items()}
 
 
 def _checkpoint_key(config: RunConfig, selected: Mapping[str, RegisteredSpec]) -> dict[str, Any]:
