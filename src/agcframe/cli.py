@@ -17,6 +17,7 @@ from rich.table import Table
 
 from . import __version__
 from .config import RunConfig, parse_plugin_choices
+from .container import DEFAULT_TAG, build_image
 from .data import FitOptions, FitResult
 from .errors import AgcframeError, ConfigError
 from .fileset import load_fileset, select_datasets, summarize, write_fileset
@@ -416,3 +417,21 @@ def validate(histograms: Path, reference: Path) -> None:
         click.echo(f"{len(report.problems)} problems in {report.checked} histograms compared with {reference}")
         sys.exit(1)
     click.echo(f"all {report.checked} histograms agree with {reference}")
+
+
+@main.group()
+def container() -> None:
+    """The runtime container image (containers/Dockerfile)."""
+
+
+@container.command()
+@click.option("--tag", default=DEFAULT_TAG, show_default=True, help="Name of the image.")
+@click.option("--base-image", help="BASE_IMAGE of the Dockerfile (default: python:3.11-slim-bookworm).")
+@click.option("--context", type=click.Path(path_type=Path, file_okay=False), help="The agcframe checkout (default: this one).")
+@click.option("--docker-host", help="Docker engine URL (default: DOCKER_HOST or the local socket).")
+@_reports_errors
+def build(tag: str, base_image: str | None, context: Path | None, docker_host: str | None) -> None:
+    """Build the runtime image through the docker SDK."""
+    image_id = build_image(context, tag=tag, base_image=base_image, docker_host=docker_host)
+    click.echo(f"built {tag} ({image_id})")
+
