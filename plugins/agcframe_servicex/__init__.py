@@ -25,7 +25,7 @@ from servicex.minio_adapter import _sanitize_filename
 
 from agcframe import hookimpl
 from agcframe.cache import cache_directory
-from agcframe.data import Dataset, WorkItem
+from agcframe.data import Dataset, WorkItem, file_work_items
 from agcframe.inputs import open_tree
 from agcframe.specs import PluginOption, SourceSpec
 
@@ -72,20 +72,11 @@ class ServiceXSource:
                 with open_tree(path, self.treename) as tree:
                     num_entries = tree.num_entries
                 self._delivered["events_delivered"] += num_entries
-                for start in range(0, num_entries, chunksize):
-                    items.append(
-                        WorkItem(
-                            process=ds.process,
-                            variation=ds.variation,
-                            weight=ds.weight,
-                            path=path,
-                            file_index=file_index,
-                            entry_start=start,
-                            entry_stop=min(start + chunksize, num_entries),
-                            treename=self.treename,
-                            size_bytes=os.path.getsize(path),
-                        )
+                items.extend(
+                    file_work_items(
+                        ds, path, file_index, num_entries, chunksize, treename=self.treename, size_bytes=os.path.getsize(path)
                     )
+                )
         return items
 
     def _count_inputs(self, ds: Dataset, outputs: Sequence[str]) -> None:

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable, Sequence
 
 from agcframe import hookimpl
-from agcframe.data import Dataset, WorkItem
+from agcframe.data import Dataset, WorkItem, file_work_items
 from agcframe.inputs import open_tree
 from agcframe.specs import SourceSpec
 
@@ -25,20 +25,9 @@ class UprootSource:
                 with open_tree(entry.path, self.treename) as tree:
                     num_entries = tree.num_entries
                 size = os.path.getsize(entry.path) if "://" not in entry.path else None
-                for start in range(0, num_entries, chunksize):
-                    items.append(
-                        WorkItem(
-                            process=dataset.process,
-                            variation=dataset.variation,
-                            weight=dataset.weight,
-                            path=entry.path,
-                            file_index=file_index,
-                            entry_start=start,
-                            entry_stop=min(start + chunksize, num_entries),
-                            treename=self.treename,
-                            size_bytes=size,
-                        )
-                    )
+                items.extend(
+                    file_work_items(dataset, entry.path, file_index, num_entries, chunksize, treename=self.treename, size_bytes=size)
+                )
         return items
 
 

@@ -14,7 +14,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Dataset", "FileEntry", "Fill", "FitOptions", "FitParameter", "FitResult", "Significance", "WorkItem"]
+__all__ = [
+    "Dataset", "FileEntry", "Fill", "FitOptions", "FitParameter", "FitResult", "Significance", "WorkItem",
+    "file_work_items",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,33 @@ class WorkItem:
     def describe(self) -> str:
         """Human-readable identity for messages: ``path [start, stop)``."""
         return f"{self.path} entries [{self.entry_start}, {self.entry_stop})"
+
+
+def file_work_items(
+    dataset: Dataset,
+    path: str,
+    file_index: int,
+    num_entries: int,
+    chunksize: int,
+    *,
+    treename: str = "Events",
+    size_bytes: int | None = None,
+) -> list[WorkItem]:
+    """The work items of one file of ``dataset``: consecutive entry ranges of at most ``chunksize``."""
+    return [
+        WorkItem(
+            process=dataset.process,
+            variation=dataset.variation,
+            weight=dataset.weight,
+            path=path,
+            file_index=file_index,
+            entry_start=start,
+            entry_stop=min(start + chunksize, num_entries),
+            treename=treename,
+            size_bytes=size_bytes,
+        )
+        for start in range(0, num_entries, chunksize)
+    ]
 
 
 @dataclass(frozen=True)
