@@ -12,6 +12,7 @@ from agcframe.analysis import FIT_SAMPLES, REGIONS
 from agcframe.data import FitOptions
 from agcframe.histogram_json import read_histograms, write_histograms
 from agcframe.model import build_workspace
+from test_cli import agcframe_cli
 
 
 
@@ -105,3 +106,30 @@ def test_a_user_cabinetry_yaml_is_fitted(real_histograms: Path, tmp_path: Path) 
     workspace = json.loads((tmp_path / "out" / "workspace.json").read_text())
     assert all(len(o["data"]) == 25 for o in workspace["observations"])
     assert 0.8 < result.parameter("ttbar_norm").value < 1.1
+
+
+def test_cls_upper_limit_on_real_data(real_histograms: Path, tmp_path: Path) -> None:
+    import pyhf
+
+    result = agcframe_cli(
+        "fit", str(real_histograms), "--plugin", "inference=pyhf", "--limit", "--no-plots", "--output", str(tmp_path)
+    )
+    assert result.returncode == 0, result.stderr
+    assert "95% CL upper limit on ttbar_norm: observed" in result.stdout
+    document = json.loads((tmp_path / "fit_results.json").read_text())
+    limit, poi = document["limit"], document["ttbar_norm"]
+    assert limit["cl"] == pytest.approx(0.95)
+    bands = [limit["expected"][band] for band in ("-2sigma", "-1sigma", "median", "+1sigma", "+2sigma")]
+    assert bands == sorted(bands) and bands[0] > 0
+    # ttbar is observed far above zero: the limit lies above the fitted value, about 1.64 sigma up
+    assert poi["value"] + poi["error"] < limit["observed"] < poi["value"] + 3 * poi["error"]
+    # CLs is 0.05 at the observed limit
+    workspace = pyhf.Workspace(json.loads((tmp_path / "workspace.json").read_text()))
+    model = workspace.model()
+    backend, optimizer = pyhf.get_backend()
+    pyhf.set_backend(backend, pyhf.optimize.scipy_optimizer())
+    try:
+        cls = float(pyhf.infer.hypotest(limit["observed"], workspace.data(model), model, test_stat="qtilde"))
+    finally:
+        pyhf.set_backend(backend, optimizer)
+    assert cls == pytest.approx(0.05, abs=1e-3)

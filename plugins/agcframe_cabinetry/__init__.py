@@ -14,7 +14,7 @@ from agcframe import analysis as agc
 from agcframe import hookimpl
 from agcframe.data import FitOptions, FitParameter, FitResult, Significance
 from agcframe.errors import InputError, describe_exception
-from agcframe.model import read_rebinned, template_key
+from agcframe.model import read_rebinned, template_key, upper_limit
 from agcframe.specs import InferenceSpec, PluginOption
 
 __all__ = ["CabinetryInference", "cabinetry_config", "user_config"]
@@ -149,6 +149,12 @@ class CabinetryInference:
             FitParameter(label, float(value), float(error))
             for label, value, error in zip(result.labels, result.bestfit, result.uncertainty)
         )
+        poi_index = model.config.poi_index
+        limit = (
+            upper_limit(model, data, float(result.bestfit[poi_index]), float(result.uncertainty[poi_index]))
+            if options.limit
+            else None
+        )
         return FitResult(
             poi=agc.POI,
             parameters=parameters,
@@ -156,6 +162,7 @@ class CabinetryInference:
             minimum_nll=float(result.best_twice_nll) / 2,
             workspace=workspace,
             significance=significance,
+            limit=limit,
         )
 
 

@@ -121,6 +121,7 @@ def _fit_options(command: F) -> F:
     for decorator in reversed(
         (
             click.option("--significance", is_flag=True, help="Also compute the discovery significance of the POI."),
+            click.option("--limit", is_flag=True, help="Also compute the 95% CL CLs upper limits on the POI (about 2 minutes)."),
             click.option("--no-plots", is_flag=True, help="Do not draw the fit plots."),
             click.option("--no-ranking", is_flag=True, help="Draw the plots without the (slow) impact ranking."),
         )
@@ -169,6 +170,7 @@ def run(
     resume: bool,
     config_file: Path | None,
     significance: bool,
+    limit: bool,
     no_plots: bool,
     no_ranking: bool,
     plugin_options: dict[str, dict[str, Any]],
@@ -187,6 +189,7 @@ def run(
         "skip_bad_files": ("skip_bad_files", skip_bad_files),
         "resume": ("resume", resume),
         "significance": ("significance", significance),
+        "limit": ("limit", limit),
         "plots": ("no_plots", not no_plots),
         "ranking": ("no_ranking", not no_ranking),
     }
@@ -280,6 +283,12 @@ def _echo_fit(result: FitResult, output: Path) -> None:
             f"discovery significance of {result.poi}: observed {found.observed:.2f} σ (p = {found.observed_p_value:.3g}), "
             f"expected {found.expected:.2f} σ (p = {found.expected_p_value:.3g})"
         )
+    if result.limit is not None:
+        bound = result.limit
+        click.echo(
+            f"{1 - bound.level:.0%} CL upper limit on {result.poi}: observed {bound.observed:.4g}, "
+            f"expected {bound.expected[2]:.4g} (±1σ {bound.expected[1]:.4g} to {bound.expected[3]:.4g})"
+        )
 
 
 @main.command(cls=PluginOptionsCommand, slots=("inference",))
@@ -295,6 +304,7 @@ def fit(
     plugins: tuple[str, ...],
     asimov: bool,
     significance: bool,
+    limit: bool,
     no_plots: bool,
     no_ranking: bool,
     plugin_options: dict[str, dict[str, Any]],
@@ -308,7 +318,7 @@ def fit(
         histograms,
         output,
         inference=choices.get("inference", "cabinetry"),
-        options=FitOptions(asimov=asimov, significance=significance),
+        options=FitOptions(asimov=asimov, significance=significance, limit=limit),
         plots=not no_plots,
         ranking=not no_ranking,
         plugin_options=plugin_options,

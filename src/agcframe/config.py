@@ -41,6 +41,7 @@ SCHEMA: dict[str, Any] = {
         "output": {"type": "string"},
         "fit": {"type": "boolean"},
         "significance": {"type": "boolean"},
+        "limit": {"type": "boolean"},
         "plots": {"type": "boolean"},
         "ranking": {"type": "boolean"},
         "retries": {"type": "integer", "minimum": 0},
@@ -66,8 +67,9 @@ class RunConfig:
     seed: int = DEFAULT_SEED
     output: str = "agc-output"
     fit: bool = True
-    #: with the fit: discovery significance, plots, impact ranking (slow) among the plots
+    #: with the fit: discovery significance, CLs upper limits (slow), plots, impact ranking (slow) among the plots
     significance: bool = False
+    limit: bool = False
     plots: bool = True
     ranking: bool = True
     #: tries after the first for a chunk that raises

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "Dataset", "FileEntry", "Fill", "FitOptions", "FitParameter", "FitResult", "Significance", "WorkItem",
+    "Dataset", "FileEntry", "Fill", "FitOptions", "FitParameter", "FitResult", "Significance", "UpperLimit", "WorkItem",
     "file_work_items",
 ]  # fmt: skip
 
@@ -134,6 +134,8 @@ class FitOptions:
     asimov: bool = False
     #: also compute the discovery significance of the POI (test of POI = 0)
     significance: bool = False
+    #: also compute the observed and expected CLs upper limits on the POI
+    limit: bool = False
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,20 @@ class Significance:
 
 
 @dataclass(frozen=True)
+class UpperLimit:
+    """Observed and expected CLs upper limits on the POI at confidence level ``1 - level``."""
+
+    level: float
+    observed: float
+    #: the expected limit and its bands: -2, -1, 0, +1, +2 standard deviations
+    expected: tuple[float, float, float, float, float]
+
+    def to_json(self) -> dict[str, object]:
+        bands = ("-2sigma", "-1sigma", "median", "+1sigma", "+2sigma")
+        return {"cl": 1 - self.level, "observed": self.observed, "expected": dict(zip(bands, self.expected))}
+
+
+@dataclass(frozen=True)
 class FitResult:
     """What an inference plugin reports: the POI and every parameter."""
 
@@ -164,6 +180,7 @@ class FitResult:
     #: the pyhf workspace that was fitted, written as ``workspace.json``
     workspace: dict[str, Any] | None = field(default=None, compare=False, repr=False)
     significance: Significance | None = None
+    limit: UpperLimit | None = None
 
     def parameter(self, name: str) -> FitParameter:
         for parameter in self.parameters:
@@ -183,4 +200,5 @@ class FitResult:
             "correlation": [list(row) for row in self.correlation],
             "minimum_nll": self.minimum_nll,
             "significance": self.significance.to_json() if self.significance else None,
+            "limit": self.limit.to_json() if self.limit else None,
         }

@@ -17,10 +17,15 @@ import numpy as np
 import uproot
 
 from . import analysis as agc
-from .data import FitOptions, FitParameter, FitResult, Significance
-from .errors import InputError
+from .data import FitOptions, FitParameter, FitResult, Significance, UpperLimit
+from .errors import InputError, describe_exception
 
-__all__ = ["build_workspace", "fit_workspace", "model_and_data", "read_rebinned", "template_key"]
+__all__ = ["build_workspace", "fit_workspace", "model_and_data", "read_rebinned", "template_key", "upper_limit"]
+
+#: CLs level of upper limits: 95% confidence
+LIMIT_LEVEL = 0.05
+#: the low end of the limit scan: the expected limits on the AGC model are far below 1 (about 1e-3)
+LIMIT_LOWEST_POI = 1e-6
 
 #: interpolation codes cabinetry uses for the model
 MODIFIER_SETTINGS = {"normsys": {"interpcode": "code4"}, "histosys": {"interpcode": "code4p"}}
@@ -142,6 +147,8 @@ def fit_workspace(workspace: dict[str, Any], options: FitOptions) -> FitResult:
     finally:
         pyhf.set_backend(backend, optimizer)
     uncertainties = np.where(result_obj.minuit.fixed, 0.0, result[:, 1])
+    poi_index = model.config.poi_index
+    limit = upper_limit(model, data, float(result[poi_index, 0]), float(uncertainties[poi_index])) if options.limit else None
     return FitResult(
         poi=agc.POI,
         parameters=tuple(
@@ -152,7 +159,36 @@ def fit_workspace(workspace: dict[str, Any], options: FitOptions) -> FitResult:
         minimum_nll=float(twice_nll) / 2,
         workspace=workspace,
         significance=significance,
+        limit=limit,
     )
+
+
+def upper_limit(model: Any, data: Any, poi_value: float, poi_error: float, level: float = LIMIT_LEVEL) -> UpperLimit:
+    """Observed and expected CLs upper limits on the POI (asymptotic ``qtilde``), from pyhf's TOMS 748 scan.
+
+    The scan brackets the roots between :data:`LIMIT_LOWEST_POI` and the fitted
+    POI plus five standard deviations, and runs its hypothesis tests with
+    scipy's optimizer: MINUIT stops at its call limit on the AGC model for
+    small POI values (the nuisance parameters run to their bounds), where
+    SLSQP converges; both give the same CLs where both converge.
+    """
+    import pyhf
+
+    highest = max(poi_value, 0.0) + 5 * poi_error
+    backend, optimizer = pyhf.get_backend()
+    pyhf.set_backend(backend, pyhf.optimize.scipy_optimizer())
+    try:
+        observed, expected = pyhf.infer.intervals.upper_limits.toms748_scan(
+            data, model, LIMIT_LOWEST_POI, highest, level=level, atol=1e-6, rtol=1e-3
+        )
+    except ValueError as exc:  # the CLs curves do not cross the level inside the bracket
+        raise InputError(
+            f"no {1 - level:.0%} CL upper limit on {agc.POI} between {LIMIT_LOWEST_POI:g} and {highest:.3g} "
+            f"({describe_exception(exc)}); the fit may not have converged"
+        ) from exc
+    finally:
+        pyhf.set_backend(backend, optimizer)
+    return UpperLimit(level, float(observed), tuple(float(band) for band in expected))  # type: ignore[arg-type]
 
 
 def _significance(model: Any, data: Any) -> Significance:

@@ -163,7 +163,7 @@ def run(
                 selected["inference"],
                 staging / HISTOGRAMS_FILE,
                 staging,
-                FitOptions(significance=config.significance),
+                FitOptions(significance=config.significance, limit=config.limit),
                 plots=config.plots,
                 ranking=config.ranking,
             )
@@ -370,7 +370,7 @@ def fit(
     inference
         Name of the inference plugin.
     options
-        Asimov data instead of pseudodata, discovery significance.
+        Asimov data instead of pseudodata, discovery significance, upper limits.
     plots, ranking
         Draw the plots into ``output/plots``; include the (slow) impact ranking.
     plugin_options
