@@ -68,7 +68,9 @@ class GenerationSettings:
 class SampleModel:
     """Knobs that make a variation differ from nominal the way real ones do."""
 
-    isr_mean: float = 1.6
+    isr_mean: float = 0.75
+    #: mean pt above 15 GeV of ISR and pile-up jets (GeV)
+    isr_pt: float = 40.0
     top_pt_scale: float = 1.0
     jet_response: float = 1.0
     negative_weight_fraction: float = 0.0
@@ -76,13 +78,13 @@ class SampleModel:
 
 SAMPLE_MODELS: dict[tuple[str, str], SampleModel] = {
     ("ttbar", "nominal"): SampleModel(),
-    ("ttbar", "scaleup"): SampleModel(isr_mean=1.9, top_pt_scale=0.98),
-    ("ttbar", "scaledown"): SampleModel(isr_mean=1.35, top_pt_scale=1.02),
+    ("ttbar", "scaleup"): SampleModel(isr_mean=0.96, top_pt_scale=0.98),
+    ("ttbar", "scaledown"): SampleModel(isr_mean=0.68, top_pt_scale=1.02),
     ("ttbar", "ME_var"): SampleModel(top_pt_scale=0.96, negative_weight_fraction=0.25),
-    ("ttbar", "PS_var"): SampleModel(isr_mean=1.7, jet_response=0.985),
-    ("single_top_s_chan", "nominal"): SampleModel(isr_mean=1.2, negative_weight_fraction=0.19),
-    ("single_top_t_chan", "nominal"): SampleModel(isr_mean=1.2),
-    ("single_top_tW", "nominal"): SampleModel(isr_mean=1.4),
+    ("ttbar", "PS_var"): SampleModel(isr_mean=0.85, jet_response=0.985),
+    ("single_top_s_chan", "nominal"): SampleModel(isr_mean=0.6, negative_weight_fraction=0.19),
+    ("single_top_t_chan", "nominal"): SampleModel(isr_mean=0.5, isr_pt=22.0),
+    ("single_top_tW", "nominal"): SampleModel(isr_mean=0.6),
     ("wjets", "nominal"): SampleModel(isr_mean=0.0, negative_weight_fraction=0.16),
 }
 
@@ -161,7 +163,7 @@ def _decay_top(rng: np.random.Generator, top: vector.MomentumNumpy4D, partons: _
 
 
 def _top(rng: np.random.Generator, n: int, pt_scale: float, pt: np.ndarray | None = None, phi: np.ndarray | None = None) -> vector.MomentumNumpy4D:
-    pt = rng.gamma(2.2, 48.0 * pt_scale, n) if pt is None else pt
+    pt = rng.gamma(2.2, 66.0 * pt_scale, n) if pt is None else pt
     phi = rng.uniform(-np.pi, np.pi, n) if phi is None else phi
     eta = rng.normal(0.0, 1.3, n)
     return _from_pt_eta_phi_m(pt, eta, phi, _breit_wigner(rng, TOP_MASS, TOP_WIDTH, n, 150.0, 195.0))
@@ -172,13 +174,13 @@ def _light_partons(rng: np.random.Generator, n: int, partons: _Partons, pt: np.n
     partons.add_jet(_from_pt_eta_phi_m(pt, eta, rng.uniform(-np.pi, np.pi, n), mass), flavour, valid)
 
 
-def _radiation(rng: np.random.Generator, partons: _Partons, mean: float, max_jets: int = 6) -> None:
+def _radiation(rng: np.random.Generator, partons: _Partons, model: SampleModel, max_jets: int = 6) -> None:
     """ISR and pile-up jets: Poisson multiplicity, falling pt, mostly gluons."""
     n = partons.n
-    count = rng.poisson(mean, n)
+    count = rng.poisson(model.isr_mean, n)
     for slot in range(max_jets):
         flavour = rng.choice([GLUON, LIGHT, C, B], n, p=[0.7, 0.23, 0.05, 0.02])
-        _light_partons(rng, n, partons, 15.0 + rng.exponential(22.0, n), rng.normal(0, 1.8, n), flavour, count > slot)
+        _light_partons(rng, n, partons, 15.0 + rng.exponential(model.isr_pt, n), rng.normal(0, 1.8, n), flavour, count > slot)
 
 
 def _ttbar(rng: np.random.Generator, n: int, model: SampleModel) -> _Partons:
@@ -188,7 +190,7 @@ def _ttbar(rng: np.random.Generator, n: int, model: SampleModel) -> _Partons:
     t2 = _top(rng, n, model.top_pt_scale, pt=recoil, phi=t1.phi + np.pi + rng.normal(0, 0.3, n))
     _decay_top(rng, t1, partons)
     _decay_top(rng, t2, partons)
-    _radiation(rng, partons, model.isr_mean)
+    _radiation(rng, partons, model)
     return partons
 
 
@@ -197,8 +199,8 @@ def _single_top_t_chan(rng: np.random.Generator, n: int, model: SampleModel) -> 
     _decay_top(rng, _top(rng, n, 0.8), partons)
     forward_eta = rng.choice([-1, 1], n) * np.abs(rng.normal(2.3, 1.0, n))
     _light_partons(rng, n, partons, 20 + rng.gamma(2.0, 22.0, n), forward_eta, np.full(n, LIGHT), np.ones(n, bool))
-    _light_partons(rng, n, partons, 8 + rng.exponential(18.0, n), rng.normal(0, 1.8, n), np.full(n, B), np.ones(n, bool))
-    _radiation(rng, partons, model.isr_mean)
+    _light_partons(rng, n, partons, 10 + rng.exponential(25.0, n), rng.normal(0, 1.8, n), np.full(n, B), np.ones(n, bool))
+    _radiation(rng, partons, model)
     return partons
 
 
@@ -207,8 +209,11 @@ def _single_top_s_chan(rng: np.random.Generator, n: int, model: SampleModel) -> 
     top = _top(rng, n, 0.9)
     _decay_top(rng, top, partons)
     _light_partons(rng, n, partons, np.abs(top.pt + rng.normal(0, 20, n)), rng.normal(0, 1.3, n), np.full(n, B), np.ones(n, bool))
-    _radiation(rng, partons, model.isr_mean)
+    _radiation(rng, partons, model)
     return partons
+
+
+TW_SECOND_B = 0.5
 
 
 def _single_top_tw(rng: np.random.Generator, n: int, model: SampleModel) -> _Partons:
@@ -218,13 +223,15 @@ def _single_top_tw(rng: np.random.Generator, n: int, model: SampleModel) -> _Par
     w_mass = _breit_wigner(rng, W_MASS, W_WIDTH, n, 60.0, 100.0)
     w = _from_pt_eta_phi_m(np.abs(top.pt + rng.normal(0, 20, n)), rng.normal(0, 1.3, n), top.phi + np.pi, w_mass)
     _decay_w(rng, w, partons)
-    _radiation(rng, partons, model.isr_mean)
+    # the b of the initial-state g -> bb splitting (gb -> tW): often a second b jet
+    _light_partons(rng, n, partons, 20 + rng.exponential(30.0, n), rng.normal(0, 1.5, n), np.full(n, B), rng.random(n) < TW_SECOND_B)
+    _radiation(rng, partons, model)
     return partons
 
 
 # W+jets: the multiplicity above the filter threshold falls geometrically (Berends scaling)
 WJETS_MIN_JETS = 4
-WJETS_JET_RATIO = 0.22
+WJETS_JET_RATIO = 0.28
 WJETS_BELOW_FILTER_PROBABILITY = 1.0 - WJETS_JET_RATIO**WJETS_MIN_JETS
 
 
@@ -235,8 +242,8 @@ def _wjets(rng: np.random.Generator, n: int, model: SampleModel) -> _Partons:
     _decay_w(rng, w, partons, leptonic_only=True)
     n_jets = WJETS_MIN_JETS + rng.geometric(1.0 - WJETS_JET_RATIO, n) - 1
     for slot in range(9):
-        flavour = rng.choice([GLUON, LIGHT, C, B], n, p=[0.55, 0.33, 0.08, 0.04])
-        pt = 20.0 + rng.exponential(38.0 if slot < 2 else 22.0, n)
+        flavour = rng.choice([GLUON, LIGHT, C, B], n, p=[0.5, 0.3, 0.1, 0.1])
+        pt = 20.0 + rng.exponential(50.0 if slot < 2 else 45.0, n)
         _light_partons(rng, n, partons, pt, rng.normal(0, 1.6, n), flavour, n_jets > slot)
     return partons
 
@@ -270,15 +277,15 @@ def _detector_jets(rng: np.random.Generator, partons: _Partons, model: SampleMod
     phi = np.stack([p.phi for p in p4], axis=1) + rng.normal(0, 0.02, flavour.shape)
     phi = (phi + np.pi) % (2 * np.pi) - np.pi
     response = model.jet_response * np.where(flavour == B, 0.96, 1.0)
-    resolution = np.sqrt(1.1**2 / np.maximum(true_pt, 1.0) + 0.05**2)
+    resolution = np.sqrt(1.5**2 / np.maximum(true_pt, 1.0) + 0.10**2)
     pt = true_pt * response * rng.normal(1.0, resolution)
     mass = pt * rng.uniform(0.06, 0.2, flavour.shape)
     valid = present & (pt > 15.0) & (np.abs(eta) < 4.7)
 
     btag = np.where(
         flavour == B,
-        rng.beta(5.0, 1.1, flavour.shape),
-        np.where(flavour == C, rng.beta(1.6, 2.4, flavour.shape), rng.beta(0.8, 7.0, flavour.shape)),
+        rng.beta(2.2, 0.9, flavour.shape),
+        np.where(flavour == C, rng.beta(1.6, 2.4, flavour.shape), rng.beta(0.6, 3.0, flavour.shape)),
     )
     btag = np.where(rng.random(flavour.shape) < np.where(flavour == B, 0.02, 0.05), -10.0, btag)
     btag = np.where(np.abs(eta) > 2.4, -10.0, btag)
@@ -309,14 +316,14 @@ def _detector_leptons(rng: np.random.Generator, partons: _Partons, n_b: np.ndarr
     pt = pt * rng.normal(1.0, 0.015, pt.shape)
     eta = eta + rng.normal(0, 0.005, pt.shape)
     shape = pt.shape
-    sip3d = np.where(prompt, rng.exponential(1.1, shape), rng.exponential(7.0, shape))
+    sip3d = np.where(prompt, rng.exponential(1.6, shape), rng.exponential(7.0, shape))
     charge = rng.choice(np.array([-1, 1], dtype=np.int32), shape)
     in_acceptance = valid & (np.abs(eta) < 2.5)
     electrons = in_acceptance & (kind == ELECTRON) & (pt > 5.0)
     muons = in_acceptance & (kind == MUON) & (pt > 3.0)
     cut_based = np.where(
         prompt,
-        rng.choice(np.arange(5, dtype=np.int32), shape, p=[0.04, 0.04, 0.06, 0.11, 0.75]),
+        rng.choice(np.arange(5, dtype=np.int32), shape, p=[0.1, 0.1, 0.2, 0.25, 0.35]),
         rng.choice(np.arange(5, dtype=np.int32), shape, p=[0.55, 0.2, 0.12, 0.08, 0.05]),
     )
     electron = _jagged(
@@ -339,9 +346,9 @@ def _detector_leptons(rng: np.random.Generator, partons: _Partons, n_b: np.ndarr
             "phi": phi.astype(np.float32),
             "mass": np.full(shape, MUON_MASS, np.float32),
             "charge": charge,
-            "tightId": np.where(prompt, rng.random(shape) < 0.96, rng.random(shape) < 0.6),
+            "tightId": np.where(prompt, rng.random(shape) < 0.56, rng.random(shape) < 0.6),
             "sip3d": sip3d.astype(np.float32),
-            "pfRelIso04_all": np.where(prompt, rng.exponential(0.035, shape), 0.08 + rng.exponential(0.4, shape)).astype(np.float32),
+            "pfRelIso04_all": np.where(prompt, rng.exponential(0.05, shape), 0.08 + rng.exponential(0.4, shape)).astype(np.float32),
         },
         muons,
         pt,

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 HISTOGRAMS_FILE = "histograms.root"
 PLOTS_DIR = "plots"
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 #: the plugins a processing job needs (no inference)
 PROCESSING_SLOTS = ("source", "processor", "histogrammer", "executor")
 LIBRARIES = ("awkward", "cabinetry", "coffea", "hist", "numpy", "pyhf", "uproot", "vector")
