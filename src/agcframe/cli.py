@@ -21,7 +21,7 @@ from .container import DEFAULT_TAG, build_image
 from .data import FitOptions, FitResult
 from .errors import AgcframeError, ConfigError
 from .fileset import load_fileset, select_datasets, summarize, write_fileset
-from .generate import DEFAULT_EVENTS_PER_FILE, DEFAULT_SEED, GenerationSettings, generate_dataset
+from .generate import DEFAULT_COMPRESSION, DEFAULT_EVENTS_PER_FILE, DEFAULT_SEED, GenerationSettings, generate_dataset
 from .histogram_json import read_histograms, read_json, to_json
 from .histogram_json import validate as validate_histograms
 from .pipeline import fit as fit_histograms
@@ -331,10 +331,18 @@ def fit(
 @click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True)
 @click.option("--events-per-file", type=click.IntRange(min=1), default=DEFAULT_EVENTS_PER_FILE, show_default=True)
 @click.option("--files-per-sample", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--compression", default=DEFAULT_COMPRESSION, show_default=True, help="ALGORITHM:LEVEL (zlib, lzma, lz4, zstd) or none.")
+@click.option("--all-branches", is_flag=True, help="Also write the other branches of real NanoAOD (947 in all).")
 @_reports_errors
-def generate(output: Path, seed: int, events_per_file: int, files_per_sample: int) -> None:
+def generate(output: Path, seed: int, events_per_file: int, files_per_sample: int, compression: str, all_branches: bool) -> None:
     """Generate NanoAOD files for every AGC sample and their fileset.json."""
-    settings = GenerationSettings(seed=seed, events_per_file=events_per_file, files_per_sample=files_per_sample)
+    settings = GenerationSettings(
+        seed=seed,
+        events_per_file=events_per_file,
+        files_per_sample=files_per_sample,
+        compression=compression,
+        all_branches=all_branches,
+    )
     path = generate_dataset(output, settings)
     click.echo(f"wrote {path}")
 

@@ -32,16 +32,27 @@ import uproot
 import vector
 
 from .analysis import SAMPLE_VARIATIONS
+from .errors import ConfigError
 
 #: entries per basket of the generated files
 BASKET_ENTRIES = 10_000
 
-__all__ = ["BASKET_ENTRIES", "DEFAULT_EVENTS_PER_FILE", "DEFAULT_SEED", "GenerationSettings", "generate_dataset", "write_events"]
+__all__ = [
+    "BASKET_ENTRIES", "DEFAULT_COMPRESSION", "DEFAULT_EVENTS_PER_FILE", "DEFAULT_SEED", "NANOAOD_BRANCHES",
+    "GenerationSettings", "generate_dataset", "parse_compression", "write_events",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SEED = 42
 DEFAULT_EVENTS_PER_FILE = 20_000
+DEFAULT_COMPRESSION = "zlib:1"
+COMPRESSIONS = {"zlib": uproot.ZLIB, "lzma": uproot.LZMA, "lz4": uproot.LZ4, "zstd": uproot.ZSTD}
+#: every branch of the real 2015 CMS Open Data NanoAOD files, ``(name, ROOT type name)`` in file order
+NANOAOD_BRANCHES: list[tuple[str, str]] = [
+    (name, typename)
+    for name, typename in json.loads((Path(__file__).with_name("nanoaod_branches.json")).read_text())["branches"]
+]
 
 TOP_MASS, TOP_WIDTH = 172.5, 1.41
 W_MASS, W_WIDTH = 80.38, 2.09
@@ -57,11 +68,23 @@ ELECTRON, MUON, TAU, HADRONS = 0, 1, 2, 3
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """What ``agcframe generate`` writes."""
+    """What ``agcframe generate`` writes.
+
+    ``compression`` is ``ALGORITHM:LEVEL`` (zlib, lzma, lz4, zstd) or ``none``; the
+    real files use zlib level 1. ``all_branches`` also writes every other branch of
+    the real files (947 in all, :data:`NANOAOD_BRANCHES`) with plausible random
+    contents, so that reading the analysis columns touches a few percent of a
+    file, as with real data.
+    """
 
     seed: int = DEFAULT_SEED
     events_per_file: int = DEFAULT_EVENTS_PER_FILE
     files_per_sample: int = 1
+    compression: str = DEFAULT_COMPRESSION
+    all_branches: bool = False
+
+    def __post_init__(self) -> None:
+        parse_compression(self.compression)  # a wrong spelling fails here, before any file is written
 
 
 @dataclass(frozen=True)
@@ -383,7 +406,72 @@ def _generate_events(rng: np.random.Generator, process: str, model: SampleModel,
     return {"Jet": jets, "Electron": electrons, "Muon": muons}, nevts
 
 
-def _write_file(path: Path, collections: dict[str, ak.Array], rng: np.random.Generator, model: SampleModel, file_index: int) -> None:
+def parse_compression(spelling: str) -> object:
+    """``zlib:1``, ``lzma:9``, ``lz4:4``, ``zstd:5`` or ``none`` as an uproot compression setting."""
+    if spelling == "none":
+        return None
+    algorithm, _, level = spelling.partition(":")
+    if algorithm not in COMPRESSIONS or not level.isdigit() or not 1 <= int(level) <= 9:
+        raise ConfigError(
+            f"compression {spelling!r} is not ALGORITHM:LEVEL with ALGORITHM one of {', '.join(COMPRESSIONS)} "
+            "and LEVEL 1 to 9, nor 'none'"
+        )
+    return COMPRESSIONS[algorithm](int(level))
+
+
+def _other_branches(rng: np.random.Generator, collections: dict[str, ak.Array], present: set[str]) -> dict[str, object]:
+    """The real files' branches not in ``present``, with plausible random contents.
+
+    Fields of the generated collections (``Jet_area``, ...) are added to them in
+    place; other collections (``Photon``, ``GenPart``, ...) get Poisson(3)
+    objects per event; flat branches (trigger bits, MET, ...) one value per event.
+    """
+    n = len(collections["Jet"])
+    names = {name for name, _ in NANOAOD_BRANCHES}
+    counters = {
+        name[1:] for name in names
+        if name.startswith("n") and (name[1:] in names or any(other.startswith(f"{name[1:]}_") for other in names))
+    }  # fmt: skip
+    counts = {prefix: ak.num(collections[prefix]) if prefix in collections else rng.poisson(3.0, n) for prefix in counters}
+    flat: dict[str, object] = {}
+    fields: dict[str, dict[str, np.ndarray]] = {}
+    for name, typename in NANOAOD_BRANCHES:
+        prefix, _, attribute = name.partition("_")
+        if name in present or (name.startswith("n") and name[1:] in counters):
+            continue
+        if typename.endswith("[]") and not attribute:  # a jagged array of its own (LHEPdfWeight)
+            flat[name] = ak.unflatten(_plausible(rng, typename[:-2], int(np.sum(counts[name]))), counts[name])
+        elif typename.endswith("[]"):
+            fields.setdefault(prefix, {})[attribute] = _plausible(rng, typename[:-2], int(np.sum(counts[prefix])))
+        else:
+            flat[name] = _plausible(rng, typename, n)
+    for prefix, columns in fields.items():
+        records = ak.zip({attribute: ak.unflatten(values, counts[prefix]) for attribute, values in columns.items()})
+        if prefix in collections:
+            for attribute in columns:
+                collections[prefix] = ak.with_field(collections[prefix], records[attribute], attribute)
+        else:
+            flat[prefix] = records
+    return flat
+
+
+def _plausible(rng: np.random.Generator, typename: str, size: int) -> np.ndarray:
+    if typename == "bool":
+        return rng.random(size) < 0.3
+    if typename == "float":
+        return rng.exponential(10.0, size).astype(np.float32)
+    dtype = {"int32_t": np.int32, "uint32_t": np.uint32, "uint8_t": np.uint8, "uint64_t": np.uint64}[typename]
+    return rng.integers(0, 8, size).astype(dtype)
+
+
+def _write_file(
+    path: Path,
+    collections: dict[str, ak.Array],
+    rng: np.random.Generator,
+    model: SampleModel,
+    file_index: int,
+    settings: GenerationSettings,
+) -> None:
     n = len(collections["Jet"])
     genweight = np.where(rng.random(n) < model.negative_weight_fraction, -1.0, 1.0).astype(np.float32)
     branches: dict[str, object] = {
@@ -391,19 +479,22 @@ def _write_file(path: Path, collections: dict[str, ak.Array], rng: np.random.Gen
         "luminosityBlock": (1 + np.arange(n) // 500 + 1000 * file_index).astype(np.uint32),
         "event": (np.uint64(file_index) * np.uint64(10**8) + np.arange(1, n + 1, dtype=np.uint64)),
         "genWeight": genweight,
-        **collections,
     }
-    write_events(path, branches)
+    collections = dict(collections)
+    if settings.all_branches:
+        present = set(branches) | {f"{prefix}_{field}" for prefix, records in collections.items() for field in records.fields}
+        branches.update(_other_branches(rng, collections, present))
+    write_events(path, {**branches, **collections}, compression=parse_compression(settings.compression))
 
 
-def write_events(path: Path, branches: dict[str, object], compression: object = None, treename: str = "Events") -> None:
+def write_events(path: Path, branches: dict[str, object], compression: object = uproot.ZLIB(1), treename: str = "Events") -> None:
     """Write ``branches`` (numpy arrays, awkward records of jagged collections) as a NanoAOD TTree ``treename``.
 
     Baskets hold :data:`BASKET_ENTRIES` entries, so a reader of an entry range
     decompresses about that range, not the whole file.
     """
     n = len(next(iter(branches.values())))  # type: ignore[arg-type]
-    with uproot.recreate(path, compression=compression or uproot.ZLIB(1)) as file:
+    with uproot.recreate(path, compression=compression) as file:
         tree = file.mktree(treename, {name: _branch_type(value) for name, value in branches.items()}, title=treename)
         for start in range(0, max(n, 1), BASKET_ENTRIES):
             tree.extend({name: value[start : start + BASKET_ENTRIES] for name, value in branches.items()})  # type: ignore[index]
@@ -436,7 +527,7 @@ def generate_dataset(output: str | Path, settings: GenerationSettings = Generati
                     rng = np.random.default_rng(seed)
                     collections, nevts = _generate_events(rng, process, model, settings.events_per_file)
                     name = f"{process}__{variation}__{file_index:04d}.root"
-                    _write_file(staging / name, collections, rng, model, file_index)
+                    _write_file(staging / name, collections, rng, model, file_index, settings)
                     files.append({"path": name, "nevts": nevts})
                     log.info("generated %s (%d events standing for %d)", name, settings.events_per_file, nevts)
                 nevts_total = sum(int(f["nevts"]) for f in files)
