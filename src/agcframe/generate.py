@@ -101,10 +101,10 @@ class SampleModel:
 
 SAMPLE_MODELS: dict[tuple[str, str], SampleModel] = {
     ("ttbar", "nominal"): SampleModel(),
-    ("ttbar", "scaleup"): SampleModel(isr_mean=0.96, top_pt_scale=0.98),
+    ("ttbar", "scaleup"): SampleModel(isr_mean=0.76, top_pt_scale=0.98),
     ("ttbar", "scaledown"): SampleModel(isr_mean=0.68, top_pt_scale=1.02),
-    ("ttbar", "ME_var"): SampleModel(top_pt_scale=0.96, negative_weight_fraction=0.25),
-    ("ttbar", "PS_var"): SampleModel(isr_mean=0.85, jet_response=0.985),
+    ("ttbar", "ME_var"): SampleModel(isr_mean=1.05, top_pt_scale=1.04, negative_weight_fraction=0.25),
+    ("ttbar", "PS_var"): SampleModel(isr_mean=0.9, jet_response=0.97),
     ("single_top_s_chan", "nominal"): SampleModel(isr_mean=0.6, negative_weight_fraction=0.19),
     ("single_top_t_chan", "nominal"): SampleModel(isr_mean=0.5, isr_pt=22.0),
     ("single_top_tW", "nominal"): SampleModel(isr_mean=0.6),
