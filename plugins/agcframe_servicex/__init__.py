@@ -43,8 +43,9 @@ class ServiceXSource:
     def __init__(self, endpoint: str | None = None, config: Path | None = None, ignore_cache: bool = False) -> None:
         self.backend = connect(endpoint, config, cache_directory() / "servicex")
         self.ignore_cache = ignore_cache
-        self._delivered = {"files_in": 0, "files_delivered": 0, "events_in": 0, "events_delivered": 0}
-        self._bytes: dict[str, int | None] = {"bytes_in": 0, "bytes_delivered": 0}
+        self._delivered = {"files_in": 0, "files_delivered": 0, "events_in": 0, "events_delivered": 0, "bytes_delivered": 0}
+        #: sizes of the input files; ``None`` for a remote one
+        self._input_sizes: list[int | None] = []
 
     def spec(self, datasets: Sequence[Dataset]) -> ServiceXSpec:
         """The ServiceX request for ``datasets``: one sample per dataset, named ``process__variation``."""
@@ -83,9 +84,8 @@ class ServiceXSource:
         self._delivered["files_in"] += len(ds.files)
         self._delivered["files_delivered"] += len(outputs)
         self._delivered["events_in"] += sum(_entries(entry.path) if "://" not in entry.path else entry.nevts for entry in ds.files)
-        sizes = [os.path.getsize(entry.path) if "://" not in entry.path else None for entry in ds.files]
-        self._bytes["bytes_in"] = None if None in sizes or self._bytes["bytes_in"] is None else self._bytes["bytes_in"] + sum(sizes)  # type: ignore[arg-type,operator]
-        self._bytes["bytes_delivered"] = self._bytes["bytes_delivered"] + sum(os.path.getsize(path) for path in outputs)  # type: ignore[operator]
+        self._input_sizes.extend(os.path.getsize(entry.path) if "://" not in entry.path else None for entry in ds.files)
+        self._delivered["bytes_delivered"] += sum(os.path.getsize(path) for path in outputs)
 
     def delivery_metrics(self) -> dict[str, Any]:
         """Files, events and bytes asked for and delivered.
@@ -93,13 +93,14 @@ class ServiceXSource:
         ``events_in`` counts the entries of local inputs and the fileset's
         ``nevts`` of remote ones; ``bytes_in`` is ``None`` when an input is remote.
         """
-        events_in, bytes_in = self._delivered["events_in"], self._bytes["bytes_in"]
+        delivered = self._delivered
+        bytes_in = None if None in self._input_sizes else sum(size for size in self._input_sizes if size is not None)
         return {
             "backend": self.backend.name,
-            **self._delivered,
-            **self._bytes,
-            "event_fraction": self._delivered["events_delivered"] / events_in if events_in else None,
-            "byte_fraction": self._bytes["bytes_delivered"] / bytes_in if bytes_in else None,  # type: ignore[operator]
+            **delivered,
+            "bytes_in": bytes_in,
+            "event_fraction": delivered["events_delivered"] / delivered["events_in"] if delivered["events_in"] else None,
+            "byte_fraction": delivered["bytes_delivered"] / bytes_in if bytes_in else None,
         }
 
 

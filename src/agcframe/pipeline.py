@@ -248,16 +248,22 @@ def process_file(
 
 def merge_partials(paths: Sequence[str | Path], *, manager: PluginManager | None = None) -> PartialResult:
     """Merge partial result files (of files, of samples, in any grouping and order) into one."""
+    return _merge(paths, manager or PluginManager())[1]
+
+
+def _merge(paths: Sequence[str | Path], manager: PluginManager) -> tuple[RegisteredSpec, PartialResult, Any]:
+    """The histogrammer the partial results were made with, their merge, and that histogrammer started."""
     partials = [read_partial(path) for path in paths]
     if not partials:
         raise InputError("no partial results to merge; pass the files 'agcframe process-file' wrote")
     names = sorted({partial.histogrammer for partial in partials})
     if len(names) > 1:
         raise InputError(f"the partial results come from different histogrammers ({', '.join(names)}); merge each on its own")
-    histogrammer = _instantiate((manager or PluginManager()).get("histogrammer", names[0]), {})
+    registered = manager.get("histogrammer", names[0])
+    histogrammer = _instantiate(registered, {})
     results = [partial.result for partial in partials if partial.result is not None]
     merged = tree_reduce(results, histogrammer.merge) if results else None
-    return PartialResult(names[0], merged, merged_inputs(partials))
+    return registered, PartialResult(names[0], merged, merged_inputs(partials)), histogrammer
 
 
 def write_merged(
@@ -267,12 +273,9 @@ def write_merged(
 
     Each file is written under a temporary name and renamed into place.
     """
-    manager = manager or PluginManager()
-    merged = merge_partials(paths, manager=manager)
+    registered, merged, histogrammer = _merge(paths, manager or PluginManager())
     if merged.result is None:
         raise InputError("the partial results hold no events; nothing to write")
-    registered = manager.get("histogrammer", merged.histogrammer)
-    histogrammer = _instantiate(registered, {})
     histograms = Path(histograms)
     histograms.parent.mkdir(parents=True, exist_ok=True)
     tmp = histograms.with_name(f".{histograms.name}.tmp")
