@@ -19,13 +19,15 @@ from . import analysis as agc
 from .data import FitResult
 from .model import model_and_data
 
-__all__ = ["RANKING_STRATEGY", "draw_fit_plots"]
+__all__ = ["RANKING_STRATEGIES", "draw_fit_plots"]
 
 log = logging.getLogger(__name__)
 
-#: MINUIT strategy of the ranking refits: with the default, single refits of this
-#: model stop at the call limit (a nuisance parameter pinned away from its best fit)
-RANKING_STRATEGY = 2
+#: MINUIT strategies tried in turn for the ranking refits: MINUIT's default converges on
+#: the embedded dataset, where strategy 2 does not; on the real AGC histograms single
+#: default refits stop at the call limit (a nuisance parameter pinned away from its
+#: best fit) and strategy 2 converges
+RANKING_STRATEGIES = (None, 2)
 DPI = 100
 VARIABLES = {name: f"{agc.OBSERVABLES[path]} [GeV]" for name, path in agc.FIT_REGIONS.items()}
 
@@ -110,10 +112,15 @@ def draw_fit_plots(result: FitResult, directory: Path, *, asimov: bool = False, 
         import pyhf
 
         log.info("ranking nuisance parameters by their impact on %s (refits)", result.poi)
-        try:
-            impacts = cabinetry.fit.ranking(model, data, fit_results=fit_results, strategy=RANKING_STRATEGY)
-        except pyhf.exceptions.FailedMinimization as exc:
-            log.warning("no ranking plot: a refit with a shifted nuisance parameter did not converge (%s)", exc)
+        for strategy in RANKING_STRATEGIES:
+            try:
+                impacts = cabinetry.fit.ranking(model, data, fit_results=fit_results, strategy=strategy)
+                break
+            except pyhf.exceptions.FailedMinimization as exc:
+                failure = exc
+                log.info("ranking refits with MINUIT strategy %s did not all converge", strategy or "default")
+        else:
+            log.warning("no ranking plot: a refit with a shifted nuisance parameter did not converge (%s)", failure)
             return written
         written.append(
             _save(cabinetry.visualize.ranking(impacts, max_pars=20, save_figure=False, close_figure=False), directory / "ranking.png")
