@@ -1,7 +1,7 @@
 """Figures of a fit, drawn with cabinetry's visualisation as PNG files.
 
-cabinetry's own style is kept: mplhep's CMS style at cabinetry's figure sizes
-makes labels overflow the axes.
+They are drawn in mplhep's CMS style with the font sizes reduced to fit
+cabinetry's figure sizes (at mplhep's own sizes labels overflow the axes).
 
 Every figure is made from the fitted pyhf workspace and the :class:`FitResult`,
 so the plots look the same whichever inference plugin fitted the model.
@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 #: best fit) and strategy 2 converges
 RANKING_STRATEGIES = (None, 2)
 DPI = 100
+#: mplhep's CMS sizes (26 pt) made for 10 x 10 inch figures, scaled to cabinetry's smaller ones
+FONT_SIZES = {"font.size": 13, "axes.labelsize": 13, "legend.fontsize": 11, "xtick.labelsize": 12, "ytick.labelsize": 12}
 VARIABLES = {name: f"{agc.OBSERVABLES[path]} [GeV]" for name, path in agc.FIT_REGIONS.items()}
 
 
@@ -64,7 +66,21 @@ def _save(figure: Any, path: Path) -> Path:
     return path
 
 
+def _style() -> dict[str, Any]:
+    import mplhep
+
+    return {**mplhep.style.CMS, **FONT_SIZES}
+
+
 def draw_fit_plots(result: FitResult, directory: Path, *, asimov: bool = False, ranking: bool = True) -> list[Path]:
+    """Draw the fit's figures (see :func:`_draw`) in mplhep's CMS style."""
+    import matplotlib.pyplot as plt
+
+    with plt.style.context(_style()):
+        return _draw(result, directory, asimov=asimov, ranking=ranking)
+
+
+def _draw(result: FitResult, directory: Path, *, asimov: bool, ranking: bool) -> list[Path]:
     """Draw pre- and post-fit distributions per region, pulls, correlations and the ranking.
 
     Parameters
