@@ -7,7 +7,6 @@ writes appears in the output directory together, or not at all.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.metadata
 import logging
 import os
@@ -21,7 +20,7 @@ from typing import Any
 from . import analysis
 from .cache import cache_directory
 from .config import RunConfig
-from .data import FitOptions, FitResult
+from .data import Dataset, FitOptions, FitResult
 from .errors import AgcframeError, InputError, PluginError
 from .fileset import load_fileset, select_datasets
 from .generate import GenerationSettings, generate_dataset
@@ -29,7 +28,7 @@ from .checkpoints import CheckpointStore, checkpoint_directory
 from .outputs import staged_outputs, write_json
 from .partials import PartialResult, merged_inputs, read_partial, write_partial
 from .plots import draw_fit_plots
-from .processing import ChunkTask, Processed, plan
+from .processing import ChunkTask, Processed, plan, plan_file
 from .processing import process as process_items
 from .plugin_manager import PluginManager, RegisteredSpec, check_option_targets
 from .reduce import tree_reduce
@@ -109,8 +108,7 @@ def run(
     """
     config = config or RunConfig()
     selected, backends = _backends(config, manager or PluginManager(), (*PROCESSING_SLOTS, "inference"))
-    fileset_path = Path(config.fileset) if config.fileset else default_fileset()
-    datasets = select_datasets(load_fileset(fileset_path), config.n_files_max)
+    fileset_path, datasets = _datasets(config)
 
     started = time.perf_counter()
     items, skipped_at_planning = plan(
@@ -218,8 +216,7 @@ def process_file(
     all files (:func:`write_merged`) gives the histograms of :func:`run`, bit for bit.
     """
     selected, backends = _backends(config, manager or PluginManager(), PROCESSING_SLOTS)
-    fileset_path = Path(config.fileset) if config.fileset else default_fileset()
-    datasets = select_datasets(load_fileset(fileset_path), config.n_files_max)
+    fileset_path, datasets = _datasets(config)
     dataset = next((d for d in datasets if (d.process, d.variation) == (process, variation)), None)
     if dataset is None:
         known = ", ".join(f"{d.process}/{d.variation}" for d in datasets)
@@ -229,11 +226,7 @@ def process_file(
             f"sample {process}/{variation} of {fileset_path} has {len(dataset.files)} selected files; "
             f"--file-index must be 0 to {len(dataset.files) - 1}, not {file_index}"
         )
-    single = dataclasses.replace(dataset, files=(dataset.files[file_index],))
-    items = [
-        dataclasses.replace(item, file_index=file_index)
-        for item in backends["source"].plan([single], config.chunksize)
-    ]
+    items = plan_file(backends["source"], dataset, file_index, config.chunksize)
     task = ChunkTask(backends["processor"], backends["histogrammer"], config.seed, config.retries)
     store = CheckpointStore(checkpoint_directory(output), _checkpoint_key(config, selected))
     processed = process_items(
@@ -289,15 +282,19 @@ def write_merged(
     write_json(
         histograms.with_name("provenance.json"),
         {
-            "agcframe_version": _version("agcframe"),
-            "python": platform.python_version(),
-            "histogrammer": {"name": registered.spec.name, "distribution": registered.distribution, "version": registered.version},
+            **_software(),
+            "histogrammer": _plugin_json(registered),
             "partials": [str(path) for path in paths],
             "inputs": merged.inputs,
-            "libraries": {name: _version(name) for name in LIBRARIES},
         },
     )
     return names
+
+
+def _datasets(config: RunConfig) -> tuple[Path, list[Dataset]]:
+    """The configuration's fileset (the embedded dataset by default) and the datasets it selects."""
+    fileset_path = Path(config.fileset) if config.fileset else default_fileset()
+    return fileset_path, select_datasets(load_fileset(fileset_path), config.n_files_max)
 
 
 def _backends(
@@ -419,17 +416,25 @@ def _provenance(
     inputs: list[dict[str, Any]],
 ) -> dict[str, Any]:
     return {
-        "agcframe_version": _version("agcframe"),
-        "python": platform.python_version(),
-        "plugins": {
-            slot: {"name": r.spec.name, "distribution": r.distribution, "version": r.version}
-            for slot, r in selected.items()
-        },
+        **_software(),
+        "plugins": {slot: _plugin_json(registered) for slot, registered in selected.items()},
         "config": config.to_json(),
         "seed": config.seed,
         "fileset": str(fileset_path),
         "inputs": inputs,
         "skipped_inputs": [skipped.to_json() for skipped in processed.skipped],
+    }
+
+
+def _software() -> dict[str, Any]:
+    """Versions of agcframe, Python and the scientific libraries, for provenance.json."""
+    return {
+        "agcframe_version": _version("agcframe"),
+        "python": platform.python_version(),
         "libraries": {name: _version(name) for name in LIBRARIES},
     }
+
+
+def _plugin_json(registered: RegisteredSpec) -> dict[str, Any]:
+    return {"name": registered.spec.name, "distribution": registered.distribution, "version": registered.version}
 

@@ -24,7 +24,7 @@ from .errors import AgcframeError, InputError, PluginError, describe_exception
 from .reduce import tree_reduce
 from .specs import Executor, Histogrammer, Processor, Source
 
-__all__ = ["ChunkFailure", "ChunkOutcome", "ChunkTask", "Processed", "SkippedInput", "plan", "process"]
+__all__ = ["ChunkFailure", "ChunkOutcome", "ChunkTask", "Processed", "SkippedInput", "plan", "plan_file", "process"]
 
 log = logging.getLogger(__name__)
 
@@ -117,13 +117,20 @@ def plan(
     for dataset in datasets:
         for file_index, entry in enumerate(dataset.files):
             try:
-                planned = source.plan([dataclasses.replace(dataset, files=(entry,))], chunksize)
+                items.extend(plan_file(source, dataset, file_index, chunksize))
             except InputError as exc:
                 log.error("skipping input %s: %s", entry.path, exc)
                 skipped.append(SkippedInput(entry.path, str(exc)))
-                continue
-            items.extend(dataclasses.replace(item, file_index=file_index) for item in planned)
     return items, skipped
+
+
+def plan_file(source: Source, dataset: Dataset, file_index: int, chunksize: int) -> list[WorkItem]:
+    """Work items of file ``file_index`` of ``dataset`` alone, numbered as in the whole dataset.
+
+    The dataset keeps its normalisation (that of all its files).
+    """
+    single = dataclasses.replace(dataset, files=(dataset.files[file_index],))
+    return [dataclasses.replace(item, file_index=file_index) for item in source.plan([single], chunksize)]
 
 
 @dataclass
