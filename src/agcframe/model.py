@@ -9,6 +9,8 @@ both inference plugins fit the same likelihood.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from . import analysis as agc
 from .data import FitOptions, FitParameter, FitResult, Significance, UpperLimit
 from .errors import InputError, describe_exception
 
-__all__ = ["build_workspace", "fit_workspace", "model_and_data", "read_rebinned", "template_key", "upper_limit"]
+__all__ = ["build_workspace", "fit_workspace", "model_and_data", "pyhf_optimizer", "read_rebinned", "template_key", "upper_limit"]
 
 #: CLs level of upper limits: 95% confidence
 LIMIT_LEVEL = 0.05
@@ -123,6 +125,19 @@ def model_and_data(workspace: dict[str, Any], *, asimov: bool = False) -> tuple[
     return model, ws.data(model)
 
 
+@contextmanager
+def pyhf_optimizer(optimizer: Any) -> Iterator[None]:
+    """Use ``optimizer`` for pyhf's fits inside the block; pyhf's optimizer is global state, restored after."""
+    import pyhf
+
+    backend, previous = pyhf.get_backend()
+    pyhf.set_backend(backend, optimizer)
+    try:
+        yield
+    finally:
+        pyhf.set_backend(backend, previous)
+
+
 def fit_workspace(workspace: dict[str, Any], options: FitOptions) -> FitResult:
     """Maximum-likelihood fit with pyhf and MINUIT (uncertainties from HESSE).
 
@@ -132,9 +147,7 @@ def fit_workspace(workspace: dict[str, Any], options: FitOptions) -> FitResult:
     import pyhf
 
     model, data = model_and_data(workspace, asimov=options.asimov)
-    backend, optimizer = pyhf.get_backend()
-    pyhf.set_backend(backend, pyhf.optimize.minuit_optimizer(verbose=0))
-    try:
+    with pyhf_optimizer(pyhf.optimize.minuit_optimizer(verbose=0)):
         result, correlation, twice_nll, result_obj = pyhf.infer.mle.fit(
             data,
             model,
@@ -144,8 +157,6 @@ def fit_workspace(workspace: dict[str, Any], options: FitOptions) -> FitResult:
             return_result_obj=True,
         )
         significance = _significance(model, data) if options.significance else None
-    finally:
-        pyhf.set_backend(backend, optimizer)
     uncertainties = np.where(result_obj.minuit.fixed, 0.0, result[:, 1])
     poi_index = model.config.poi_index
     limit = upper_limit(model, data, float(result[poi_index, 0]), float(uncertainties[poi_index])) if options.limit else None
@@ -175,19 +186,16 @@ def upper_limit(model: Any, data: Any, poi_value: float, poi_error: float, level
     import pyhf
 
     highest = max(poi_value, 0.0) + 5 * poi_error
-    backend, optimizer = pyhf.get_backend()
-    pyhf.set_backend(backend, pyhf.optimize.scipy_optimizer())
     try:
-        observed, expected = pyhf.infer.intervals.upper_limits.toms748_scan(
-            data, model, LIMIT_LOWEST_POI, highest, level=level, atol=1e-6, rtol=1e-3
-        )
+        with pyhf_optimizer(pyhf.optimize.scipy_optimizer()):
+            observed, expected = pyhf.infer.intervals.upper_limits.toms748_scan(
+                data, model, LIMIT_LOWEST_POI, highest, level=level, atol=1e-6, rtol=1e-3
+            )
     except ValueError as exc:  # the CLs curves do not cross the level inside the bracket
         raise InputError(
             f"no {1 - level:.0%} CL upper limit on {agc.POI} between {LIMIT_LOWEST_POI:g} and {highest:.3g} "
             f"({describe_exception(exc)}); the fit may not have converged"
         ) from exc
-    finally:
-        pyhf.set_backend(backend, optimizer)
     return UpperLimit(level, float(observed), tuple(float(band) for band in expected))  # type: ignore[arg-type]
 
 
