@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 from pathlib import Path
 
 import psutil
@@ -123,12 +124,15 @@ class FlakyProcessor:
         self.inner = CoffeaProcessor()
         self.seen: set[tuple[str, int]] = set()
 
-    def process(self, item: agcframe.data.WorkItem, seed: int) -> list[agcframe.data.Fill]:
+    def read(self, item: agcframe.data.WorkItem) -> Any:
         key = (item.path, item.entry_start)
         if key not in self.seen:
             self.seen.add(key)
             raise OSError("transient read error")
-        return self.inner.process(item, seed)
+        return self.inner.read(item)
+
+    def compute(self, item: agcframe.data.WorkItem, events: Any, seed: int) -> list[agcframe.data.Fill]:
+        return self.inner.compute(item, events, seed)
 
 
 class FlakyPlugin:

@@ -15,20 +15,40 @@ from agcframe.fills import needs_btag_weights, region_fills
 from agcframe.inputs import open_tree, require_branches
 from agcframe.specs import ProcessorSpec
 
-__all__ = ["CoffeaProcessor", "REQUIRED_BRANCHES"]
+__all__ = ["CoffeaProcessor", "PRELOADED_BRANCHES", "REQUIRED_BRANCHES"]
 
 REQUIRED_BRANCHES = agc.BRANCHES
+#: read in bulk before the selection: the branches it uses and the counters NanoAODSchema builds offsets from
+PRELOADED_BRANCHES = (*agc.SELECTION_BRANCHES, "nElectron", "nMuon", "nJet")
 
 
 class CoffeaProcessor:
     """The AGC reference processor, chunk by chunk, with coffea NanoEvents."""
 
-    def process(self, item: WorkItem, seed: int) -> list[Fill]:
-        return self.compute(item, self.events(item), seed)
+    @staticmethod
+    def read(item: WorkItem) -> ak.Array:
+        """NanoEvents of ``item``'s entry range, with the selection's branches and their counters preloaded."""
+        from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+
+        with open_tree(item.path, item.treename) as tree:
+            require_branches(tree, item.path, REQUIRED_BRANCHES)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Missing cross-reference index", category=RuntimeWarning)
+                warnings.filterwarnings("ignore", message="Branch .* already exists", category=RuntimeWarning)
+                factory = NanoEventsFactory.from_root(
+                    tree.file.root_directory,
+                    treepath=tree.object_path,
+                    entry_start=item.entry_start,
+                    entry_stop=item.entry_stop,
+                    schemaclass=NanoAODSchema,
+                    mode="virtual",
+                    preload=PRELOADED_BRANCHES,
+                )
+                return factory.events()
 
     @staticmethod
     def compute(item: WorkItem, events: ak.Array, seed: int) -> list[Fill]:
-        """The fills of ``item`` from its NanoEvents ``events`` (``CoffeaProcessor.events``)."""
+        """The fills of ``item`` from its NanoEvents ``events`` (what :meth:`read` returned)."""
         jets = events.Jet
         flat_pt = ak.flatten(jets.pt)
         event_ids = [ak.flatten(ak.broadcast_arrays(events[name], jets.pt)[0]) for name in ("run", "luminosityBlock", "event")]
@@ -72,25 +92,6 @@ class CoffeaProcessor:
                 )
                 fills.extend(region_fills(item, region, kinematic, ak.to_numpy(observable), leading_pt))
         return fills
-
-    @staticmethod
-    def events(item: WorkItem, mode: str = "virtual") -> ak.Array:
-        """NanoEvents of ``item``'s entry range; ``mode="eager"`` reads every branch now."""
-        from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
-
-        with open_tree(item.path, item.treename) as tree:
-            require_branches(tree, item.path, REQUIRED_BRANCHES)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Missing cross-reference index", category=RuntimeWarning)
-            warnings.filterwarnings("ignore", message="Branch .* already exists", category=RuntimeWarning)
-            factory = NanoEventsFactory.from_root(
-                {item.path: item.treename},
-                entry_start=item.entry_start,
-                entry_stop=item.entry_stop,
-                schemaclass=NanoAODSchema,
-                mode=mode,
-            )
-            return factory.events()
 
 
 def _ht(jets: ak.Array) -> ak.Array:

@@ -1,8 +1,11 @@
-"""numba kernels of the AGC selection: one pass over the events per jet-pt variation.
+"""The numba kernel of the AGC selection: one pass over the events for all jet-pt variations.
 
 Arrays come in flat (NanoAOD ``Jet_*`` contents with the ``nJet`` offsets), so
-there is no Python loop over events. Four-vector sums use float64 (coffea uses
-float32 through ``vector``); observables are rounded to float32 for filling.
+there is no Python loop over events. Each event is read once: its leptons are
+counted, its ``pt_res_up`` factors drawn (:func:`agcframe.rng.keyed_normal_one`,
+the bits every other processor gets), and its jets selected for every
+variation. Four-vector sums use float64 (coffea uses float32 through
+``vector``); observables are rounded to float32 for filling.
 """
 
 from __future__ import annotations
@@ -13,149 +16,166 @@ import numba
 import numpy as np
 
 from agcframe import analysis as agc
+from agcframe.rng import keyed_normal_one
 
-__all__ = ["REGION_4J1B", "REGION_4J2B", "REGION_NONE", "count_leptons", "select_events", "smearing_candidates"]
+__all__ = ["N_VARIATIONS", "REGION_4J1B", "REGION_4J2B", "REGION_NONE", "select_events", "trijet_mass"]
 
 REGION_NONE, REGION_4J1B, REGION_4J2B = 0, 1, 2
+#: the jet-pt variations of a nominal sample, in the rows of select_events' outputs
+N_VARIATIONS = 1 + len(agc.JET_KINEMATIC_SYSTEMATICS)
 N_BTAG_JETS = agc.N_BTAG_VARIATIONS
 
 _JET_PT_MIN = agc.JET_PT_MIN
 _JET_ABS_ETA_MAX = agc.JET_ABS_ETA_MAX
 _JET_ID_BIT = agc.JET_ID_TIGHT_LEPTON_VETO_BIT  # mask 1 << 2, as coffea's Jet.isTightLeptonVeto
+_JET_PT_SCALE_UP = np.float32(agc.JET_PT_SCALE_UP)
+_JET_PT_RESOLUTION = agc.JET_PT_RESOLUTION
+_JET_PT_MAX_FACTOR = agc.JET_PT_RESOLUTION_MAX_FACTOR
+_MIN_JETS = agc.MIN_JETS
 _BTAG = agc.BTAG_THRESHOLD
 _EL_PT, _EL_ETA, _EL_CUT_BASED, _EL_SIP3D = agc.ELECTRON_PT_MIN, agc.ELECTRON_ABS_ETA_MAX, agc.ELECTRON_CUT_BASED, agc.ELECTRON_SIP3D_MAX
 _MU_PT, _MU_ETA, _MU_SIP3D, _MU_ISO = agc.MUON_PT_MIN, agc.MUON_ABS_ETA_MAX, agc.MUON_SIP3D_MAX, agc.MUON_ISO_MAX
 
 
 @numba.njit(cache=True, nogil=True)
-def count_leptons(
-    el_offsets: np.ndarray, el_pt: np.ndarray, el_eta: np.ndarray, el_cut_based: np.ndarray, el_sip3d: np.ndarray,
-    mu_offsets: np.ndarray, mu_pt: np.ndarray, mu_eta: np.ndarray, mu_tight: np.ndarray, mu_sip3d: np.ndarray, mu_iso: np.ndarray,
-) -> np.ndarray:  # fmt: skip
-    """Selected electrons plus muons per event (ANALYSIS.md object selection)."""
-    n = len(el_offsets) - 1
-    counts = np.zeros(n, np.int32)
-    for i in range(n):
-        c = 0
-        for j in range(el_offsets[i], el_offsets[i + 1]):
-            if el_pt[j] > _EL_PT and abs(el_eta[j]) < _EL_ETA and el_cut_based[j] == _EL_CUT_BASED and el_sip3d[j] < _EL_SIP3D:
-                c += 1
-        for j in range(mu_offsets[i], mu_offsets[i + 1]):
-            if mu_pt[j] > _MU_PT and abs(mu_eta[j]) < _MU_ETA and mu_tight[j] and mu_sip3d[j] < _MU_SIP3D and mu_iso[j] < _MU_ISO:
-                c += 1
-        counts[i] = c
-    return counts
-
-
-@numba.njit(cache=True, nogil=True)
-def smearing_candidates(
-    jet_offsets: np.ndarray, jet_pt: np.ndarray, jet_eta: np.ndarray, jet_id: np.ndarray, n_leptons: np.ndarray, max_factor: float
-) -> np.ndarray:
-    """Jets whose ``pt_res_up`` value can matter: in a one-lepton event, passing eta and jet ID,
-    and able to pass the pt cut after the largest possible resolution factor."""
-    candidates = np.zeros(len(jet_pt), np.bool_)
-    for i in range(len(jet_offsets) - 1):
-        if n_leptons[i] != 1:
-            continue
-        for j in range(jet_offsets[i], jet_offsets[i + 1]):
-            if jet_pt[j] * max_factor > _JET_PT_MIN and abs(jet_eta[j]) < _JET_ABS_ETA_MAX and (jet_id[j] & _JET_ID_BIT) != 0:
-                candidates[j] = True
-    return candidates
-
-
-@numba.njit(cache=True, nogil=True)
-def _trijet_mass(pt: np.ndarray, px: np.ndarray, py: np.ndarray, pz: np.ndarray, mass: np.ndarray, btag: np.ndarray, idx: np.ndarray, n: int) -> float:
+def trijet_mass(x: np.ndarray, y: np.ndarray, z: np.ndarray, e: np.ndarray, is_b: np.ndarray, n: int) -> float:
     """Mass of the highest-pt trijet among those with a b-tagged jet (first on ties, as ak.argmax).
 
-    ``px, py, pz`` hold cos(phi), sin(phi), sinh(eta) per jet of the event (pt applied here).
+    ``x, y, z, e`` are the float64 four-momenta of the first ``n`` selected jets.
     """
-    x = np.empty(n)
-    y = np.empty(n)
-    z = np.empty(n)
-    e = np.empty(n)
-    for k in range(n):
-        j = idx[k]
-        p = np.float64(pt[k])
-        x[k] = p * px[j]
-        y[k] = p * py[j]
-        z[k] = p * pz[j]
-        e[k] = math.sqrt(x[k] ** 2 + y[k] ** 2 + z[k] ** 2 + np.float64(mass[j]) ** 2)
     best_pt2 = -1.0
-    best_mass = np.nan
+    best = (0, 0, 0)
     for a in range(n - 2):
         for b in range(a + 1, n - 1):
+            ab_x = x[a] + x[b]
+            ab_y = y[a] + y[b]
+            ab_b = is_b[a] or is_b[b]
             for c in range(b + 1, n):
-                if btag[idx[a]] > _BTAG or btag[idx[b]] > _BTAG or btag[idx[c]] > _BTAG:
-                    sx = x[a] + x[b] + x[c]
-                    sy = y[a] + y[b] + y[c]
+                if ab_b or is_b[c]:
+                    sx = ab_x + x[c]
+                    sy = ab_y + y[c]
                     pt2 = sx * sx + sy * sy
                     if pt2 > best_pt2:
-                        sz = z[a] + z[b] + z[c]
-                        t = e[a] + e[b] + e[c]
                         best_pt2 = pt2
-                        m2 = t * t - pt2 - sz * sz
-                        best_mass = math.sqrt(m2) if m2 > 0 else -math.sqrt(-m2)
-    return best_mass
+                        best = (a, b, c)
+    if best_pt2 < 0:
+        return np.nan
+    a, b, c = best
+    sz = z[a] + z[b] + z[c]
+    t = e[a] + e[b] + e[c]
+    m2 = t * t - best_pt2 - sz * sz
+    return math.sqrt(m2) if m2 > 0 else -math.sqrt(-m2)
 
 
 @numba.njit(cache=True, nogil=True)
 def select_events(
-    jet_offsets: np.ndarray, jet_pts: np.ndarray, jet_eta: np.ndarray, jet_phi: np.ndarray, jet_mass: np.ndarray,
-    jet_btag: np.ndarray, jet_id: np.ndarray, n_leptons: np.ndarray,
+    el_offsets: np.ndarray, el_pt: np.ndarray, el_eta: np.ndarray, el_cut_based: np.ndarray, el_sip3d: np.ndarray,
+    mu_offsets: np.ndarray, mu_pt: np.ndarray, mu_eta: np.ndarray, mu_tight: np.ndarray, mu_sip3d: np.ndarray, mu_iso: np.ndarray,
+    jet_offsets: np.ndarray, jet_pt: np.ndarray, jet_eta: np.ndarray, jet_phi: np.ndarray, jet_mass: np.ndarray,
+    jet_btag: np.ndarray, jet_id: np.ndarray,
+    run: np.ndarray, luminosity_block: np.ndarray, event: np.ndarray, seed: int, n_var: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """Region, observable and leading selected jet pts of every event, for every jet-pt variation.
+    """Region, observable and leading selected jet pts of every event, for ``n_var`` jet-pt variations.
 
-    ``jet_pts`` has one row of jet pts per variation. Returns ``region``
-    (variation x event; 0 none, 1 4j1b, 2 4j2b), ``observable`` (HT in 4j1b,
-    m_bjj in 4j2b; float32) and ``lead_pt`` (event x 4: pt of the first four
-    selected jets of the first variation, for the b-tag weights).
+    Variation 0 is nominal, 1 ``pt_scale_up``, 2 ``pt_res_up`` (``n_var`` is 1
+    for the separate-sample ttbar variations, else :data:`N_VARIATIONS`).
+    Returns ``region`` (variation x event; 0 none, 1 4j1b, 2 4j2b),
+    ``observable`` (HT in 4j1b, m_bjj in 4j2b; float32) and ``lead_pt``
+    (event x 4: pt of the first four selected nominal jets, for the b-tag weights).
     """
-    n_var = jet_pts.shape[0]
     n = len(jet_offsets) - 1
     region = np.zeros((n_var, n), np.int8)
     observable = np.zeros((n_var, n), np.float32)
     lead_pt = np.zeros((n, N_BTAG_JETS), np.float32)
-    cos_phi = np.empty(len(jet_eta))
-    sin_phi = np.empty(len(jet_eta))
-    sinh_eta = np.empty(len(jet_eta))
-    idx = np.empty(64, np.int64)
-    sel_pt = np.empty(64, np.float32)
+    size = 16
+    pts = np.empty((n_var, size), np.float32)  # per jet of the event that passes eta and ID
+    is_b = np.empty(size, np.bool_)
+    index = np.empty(size, np.int64)
+    phi, eta, mass = np.empty(size, np.float32), np.empty(size, np.float32), np.empty(size, np.float32)
+    cos_phi, sin_phi, sinh_eta = np.empty(size), np.empty(size), np.empty(size)
+    sel_b = np.empty(size, np.bool_)
+    x, y, z, e = np.empty(size), np.empty(size), np.empty(size), np.empty(size)
     for i in range(n):
-        if n_leptons[i] != 1:
+        n_leptons = 0  # bitwise & on the cuts: no branch to mispredict per lepton
+        for j in range(el_offsets[i], el_offsets[i + 1]):
+            n_leptons += (el_pt[j] > _EL_PT) & (abs(el_eta[j]) < _EL_ETA) & (el_cut_based[j] == _EL_CUT_BASED) & (el_sip3d[j] < _EL_SIP3D)
+        for j in range(mu_offsets[i], mu_offsets[i + 1]):
+            n_leptons += (mu_pt[j] > _MU_PT) & (abs(mu_eta[j]) < _MU_ETA) & mu_tight[j] & (mu_sip3d[j] < _MU_SIP3D) & (mu_iso[j] < _MU_ISO)
+        if n_leptons != 1:
             continue
         start, stop = jet_offsets[i], jet_offsets[i + 1]
-        if stop - start > len(idx):
-            idx = np.empty(stop - start, np.int64)
-            sel_pt = np.empty(stop - start, np.float32)
+        if stop - start > size:
+            size = stop - start
+            pts = np.empty((n_var, size), np.float32)
+            is_b = np.empty(size, np.bool_)
+            index = np.empty(size, np.int64)
+            phi, eta, mass = np.empty(size, np.float32), np.empty(size, np.float32), np.empty(size, np.float32)
+            cos_phi, sin_phi, sinh_eta = np.empty(size), np.empty(size), np.empty(size)
+            sel_b = np.empty(size, np.bool_)
+            x, y, z, e = np.empty(size), np.empty(size), np.empty(size), np.empty(size)
+        # candidates: jets that pass eta and ID and can pass the pt cut in some variation;
+        # each jet is written, and kept by advancing m (no branch to mispredict per jet)
+        m = 0
+        n_b = 0
+        for j in range(start, stop):
+            pt = jet_pt[j]
+            pts[0, m] = pt
+            is_b[m] = jet_btag[j] > _BTAG
+            phi[m] = jet_phi[j]
+            eta[m] = jet_eta[j]
+            mass[m] = jet_mass[j]
+            index[m] = j - start
+            keep = (pt * _JET_PT_MAX_FACTOR > _JET_PT_MIN) & (abs(jet_eta[j]) < _JET_ABS_ETA_MAX) & ((jet_id[j] & _JET_ID_BIT) != 0)
+            n_b += keep & is_b[m]
+            m += keep
+        if m < _MIN_JETS or n_b == 0:
+            continue
+        if n_var > 1:
+            for c in range(m):
+                pts[1, c] = pts[0, c] * _JET_PT_SCALE_UP
+                deviate = keyed_normal_one(seed, run[i], luminosity_block[i], event[i], index[c])
+                pts[2, c] = pts[0, c] * np.float32(1.0 + _JET_PT_RESOLUTION * deviate)
         trig_done = False
         for v in range(n_var):
             k = 0
             n_b = 0
-            for j in range(start, stop):
-                if jet_pts[v, j] > _JET_PT_MIN and abs(jet_eta[j]) < _JET_ABS_ETA_MAX and (jet_id[j] & _JET_ID_BIT) != 0:
-                    idx[k] = j
-                    sel_pt[k] = jet_pts[v, j]
+            for c in range(m):
+                if pts[v, c] > _JET_PT_MIN:
+                    n_b += is_b[c]
                     k += 1
-                    if jet_btag[j] > _BTAG:
-                        n_b += 1
-            if k < 4 or n_b == 0:
+            if k < _MIN_JETS or n_b == 0:
                 continue
             if v == 0:
-                for m in range(N_BTAG_JETS):
-                    lead_pt[i, m] = sel_pt[m]
+                filled = 0
+                for c in range(m):
+                    if filled < N_BTAG_JETS and pts[0, c] > _JET_PT_MIN:
+                        lead_pt[i, filled] = pts[0, c]
+                        filled += 1
             if n_b == 1:
                 region[v, i] = REGION_4J1B
                 ht = np.float32(0.0)
-                for m in range(k):
-                    ht += sel_pt[m]
+                for c in range(m):
+                    if pts[v, c] > _JET_PT_MIN:
+                        ht += pts[v, c]
                 observable[v, i] = ht
-            else:
-                region[v, i] = REGION_4J2B
-                if not trig_done:
-                    for j in range(start, stop):
-                        cos_phi[j] = math.cos(jet_phi[j])
-                        sin_phi[j] = math.sin(jet_phi[j])
-                        sinh_eta[j] = math.sinh(jet_eta[j])
-                    trig_done = True
-                observable[v, i] = np.float32(_trijet_mass(sel_pt, cos_phi, sin_phi, sinh_eta, jet_mass, jet_btag, idx, k))
+                continue
+            region[v, i] = REGION_4J2B
+            if not trig_done:  # float32 trigonometry, as vector's on coffea's float32 columns
+                for c in range(m):
+                    cos_phi[c] = math.cos(phi[c])
+                    sin_phi[c] = math.sin(phi[c])
+                    sinh_eta[c] = math.sinh(eta[c])
+                trig_done = True
+            k = 0
+            for c in range(m):
+                p = pts[v, c]
+                if p > _JET_PT_MIN:
+                    p64 = np.float64(p)
+                    x[k] = p64 * cos_phi[c]
+                    y[k] = p64 * sin_phi[c]
+                    z[k] = p64 * sinh_eta[c]
+                    e[k] = math.sqrt(x[k] ** 2 + y[k] ** 2 + z[k] ** 2 + np.float64(mass[c]) ** 2)
+                    sel_b[k] = is_b[c]
+                    k += 1
+            observable[v, i] = np.float32(trijet_mass(x, y, z, e, sel_b, k))
     return region, observable, lead_pt

@@ -28,6 +28,7 @@ __all__ = [
     "PROCESSES",
     "REGIONS",
     "SAMPLE_VARIATIONS",
+    "SELECTION_BRANCHES",
     "TTBAR_SAMPLE_VARIATIONS",
     "btag_weight_factors",
     "histogram_variations",
@@ -69,15 +70,18 @@ JET_ID_TIGHT_LEPTON_VETO_BIT: Final = 4
 BTAG_THRESHOLD: Final = 0.5
 MIN_JETS: Final = 4
 
-#: every branch a processor may read: ANALYSIS.md's list plus the lepton ``phi``,
+#: the branches the selection reads (ANALYSIS.md's list)
+SELECTION_BRANCHES: Final = (
+    "run", "luminosityBlock", "event",
+    "Electron_pt", "Electron_eta", "Electron_cutBased", "Electron_sip3d",
+    "Muon_pt", "Muon_eta", "Muon_tightId", "Muon_sip3d", "Muon_pfRelIso04_all",
+    "Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass", "Jet_btagCSVV2", "Jet_jetId",
+)  # fmt: skip
+#: every branch a processor may read: the selection's plus the lepton ``phi``,
 #: ``mass`` and ``charge`` that coffea's NanoAOD behaviours require
 BRANCHES: Final = (
-    "run", "luminosityBlock", "event",
-    "Electron_pt", "Electron_eta", "Electron_phi", "Electron_mass", "Electron_charge",
-    "Electron_cutBased", "Electron_sip3d",
-    "Muon_pt", "Muon_eta", "Muon_phi", "Muon_mass", "Muon_charge",
-    "Muon_tightId", "Muon_sip3d", "Muon_pfRelIso04_all",
-    "Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass", "Jet_btagCSVV2", "Jet_jetId",
+    *SELECTION_BRANCHES,
+    "Electron_phi", "Electron_mass", "Electron_charge", "Muon_phi", "Muon_mass", "Muon_charge",
 )  # fmt: skip
 
 # Systematics

@@ -56,12 +56,13 @@ def agcframe_processors() -> Iterable[ProcessorSpec]:
     """Declare processors (slot ``processor``).
 
     :returns: :class:`~agcframe.specs.ProcessorSpec` objects whose backend
-        implements :class:`~agcframe.specs.Processor`: ``process(item, seed)``
-        returns the histogram fills of one work item.
+        implements :class:`~agcframe.specs.Processor`: ``read(item)`` reads the
+        columns of one work item and ``compute(item, data, seed)`` returns its
+        histogram fills.
 
     Called by the plugin manager when it collects the ``processor`` slot. The
-    backend is pickled and ``process`` is called on executor workers, once per
-    work item, in any order.
+    backend is pickled; ``read`` then ``compute`` are called on executor
+    workers, once per work item, in any order, and timed apart for ``metrics.json``.
     """
 
 

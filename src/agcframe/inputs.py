@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -12,10 +13,14 @@ import uproot
 
 from .errors import InputError, describe_exception
 
-__all__ = ["file_identity", "open_tree", "require_branches"]
+__all__ = ["bytes_read", "file_identity", "isal_inflate", "open_tree", "require_branches"]
 
 #: trees kept open per process
 OPEN_TREES = 8
+
+_lock = threading.Lock()
+_bytes_read = 0
+_isal_readers = 0
 
 
 @contextmanager
@@ -25,11 +30,25 @@ def open_tree(path: str, treename: str = "Events") -> Iterator[Any]:
     Raises :class:`InputError` for a missing, unreadable or truncated file (shorter
     than its header says), or a file without the tree. The last few trees stay
     open in this process (keyed by path, size and modification time), so the
-    chunks of one file do not each re-read its metadata.
+    chunks of one file do not each re-read its metadata. The bytes requested
+    from the file inside the block add to :func:`bytes_read`.
     """
+    global _bytes_read
     if "://" not in path and not os.path.exists(path):
         raise InputError(f"input file {path} does not exist; check the fileset paths")
-    yield _open_tree(path, treename, file_identity(path))
+    tree = _open_tree(path, treename, file_identity(path))
+    source = tree.file.source
+    before = source.num_requested_bytes
+    try:
+        yield tree
+    finally:
+        with _lock:
+            _bytes_read += source.num_requested_bytes - before
+
+
+def bytes_read() -> int:
+    """Bytes requested from input files inside :func:`open_tree` blocks of this process so far (uproot's count)."""
+    return _bytes_read
 
 
 def file_identity(path: str) -> tuple[int, int] | None:
@@ -75,3 +94,26 @@ def require_branches(tree: Any, path: str, branches: Sequence[str]) -> None:
             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
             + "; agcframe needs NanoAOD files with the AGC branches"
         )
+
+
+@contextmanager
+def isal_inflate() -> Iterator[None]:
+    """Inflate uproot's ZLIB baskets with ISA-L (python-isal) inside this block.
+
+    The bytes are zlib's; ISA-L inflates them about 1.5 times as fast. uproot picks
+    its inflater on one module-level object (its public ``ZLIB.library`` only
+    selects the compressor for writing), so the choice is process-wide while any
+    thread is inside the block, and zlib again once none is.
+    """
+    global _isal_readers
+    inflater = uproot.compression._decompress_ZLIB
+    with _lock:
+        _isal_readers += 1
+        inflater.library = "isal"
+    try:
+        yield
+    finally:
+        with _lock:
+            _isal_readers -= 1
+            if _isal_readers == 0:
+                inflater.library = "zlib"

@@ -28,7 +28,7 @@ from .checkpoints import CheckpointStore, checkpoint_directory
 from .outputs import staged_outputs, write_json
 from .partials import PartialResult, merged_inputs, read_partial, write_partial
 from .plots import draw_fit_plots
-from .processing import ChunkTask, Processed, plan, plan_file
+from .processing import ChunkCost, ChunkTask, Processed, plan, plan_file
 from .processing import process as process_items
 from .plugin_manager import PluginManager, RegisteredSpec, check_option_targets
 from .reduce import tree_reduce
@@ -178,10 +178,7 @@ def run(
             "wall_time_s": finished - started,
             "processing_time_s": processed.seconds,
             "events_per_s": processed.events_computed / max(processed.seconds, 1e-9),
-            # worker seconds in the processor (reading + computing) and in histogram filling
-            "processor_time_s": processed.processing_s,
-            "filling_time_s": processed.filling_s,
-            "filling_share": processed.filling_s / max(processed.processing_s + processed.filling_s, 1e-9),
+            **_cost_metrics(processed.cost),
             "peak_memory_bytes": processed.peak_memory_bytes,
             "input_bytes": sum(entry["size_bytes"] or 0 for entry in inputs),
             "planning_time_s": planned - started,
@@ -289,6 +286,17 @@ def write_merged(
         },
     )
     return names
+
+
+def _cost_metrics(cost: ChunkCost) -> dict[str, float]:
+    """Worker seconds reading, computing and filling, their shares, and the bytes read."""
+    total = max(cost.seconds, 1e-9)
+    phases = {"reading": cost.reading_s, "computing": cost.computing_s, "filling": cost.filling_s}
+    return {
+        **{f"{phase}_time_s": seconds for phase, seconds in phases.items()},
+        **{f"{phase}_share": seconds / total for phase, seconds in phases.items()},
+        "bytes_read": cost.bytes_read,
+    }
 
 
 def _datasets(config: RunConfig) -> tuple[Path, list[Dataset]]:

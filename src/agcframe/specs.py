@@ -55,10 +55,21 @@ class Source(Protocol):
 
 @runtime_checkable
 class Processor(Protocol):
-    """Runs the analysis of ANALYSIS.md on one work item."""
+    """Runs the analysis of ANALYSIS.md on one work item, in two phases the core times apart."""
 
-    def process(self, item: WorkItem, seed: int) -> list[Fill]:
-        """Select objects and events of ``item`` and return the histogram fills.
+    def read(self, item: WorkItem) -> Any:
+        """Read the columns the analysis of ``item`` needs and return them for :meth:`compute`.
+
+        All of the processor's I/O happens here: opening, reading, decompressing
+        and interpreting, and nothing else. Files opened through
+        :func:`agcframe.inputs.open_tree` have their bytes counted in
+        ``metrics.json``. Raises :class:`agcframe.errors.InputError` naming the
+        file for a missing branch or an unreadable file.
+        """
+        ...
+
+    def compute(self, item: WorkItem, data: Any, seed: int) -> list[Fill]:
+        """Select objects and events of ``item`` from ``data`` (what :meth:`read` returned) and return the fills.
 
         Returns one :class:`Fill` per (region, variation) that the item's
         sample contributes, with empty arrays when no event passes. ``seed``
