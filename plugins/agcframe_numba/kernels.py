@@ -3,9 +3,10 @@
 Arrays come in flat (NanoAOD ``Jet_*`` contents with the ``nJet`` offsets), so
 there is no Python loop over events. Each event is read once: its leptons are
 counted, its ``pt_res_up`` factors drawn (:func:`agcframe.rng.keyed_normal_one`,
-the bits every other processor gets), and its jets selected for every
-variation. Four-vector sums use float64 (coffea uses float32 through
-``vector``); observables are rounded to float32 for filling.
+the bits every other processor gets), and its jets selected for every variation.
+Cuts are combined with bitwise ``&`` so that no branch is mispredicted per
+object. Four-vector sums use float64 (coffea uses float32 through ``vector``);
+observables are rounded to float32 for filling.
 """
 
 from __future__ import annotations
@@ -88,19 +89,27 @@ def select_events(
     observable = np.zeros((n_var, n), np.float32)
     lead_pt = np.zeros((n, N_BTAG_JETS), np.float32)
     size = 16
-    pts = np.empty((n_var, size), np.float32)  # per jet of the event that passes eta and ID
+    # per candidate jet of the event: its pt in each variation, b tag and index in the flat arrays
+    pts = np.empty((n_var, size), np.float32)
     is_b = np.empty(size, np.bool_)
     index = np.empty(size, np.int64)
-    phi, eta, mass = np.empty(size, np.float32), np.empty(size, np.float32), np.empty(size, np.float32)
     cos_phi, sin_phi, sinh_eta = np.empty(size), np.empty(size), np.empty(size)
     sel_b = np.empty(size, np.bool_)
     x, y, z, e = np.empty(size), np.empty(size), np.empty(size), np.empty(size)
+    # selected leptons before each lepton (a running count), so that an event's
+    # count is a difference, with no loop and no branch per event
+    el_passed = np.zeros(len(el_pt) + 1, np.int32)
+    for j in range(len(el_pt)):
+        passed = (el_pt[j] > _EL_PT) & (abs(el_eta[j]) < _EL_ETA) & (el_cut_based[j] == _EL_CUT_BASED) & (el_sip3d[j] < _EL_SIP3D)
+        el_passed[j + 1] = el_passed[j] + passed
+    mu_passed = np.zeros(len(mu_pt) + 1, np.int32)
+    for j in range(len(mu_pt)):
+        passed = (mu_pt[j] > _MU_PT) & (abs(mu_eta[j]) < _MU_ETA) & mu_tight[j] & (mu_sip3d[j] < _MU_SIP3D) & (mu_iso[j] < _MU_ISO)
+        mu_passed[j + 1] = mu_passed[j] + passed
     for i in range(n):
-        n_leptons = 0  # bitwise & on the cuts: no branch to mispredict per lepton
-        for j in range(el_offsets[i], el_offsets[i + 1]):
-            n_leptons += (el_pt[j] > _EL_PT) & (abs(el_eta[j]) < _EL_ETA) & (el_cut_based[j] == _EL_CUT_BASED) & (el_sip3d[j] < _EL_SIP3D)
-        for j in range(mu_offsets[i], mu_offsets[i + 1]):
-            n_leptons += (mu_pt[j] > _MU_PT) & (abs(mu_eta[j]) < _MU_ETA) & mu_tight[j] & (mu_sip3d[j] < _MU_SIP3D) & (mu_iso[j] < _MU_ISO)
+        n_leptons = (
+            el_passed[el_offsets[i + 1]] - el_passed[el_offsets[i]] + mu_passed[mu_offsets[i + 1]] - mu_passed[mu_offsets[i]]
+        )
         if n_leptons != 1:
             continue
         start, stop = jet_offsets[i], jet_offsets[i + 1]
@@ -109,7 +118,6 @@ def select_events(
             pts = np.empty((n_var, size), np.float32)
             is_b = np.empty(size, np.bool_)
             index = np.empty(size, np.int64)
-            phi, eta, mass = np.empty(size, np.float32), np.empty(size, np.float32), np.empty(size, np.float32)
             cos_phi, sin_phi, sinh_eta = np.empty(size), np.empty(size), np.empty(size)
             sel_b = np.empty(size, np.bool_)
             x, y, z, e = np.empty(size), np.empty(size), np.empty(size), np.empty(size)
@@ -121,10 +129,7 @@ def select_events(
             pt = jet_pt[j]
             pts[0, m] = pt
             is_b[m] = jet_btag[j] > _BTAG
-            phi[m] = jet_phi[j]
-            eta[m] = jet_eta[j]
-            mass[m] = jet_mass[j]
-            index[m] = j - start
+            index[m] = j
             keep = (pt * _JET_PT_MAX_FACTOR > _JET_PT_MIN) & (abs(jet_eta[j]) < _JET_ABS_ETA_MAX) & ((jet_id[j] & _JET_ID_BIT) != 0)
             n_b += keep & is_b[m]
             m += keep
@@ -133,16 +138,16 @@ def select_events(
         if n_var > 1:
             for c in range(m):
                 pts[1, c] = pts[0, c] * _JET_PT_SCALE_UP
-                deviate = keyed_normal_one(seed, run[i], luminosity_block[i], event[i], index[c])
+                deviate = keyed_normal_one(seed, run[i], luminosity_block[i], event[i], index[c] - start)
                 pts[2, c] = pts[0, c] * np.float32(1.0 + _JET_PT_RESOLUTION * deviate)
         trig_done = False
         for v in range(n_var):
             k = 0
             n_b = 0
             for c in range(m):
-                if pts[v, c] > _JET_PT_MIN:
-                    n_b += is_b[c]
-                    k += 1
+                passed = pts[v, c] > _JET_PT_MIN
+                n_b += passed & is_b[c]
+                k += passed
             if k < _MIN_JETS or n_b == 0:
                 continue
             if v == 0:
@@ -162,9 +167,10 @@ def select_events(
             region[v, i] = REGION_4J2B
             if not trig_done:  # float32 trigonometry, as vector's on coffea's float32 columns
                 for c in range(m):
-                    cos_phi[c] = math.cos(phi[c])
-                    sin_phi[c] = math.sin(phi[c])
-                    sinh_eta[c] = math.sinh(eta[c])
+                    phi = jet_phi[index[c]]
+                    cos_phi[c] = math.cos(phi)
+                    sin_phi[c] = math.sin(phi)
+                    sinh_eta[c] = math.sinh(jet_eta[index[c]])
                 trig_done = True
             k = 0
             for c in range(m):
@@ -174,7 +180,7 @@ def select_events(
                     x[k] = p64 * cos_phi[c]
                     y[k] = p64 * sin_phi[c]
                     z[k] = p64 * sinh_eta[c]
-                    e[k] = math.sqrt(x[k] ** 2 + y[k] ** 2 + z[k] ** 2 + np.float64(mass[c]) ** 2)
+                    e[k] = math.sqrt(x[k] ** 2 + y[k] ** 2 + z[k] ** 2 + np.float64(jet_mass[index[c]]) ** 2)
                     sel_b[k] = is_b[c]
                     k += 1
             observable[v, i] = np.float32(trijet_mass(x, y, z, e, sel_b, k))
