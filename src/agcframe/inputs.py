@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import mmap
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -15,8 +16,9 @@ from .errors import InputError, describe_exception
 
 __all__ = ["bytes_read", "file_identity", "isal_inflate", "open_tree", "require_branches"]
 
-#: trees kept open per process
-OPEN_TREES = 8
+#: trees kept open per process: a run of up to this many files opens each once, for planning
+#: and processing (a generated file opens in 4 ms, a real NanoAOD one in 150 ms with 11 MB of metadata)
+OPEN_TREES = 16
 
 _lock = threading.Lock()
 _bytes_read = 0
@@ -32,6 +34,11 @@ def open_tree(path: str, treename: str = "Events") -> Iterator[Any]:
     open in this process (keyed by path, size and modification time), so the
     chunks of one file do not each re-read its metadata. The bytes requested
     from the file inside the block add to :func:`bytes_read`.
+
+    Local files are memory-mapped (uproot's ``MemmapSource``; its default fsspec
+    source costs about a sixth of a bare read). When the block ends, the mapped
+    pages leave this process's resident set (they stay in the page cache), so
+    resident memory follows the chunk, not the file.
     """
     global _bytes_read
     if "://" not in path and not os.path.exists(path):
@@ -44,6 +51,13 @@ def open_tree(path: str, treename: str = "Events") -> Iterator[Any]:
     finally:
         with _lock:
             _bytes_read += source.num_requested_bytes - before
+        _release_mapped_pages(source)
+
+
+def _release_mapped_pages(source: Any) -> None:
+    mapping = getattr(getattr(source, "file", None), "_mmap", None)  # numpy.memmap's mmap.mmap
+    if mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
+        mapping.madvise(mmap.MADV_DONTNEED)
 
 
 def bytes_read() -> int:
@@ -64,7 +78,8 @@ def _open_tree(path: str, treename: str, identity: tuple[int, int] | None) -> An
     if identity is not None and identity[0] == 0:
         raise InputError(f"input file {path} is empty (0 bytes); produce or copy it again")
     try:
-        file = uproot.open(path, array_cache=None)  # chunks are read once; a cache only holds memory
+        # chunks are read once; a cache only holds memory
+        file = uproot.open(path, array_cache=None, **({} if identity is None else {"handler": uproot.source.file.MemmapSource}))
     except Exception as exc:
         raise InputError(
             f"input file {path} cannot be opened as ROOT ({describe_exception(exc)}); "

@@ -12,6 +12,7 @@ import dataclasses
 import gc
 import logging
 import resource
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -80,7 +81,20 @@ class ChunkOutcome:
 
 
 def _peak_memory_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
+    """Peak resident memory of this process.
+
+    On Linux, ``VmHWM``: the process's own peak, whereas ``ru_maxrss`` carries
+    over the peak of the process it was forked from, even across ``exec``.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, kilobytes elsewhere
 
 
 @dataclass(frozen=True)
