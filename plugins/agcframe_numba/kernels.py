@@ -88,7 +88,9 @@ def select_events(
     region = np.zeros((n_var, n), np.int8)
     observable = np.zeros((n_var, n), np.float32)
     lead_pt = np.zeros((n, N_BTAG_JETS), np.float32)
-    size = 16
+    size = 0  # the most jets of an event
+    for i in range(n):
+        size = max(size, jet_offsets[i + 1] - jet_offsets[i])
     # per candidate jet of the event: its pt in each variation, b tag and index in the flat arrays
     pts = np.empty((n_var, size), np.float32)
     is_b = np.empty(size, np.bool_)
@@ -113,14 +115,6 @@ def select_events(
         if n_leptons != 1:
             continue
         start, stop = jet_offsets[i], jet_offsets[i + 1]
-        if stop - start > size:
-            size = stop - start
-            pts = np.empty((n_var, size), np.float32)
-            is_b = np.empty(size, np.bool_)
-            index = np.empty(size, np.int64)
-            cos_phi, sin_phi, sinh_eta = np.empty(size), np.empty(size), np.empty(size)
-            sel_b = np.empty(size, np.bool_)
-            x, y, z, e = np.empty(size), np.empty(size), np.empty(size), np.empty(size)
         # candidates: jets that pass eta and ID and can pass the pt cut in some variation;
         # each jet is written, and kept by advancing m (no branch to mispredict per jet)
         m = 0
