@@ -1,15 +1,21 @@
-"""The numba processor gives coffea's histograms, bit for bit."""
+"""The numba processor: coffea's histograms bit for bit, its disk-cached kernel, its reads."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import awkward as ak
 import numpy as np
 import pytest
 
 import agcframe
 from agcframe import analysis as agc
+from agcframe.fileset import load_fileset, select_datasets
+from agcframe_uproot import UprootSource
 from conftest import REAL_FILE
 from histograms import assert_bit_identical
 
@@ -43,3 +49,58 @@ def test_resolution_factor_bound_holds() -> None:
     deviates = keyed_normal(1, ids, ids, ids, ids)
     assert np.abs(deviates).max() <= MAX_ABS_DEVIATE
     assert np.float32(1 + agc.JET_PT_RESOLUTION * MAX_ABS_DEVIATE) <= agc.JET_PT_RESOLUTION_MAX_FACTOR
+
+
+def test_compiled_kernels_are_cached_on_disk(tmp_path: Path) -> None:
+    """A second process loads the kernel from numba's disk cache instead of compiling it."""
+    script = (
+        "from agcframe_numba import NumbaProcessor; from agcframe_numba.kernels import select_events; "
+        "NumbaProcessor(); stats = select_events.stats; print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+
+    def hits_and_misses() -> tuple[int, int]:
+        output = subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True, text=True).stdout
+        hits, misses = output.split()
+        return int(hits), int(misses)
+
+    assert hits_and_misses()[1] > 0  # compiled and written
+    hits, misses = hits_and_misses()
+    assert hits > 0 and misses == 0
+
+
+def test_reads_inflate_with_isal_and_give_zlibs_bytes(small_fileset: Path) -> None:
+    import uproot
+
+    from agcframe.inputs import isal_inflate, open_tree
+    from agcframe_numba import BRANCHES, NumbaProcessor
+
+    item = UprootSource().plan(select_datasets(load_fileset(small_fileset), 1), 1000)[1]
+    inflater = uproot.compression._decompress_ZLIB
+    with open_tree(item.path) as tree:
+        expected = tree.arrays(BRANCHES, entry_start=item.entry_start, entry_stop=item.entry_stop, how=dict)
+    with isal_inflate():
+        assert inflater.library == "isal"
+        with isal_inflate():
+            pass
+        assert inflater.library == "isal"  # still inside the outer block
+    assert inflater.library == "zlib"
+    arrays = NumbaProcessor().read(item)
+    assert inflater.library == "zlib"
+    for name in BRANCHES:
+        assert ak.array_equal(arrays[name], expected[name]), name
+
+
+def test_metrics_count_the_bytes_of_the_branches_read(small_fileset: Path, tmp_path: Path) -> None:
+    import uproot
+
+    from agcframe_numba import BRANCHES
+
+    config = agcframe.RunConfig(fileset=str(small_fileset), output=str(tmp_path), fit=False, plugins={"processor": "numba"})
+    metrics = agcframe.run(config).metrics
+    baskets = sum(
+        sum(tree[name].compressed_bytes for name in BRANCHES)
+        for tree in (uproot.open(entry.path)["Events"] for dataset in select_datasets(load_fileset(small_fileset), -1) for entry in dataset.files)
+    )
+    assert baskets <= metrics["bytes_read"] < 1.01 * baskets
+    assert metrics["reading_share"] > metrics["computing_share"] > 0
