@@ -2,7 +2,8 @@
 
 Per-event weight factors are accumulated as 64-bit fixed-point integers
 (resolution 2**-32, about 2.3e-10) in boost-histogram ``Int64`` storage; the
-sample normalisation is applied once when the result is converted. Integer
+sample normalisation is applied once when the result is converted. All fills
+of a chunk go into one 2-D histogram (observable x fill) in one call. Integer
 addition is associative, so the histograms are bit-identical whatever the
 chunking, executor, worker count or merge order. Floating-point sums are not.
 """
@@ -63,10 +64,13 @@ def _observable_axis() -> hist.axis.Regular:
     return hist.axis.Regular(len(edges) - 1, edges[0], edges[-1], name="observable", label="observable [GeV]")
 
 
-def _fixed_point_counts(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    counts = hist.Hist(_observable_axis(), storage=hist.storage.Int64())
-    counts.fill(values, weight=np.rint(weights * _ONE).astype(np.int64))
-    return counts.view(flow=True).copy()
+def _fixed_point_counts(values: np.ndarray, fill_index: np.ndarray, weights: np.ndarray, n_fills: int) -> np.ndarray:
+    """Fixed-point sums of ``weights`` per (observable bin with flow, fill): every fill of a chunk in one call."""
+    counts = hist.Hist(
+        _observable_axis(), hist.axis.Integer(0, n_fills, underflow=False, overflow=False), storage=hist.storage.Int64()
+    )
+    counts.fill(values, fill_index, weight=np.rint(weights * _ONE).astype(np.int64))
+    return counts.view(flow=True)
 
 
 def histogram_name(region: str, process: str, variation: str) -> str:
@@ -98,13 +102,18 @@ class HistHistogrammer:
     """Fills hist/boost-histogram objects and writes AGC-named TH1D histograms."""
 
     def fill(self, fills: Iterable[Fill]) -> Counts:
+        fills = list(fills)
+        if not fills:
+            return {}
+        values = np.concatenate([f.values for f in fills])
+        fill_index = np.repeat(np.arange(len(fills)), [len(f.values) for f in fills])
+        factors = np.concatenate([np.asarray(f.factors, dtype=np.float64) for f in fills])
+        sumw = _fixed_point_counts(values, fill_index, factors, len(fills))
+        sumw2 = _fixed_point_counts(values, fill_index, factors * factors, len(fills))
         counts: Counts = {}
-        for f in fills:
+        for i, f in enumerate(fills):
             key = (f.region, f.process, f.variation)
-            factors = np.asarray(f.factors, dtype=np.float64)
-            partial = FixedPointHistogram(
-                _fixed_point_counts(f.values, factors), _fixed_point_counts(f.values, factors * factors), f.scale
-            )
+            partial = FixedPointHistogram(sumw[:, i].copy(), sumw2[:, i].copy(), f.scale)
             counts[key] = counts[key] + partial if key in counts else partial
         return counts
 
