@@ -2,8 +2,9 @@
 
 It reads exactly the analysis branches of one entry range and runs one
 compiled pass over the events for all jet-pt variations (lepton and jet
-selection, the ``pt_res_up`` factors, regions, HT, the trijet search). Compilation is cached on
-disk (``numba.njit(cache=True)``), so only a first run ever pays it.
+selection, the ``pt_res_up`` factors, regions, HT, the trijet search).
+Compilation is cached on disk (``numba.njit(cache=True)``), so only a first
+run ever pays it.
 """
 
 from __future__ import annotations
