@@ -11,10 +11,11 @@ from agcframe.generate import GenerationSettings, generate_dataset
 #: events per file of the benchmark dataset (tests/benchmarks); small by default, for the smoke run
 BENCHMARK_EVENTS_PER_FILE_ENV = "AGCFRAME_BENCHMARK_EVENTS_PER_FILE"
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "agc"
-REAL_FILE = SHARED / "data" / "nanoAOD_2015_CMS_Open_Data_ttbar.root"
-REAL_FILESET = SHARED / "nanoaod_inputs.json"
-REFERENCE = SHARED / "reference"
+#: real AGC data kept in the repository (sources and licences: tests/data/README.md)
+REAL_DATA = Path(__file__).resolve().parent / "data" / "agc"
+REAL_FILE = REAL_DATA / "data" / "nanoAOD_2015_CMS_Open_Data_ttbar.root"
+REAL_FILESET = REAL_DATA / "nanoaod_inputs.json"
+REFERENCE = REAL_DATA / "reference"
 
 
 @pytest.fixture(scope="session")

@@ -406,7 +406,7 @@ def export_json(histograms: Path, output: Path) -> None:
 @click.argument("histograms", type=click.Path(path_type=Path))
 @click.option(
     "--reference", type=click.Path(path_type=Path), required=True,
-    help="Real AGC histograms in the AGC JSON format, e.g. ../shared/agc/reference/histos_1_file_per_process.json.",
+    help="Real AGC histograms in the AGC JSON format, e.g. tests/data/agc/reference/histos_1_file_per_process.json.",
 )  # fmt: skip
 @_reports_errors
 def realism(histograms: Path, reference: Path) -> None:
