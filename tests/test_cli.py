@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import agcframe
+from agcframe.config import DEFAULT_PLUGINS
 from conftest import REAL_FILE, REAL_FILESET
 from histograms import read_histograms
 
@@ -94,19 +95,27 @@ def test_real_cms_file_runs_and_reports_empty_regions(tmp_path: Path) -> None:
 
 
 def test_default_run_from_files_to_fit(tmp_path: Path) -> None:
-    """What the README's first command does: the embedded dataset, all plugins, the fit."""
-    result = agcframe_cli("run", "--output", str(tmp_path / "out"))
+    """What the README's first command does: the embedded dataset, all plugins, the fit; quiet and healthy."""
+    result = agcframe_cli("run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    histograms = read_histograms(tmp_path / "out" / "histograms.root")
+    output = tmp_path / "agc-output"
+    histograms = read_histograms(output / "histograms.root")
     assert len(histograms) == 124
-    fit = json.loads((tmp_path / "out" / "fit_results.json").read_text())
+    fit = json.loads((output / "fit_results.json").read_text())
     assert 0.5 < fit["ttbar_norm"]["value"] < 1.5
     assert 0 < fit["ttbar_norm"]["error"] < 0.3
+    assert fit["status"]["valid"] is True and fit["status"]["covariance"] == "accurate"
     assert "ttbar_norm = " in result.stdout
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "fit_results.json", "histograms.root", "metrics.json", "plots", "provenance.json", "templates", "workspace.json",
+    lines = (result.stdout + result.stderr).splitlines()
+    assert len(lines) <= 15, lines
+    assert not any(line.startswith("W ") for line in lines)  # MINUIT's warnings
+    assert any(line.startswith("fit status: valid") for line in lines)
+    assert sorted(p.name for p in output.iterdir()) == [
+        "fit.log", "fit_results.json", "histograms.root", "metrics.json", "plots", "provenance.json", "ranking.json",
+        "templates", "workspace.json",
     ]  # fmt: skip
-    assert len(list((tmp_path / "out" / "plots").glob("*.png"))) == 7
+    assert "has empty bins" not in (output / "fit.log").read_text()  # the embedded templates are sound
+    assert len(list((output / "plots").glob("*.png"))) == 7
 
 
 def test_fit_command_rejects_other_slots(tmp_path: Path) -> None:
@@ -160,3 +169,37 @@ def test_unknown_plugin_option_in_a_run_config(tmp_path: Path) -> None:
     with pytest.raises(agcframe.AgcframeError, match="inference plugin 'cabinetry' has no option 'bogus'; its options: config"):
         agcframe.run(agcframe.RunConfig(output=str(tmp_path / "out"), plugin_options={"cabinetry": {"bogus": 1}}))
     assert not (tmp_path / "out").exists()
+
+
+def test_a_boolean_plugin_option_is_a_switch(tmp_path: Path) -> None:
+    """README: ``--servicex-ignore-cache`` takes no value (it was a BOOLEAN option that swallowed the next flag)."""
+    fileset = tmp_path / "fileset.json"
+    fileset.write_text(json.dumps({"ttbar": {"nominal": {"files": [{"path": str(REAL_FILE), "nevts": 200}]}}}))
+    help_text = agcframe_cli("run", "--help").stdout
+    assert "--servicex-ignore-cache" in help_text and "--servicex-ignore-cache BOOLEAN" not in help_text
+    result = agcframe_cli(
+        "run", "--fileset", str(fileset), "--plugin", "source=servicex", "--servicex-endpoint", "local",
+        "--servicex-ignore-cache", "--no-fit", "--output", str(tmp_path / "out"),
+        env={"AGCFRAME_CACHE_DIR": str(tmp_path / "cache")},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["source"]["events_in"] == 200
+
+
+def test_plugins_marks_the_default_of_each_slot() -> None:
+    result = agcframe_cli("plugins")
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if "│" in line]
+    marked = {(cells[1].strip(), cells[2].strip(" *")) for cells in (row.split("│") for row in rows) if cells[2].strip().endswith("*")}
+    assert marked == set(DEFAULT_PLUGINS.items()), rows
+
+
+@pytest.mark.parametrize("command", ["run", "fit"])
+def test_output_option_has_help(command: str) -> None:
+    help_text = " ".join(agcframe_cli(command, "--help").stdout.split())
+    assert "--output PATH Output directory" in help_text
+
+
+def test_run_outputs_are_ignored_by_git() -> None:
+    ignored = (Path(__file__).resolve().parents[1] / ".gitignore").read_text().split()
+    assert {"agc-output/", "results/", ".snakemake/"} <= set(ignored)

@@ -18,6 +18,7 @@ import pytest
 import agcframe
 from agcframe.checkpoints import checkpoint_directory
 from agcframe.errors import PluginError
+from agcframe.generate import GenerationSettings, generated_events
 from agcframe.pipeline import default_fileset
 from agcframe.plugin_manager import PluginManager
 from agcframe.specs import ProcessorSpec
@@ -50,7 +51,7 @@ def reference(embedded: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 )
 def test_histograms_are_bit_identical(reference: Path, embedded: Path, tmp_path: Path, settings: dict[str, object]) -> None:
     result = _run(embedded, tmp_path, **settings)
-    assert result.metrics["events"] == 180_000
+    assert result.metrics["events"] == generated_events(GenerationSettings())
     assert_bit_identical(reference, result.output / "histograms.root")
 
 
@@ -163,3 +164,21 @@ def test_unreachable_scheduler_is_one_clear_line(small_fileset: Path, tmp_path: 
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot reach the Dask scheduler at tcp://127.0.0.1:1" in lines[0], result.stderr
+
+
+def test_ctrl_c_says_how_to_resume_and_resume_explains_unmatched_checkpoints(small_fileset: Path, tmp_path: Path) -> None:
+    """Ctrl-C: one line pointing at --resume (was click's bare 'Aborted!'); --resume with another chunk size says why nothing is reused."""
+    output = tmp_path / "out"
+    command = [sys.executable, "-m", "agcframe", "run", "--fileset", str(small_fileset), "--no-fit", "--chunksize", "250", "--output", str(output)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_checkpoints(checkpoint_directory(output), 5)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "run the same command with --resume to continue" in stderr and "Aborted!" not in stderr
+
+    other = [*command[:-4], "--chunksize", "300", "--output", str(output), "--resume"]
+    resumed = subprocess.run(other, capture_output=True, text=True, check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    message = " ".join(resumed.stderr.split())
+    assert "match no chunk of this run: they were made with another chunk size" in message

@@ -63,3 +63,24 @@ def test_validate_of_generated_run_against_itself(small_fileset: Path, tmp_path:
     assert agcframe_cli("export-json", str(run.output / "histograms.root"), str(exported)).returncode == 0
     result = agcframe_cli("validate", str(run.output / "histograms.root"), "--reference", str(exported))
     assert result.returncode == 0 and "all 124 histograms agree" in result.stdout
+
+
+def test_validate_against_a_root_file_is_one_line(real_histograms: Path) -> None:
+    """A ROOT file where the JSON reference belongs: one line naming it, exit 2 (was a UnicodeDecodeError traceback)."""
+    result = agcframe_cli("validate", str(real_histograms), "--reference", str(real_histograms))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "is not a text file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_exported_edges_are_decimal_and_histograms_titled_by_observable(small_fileset: Path, tmp_path: Path) -> None:
+    import uproot
+
+    output = agcframe.run(agcframe.RunConfig(fileset=str(small_fileset), output=str(tmp_path / "run"), fit=False)).output
+    result = agcframe_cli("export-json", str(output / "histograms.root"), str(tmp_path / "histos.json"))
+    assert result.returncode == 0, result.stderr
+    edges = json.loads((tmp_path / "histos.json").read_text())["4j2b_ttbar"]["edges"]
+    assert edges == [50.0 + 20.0 * index for index in range(26)]  # 190.0, not 190.00000000000003
+    with uproot.open(output / "histograms.root") as file:
+        for name, observable in (("4j1b_ttbar", "HT"), ("4j2b_wjets", "m_bjj"), ("4j2b_pseudodata", "m_bjj")):
+            assert file[name].member("fTitle") == observable
+            assert file[name].member("fXaxis").member("fTitle") == f"{observable} [GeV]"

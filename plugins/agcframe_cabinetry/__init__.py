@@ -12,9 +12,9 @@ import uproot
 
 from agcframe import analysis as agc
 from agcframe import hookimpl
-from agcframe.data import FitOptions, FitParameter, FitResult, Significance
+from agcframe.data import FitOptions, FitResult
 from agcframe.errors import InputError, describe_exception
-from agcframe.model import read_rebinned, template_key, upper_limit
+from agcframe.model import fit_workspace, read_rebinned, template_key
 from agcframe.specs import InferenceSpec, PluginOption
 
 __all__ = ["CabinetryInference", "cabinetry_config", "user_config"]
@@ -97,7 +97,7 @@ def user_config(path: Path, histograms: Path, workdir: Path) -> dict[str, Any]:
 
 
 class CabinetryInference:
-    """Builds templates with cabinetry (rebinned as the AGC does), the pyhf workspace, and fits.
+    """Builds templates with cabinetry (rebinned as the AGC does) and the pyhf workspace; fits it with agcframe's engine.
 
     Parameters
     ----------
@@ -133,37 +133,7 @@ class CabinetryInference:
 
         config = self._templates(histograms, workdir)
         cabinetry.templates.postprocess(config)
-        workspace = cabinetry.workspace.build(config)
-        model, data = cabinetry.model_utils.model_and_data(workspace, asimov=options.asimov)
-        result = cabinetry.fit.fit(model, data)
-        significance = None
-        if options.significance:
-            found = cabinetry.fit.significance(model, data)
-            significance = Significance(
-                float(found.observed_p_value),
-                float(found.observed_significance),
-                float(found.expected_p_value),
-                float(found.expected_significance),
-            )
-        parameters = tuple(
-            FitParameter(label, float(value), float(error))
-            for label, value, error in zip(result.labels, result.bestfit, result.uncertainty)
-        )
-        poi_index = model.config.poi_index
-        limit = (
-            upper_limit(model, data, float(result.bestfit[poi_index]), float(result.uncertainty[poi_index]))
-            if options.limit
-            else None
-        )
-        return FitResult(
-            poi=agc.POI,
-            parameters=parameters,
-            correlation=tuple(tuple(float(c) for c in row) for row in result.corr_mat),
-            minimum_nll=float(result.best_twice_nll) / 2,
-            workspace=workspace,
-            significance=significance,
-            limit=limit,
-        )
+        return fit_workspace(cabinetry.workspace.build(config), options)
 
 
 @hookimpl

@@ -137,14 +137,22 @@ class HistHistogrammer:
                         one = h[:, process, variation]
                         if one.values().sum() > 0:
                             name = histogram_name(region, process, variation)
-                            file[name] = one
+                            file[name] = _titled(one, region)
                             written.append(name)
                 pseudodata = _pseudodata(h, region, written)
                 if pseudodata is not None and pseudodata.values().sum() > 0:
                     name = f"{region}_pseudodata"
-                    file[name] = pseudodata
+                    file[name] = _titled(pseudodata, region)
                     written.append(name)
         return written
+
+
+def _titled(h: hist.Hist, region: str) -> hist.Hist:
+    """``h`` titled with the region's observable (``HT``, ``m_bjj``), its axis with the unit (the ROOT titles)."""
+    observable = agc.OBSERVABLES[region]
+    h.name = observable
+    h.axes[0].label = f"{observable} [GeV]"
+    return h
 
 
 def _pseudodata(h: hist.Hist, region: str, written: list[str]) -> hist.Hist | None:

@@ -15,6 +15,7 @@ import pluggy
 
 __all__ = [
     "AgcframeError",
+    "FitOptions",
     "FitResult",
     "PluginManager",
     "RunConfig",
@@ -34,7 +35,7 @@ except importlib.metadata.PackageNotFoundError:  # running from a source tree wi
     __version__ = "0.0.0"
 
 from .config import RunConfig  # noqa: E402
-from .data import FitResult  # noqa: E402
+from .data import FitOptions, FitResult  # noqa: E402
 from .errors import AgcframeError  # noqa: E402
 from .pipeline import RunResult, fit, run  # noqa: E402
 from .plugin_manager import PluginManager  # noqa: E402

@@ -85,5 +85,9 @@ class CheckpointStore:
             log.warning("ignoring unreadable checkpoint %s (%s); recomputing %s", path, exc, item.describe())
             return None
 
+    def count(self) -> int:
+        """Checkpoints in the directory, whatever run made them."""
+        return len(list(self.directory.glob("*.pkl"))) if self.directory.is_dir() else 0
+
     def clear(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)

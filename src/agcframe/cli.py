@@ -16,7 +16,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from . import __version__
-from .config import RunConfig, parse_plugin_choices
+from .config import DEFAULT_PLUGINS, RunConfig, parse_plugin_choices
 from .container import DEFAULT_TAG, build_image
 from .data import FitOptions, FitResult
 from .errors import AgcframeError, ConfigError
@@ -46,6 +46,12 @@ def _reports_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            click.echo(
+                "agcframe: interrupted; the finished chunks are checkpointed: run the same command with --resume to continue",
+                err=True,
+            )
+            sys.exit(130)
         except AgcframeError as exc:
             if click.get_current_context().find_root().params.get("debug"):
                 raise
@@ -78,9 +84,13 @@ class PluginOptionsCommand(click.Command):
                 for name, registered in manager.specs(slot).items():
                     for option in registered.spec.options:
                         param_name = f"{name}_{option.name}".replace("-", "_")
-                        click_type = click.Path(path_type=Path) if option.type is Path else option.type
                         help_text = f"[{slot} plugin '{name}'] {option.help}"
-                        self._extra.append(click.Option([option.flag(name), param_name], type=click_type, help=help_text))
+                        if option.type is bool:  # a switch: --servicex-ignore-cache, no value
+                            flag = click.Option([option.flag(name), param_name], is_flag=True, default=None, help=help_text)
+                        else:
+                            click_type = click.Path(path_type=Path) if option.type is Path else option.type
+                            flag = click.Option([option.flag(name), param_name], type=click_type, help=help_text)
+                        self._extra.append(flag)
                         self._plugin_params[param_name] = (name, option.name)
         return self._extra
 
@@ -121,9 +131,9 @@ def _fit_options(command: F) -> F:
     for decorator in reversed(
         (
             click.option("--significance", is_flag=True, help="Also compute the discovery significance of the POI."),
-            click.option("--limit", is_flag=True, help="Also compute the 95% CL CLs upper limits on the POI (about 2 minutes)."),
+            click.option("--limit", is_flag=True, help="Also compute the 95% CL CLs upper limits on the POI."),
             click.option("--no-plots", is_flag=True, help="Do not draw the fit plots."),
-            click.option("--no-ranking", is_flag=True, help="Draw the plots without the (slow) impact ranking."),
+            click.option("--no-ranking", is_flag=True, help="Skip the impact ranking (ranking.json and its plot)."),
         )
     ):
         command = decorator(command)
@@ -149,7 +159,10 @@ def _processing_options(command: F) -> F:
 
 @main.command(cls=PluginOptionsCommand, slots=tuple(SLOTS))
 @_processing_options
-@click.option("--output", type=click.Path(path_type=Path), default=Path("agc-output"), show_default=True)
+@click.option(
+    "--output", type=click.Path(path_type=Path), default=Path("agc-output"), show_default=True,
+    help="Output directory: histograms, fit results, plots; replaced only when the run succeeds.",
+)  # fmt: skip
 @click.option("--no-fit", is_flag=True, help="Stop after writing histograms.root.")
 @click.option("--skip-bad-files", is_flag=True, help="Finish without inputs that fail; histograms are then partial.")
 @click.option("--resume", is_flag=True, help="Reuse the checkpoints of an interrupted run with the same configuration.")
@@ -277,6 +290,8 @@ def merge(partials: tuple[Path, ...], output: Path | None, histograms: Path | No
 def _echo_fit(result: FitResult, output: Path) -> None:
     poi = result.parameter(result.poi)
     click.echo(f"{result.poi} = {poi.value:.4f} ± {poi.error:.4f} ({output / 'fit_results.json'})")
+    if result.status is not None:
+        click.echo(result.status.describe())
     if result.significance is not None:
         found = result.significance
         click.echo(
@@ -293,7 +308,10 @@ def _echo_fit(result: FitResult, output: Path) -> None:
 
 @main.command(cls=PluginOptionsCommand, slots=("inference",))
 @click.argument("histograms", type=click.Path(path_type=Path))
-@click.option("--output", type=click.Path(path_type=Path), default=Path("agc-output"), show_default=True)
+@click.option(
+    "--output", type=click.Path(path_type=Path), default=Path("agc-output"), show_default=True,
+    help="Output directory: fit results, ranking, workspace, plots, fit.log; replaced only when the fit succeeds.",
+)  # fmt: skip
 @click.option("--plugin", "plugins", multiple=True, metavar="inference=NAME", help="Choose the inference plugin.")
 @click.option("--asimov", is_flag=True, help="Fit the model's expectation at nominal parameters instead of the pseudodata.")
 @_fit_options
@@ -318,10 +336,10 @@ def fit(
         histograms,
         output,
         inference=choices.get("inference", "cabinetry"),
-        options=FitOptions(asimov=asimov, significance=significance, limit=limit),
+        options=FitOptions(asimov=asimov, significance=significance, limit=limit, ranking=not no_ranking),
         plots=not no_plots,
-        ranking=not no_ranking,
         plugin_options=plugin_options,
+        show_progress=console.is_terminal,
     )
     _echo_fit(result, output)
 
@@ -380,15 +398,14 @@ def plugins(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(described, indent=2))
         return
-    table = Table(title="agcframe plugins")
+    table = Table(title="agcframe plugins (* the default of its slot)")
     for column in ("slot", "name", "distribution", "version", "description", "options"):
         table.add_column(column)
     for slot, entries in described.items():
         for entry in entries:
-            table.add_row(
-                slot, entry["name"], entry["distribution"], entry["version"], entry["description"], " ".join(entry["options"])
-            )
-    Console().print(table)
+            name = f"{entry['name']} *" if DEFAULT_PLUGINS.get(slot) == entry["name"] else entry["name"]
+            table.add_row(slot, name, entry["distribution"], entry["version"], entry["description"], " ".join(entry["options"]))
+    Console(width=200).print(table)
 
 
 @main.command(name="export-json")

@@ -67,7 +67,7 @@ class RunConfig:
     seed: int = DEFAULT_SEED
     output: str = "agc-output"
     fit: bool = True
-    #: with the fit: discovery significance, CLs upper limits (slow), plots, impact ranking (slow) among the plots
+    #: with the fit: discovery significance, CLs upper limits, plots, the impact ranking (ranking.json)
     significance: bool = False
     limit: bool = False
     plots: bool = True

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "Dataset", "FileEntry", "Fill", "FitOptions", "FitParameter", "FitResult", "Significance", "UpperLimit", "WorkItem",
+    "Dataset", "FileEntry", "Fill", "FitOptions", "FitParameter", "FitResult", "FitStatus", "Impact", "Significance",
+    "UpperLimit", "WorkItem",
     "file_work_items",
 ]  # fmt: skip
 
@@ -136,6 +137,54 @@ class FitOptions:
     significance: bool = False
     #: also compute the observed and expected CLs upper limits on the POI
     limit: bool = False
+    #: also compute the impact of every free nuisance parameter on the POI (four refits each)
+    ranking: bool = False
+
+
+@dataclass(frozen=True)
+class FitStatus:
+    """How the minimiser judged the nominal fit (``fit_results.json``'s ``status``)."""
+
+    #: a valid minimum with its EDM below the goal
+    valid: bool
+    #: estimated distance to the minimum
+    edm: float
+    #: ``"accurate"``, ``"forced positive-definite"``, ``"approximate"`` or ``"not computed"``
+    covariance: str
+    #: evaluations of the likelihood (with its gradient)
+    calls: int
+    #: the MINUIT strategy of the accepted minimum
+    strategy: int
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        """One line for the terminal."""
+        verdict = "valid" if self.valid else "NOT VALID"
+        return (
+            f"fit status: {verdict}, EDM {self.edm:.2g}, covariance {self.covariance}, "
+            f"{self.calls} calls, MINUIT strategy {self.strategy}"
+        )
+
+
+@dataclass(frozen=True)
+class Impact:
+    """Impact of one nuisance parameter on the POI (change of the POI, ``ranking.json``).
+
+    A pre-fit impact is ``None`` for an unconstrained parameter; any impact is
+    ``None``, and ``valid`` false, where its refit did not converge.
+    """
+
+    name: str
+    prefit_up: float | None
+    prefit_down: float | None
+    postfit_up: float | None
+    postfit_down: float | None
+    valid: bool = True
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -181,6 +230,10 @@ class FitResult:
     workspace: dict[str, Any] | None = field(default=None, compare=False, repr=False)
     significance: Significance | None = None
     limit: UpperLimit | None = None
+    #: how the minimiser judged the nominal fit
+    status: FitStatus | None = None
+    #: impacts of the nuisance parameters on the POI, if asked for
+    ranking: tuple[Impact, ...] | None = None
 
     def parameter(self, name: str) -> FitParameter:
         for parameter in self.parameters:
@@ -199,6 +252,7 @@ class FitResult:
             ],
             "correlation": [list(row) for row in self.correlation],
             "minimum_nll": self.minimum_nll,
+            "status": self.status.to_json() if self.status else None,
             "significance": self.significance.to_json() if self.significance else None,
             "limit": self.limit.to_json() if self.limit else None,
         }

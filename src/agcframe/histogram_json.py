@@ -47,9 +47,14 @@ def read_histograms(path: str | Path) -> dict[str, hist.Hist]:
 def to_json(histograms: dict[str, hist.Hist]) -> dict[str, dict[str, list[float]]]:
     """The AGC JSON document of ``histograms``."""
     return {
-        name: {"edges": h.axes[0].edges.tolist(), "contents": h.values(flow=True).tolist()}
+        name: {"edges": _decimal_edges(h.axes[0].edges), "contents": h.values(flow=True).tolist()}
         for name, h in sorted(histograms.items())
     }
+
+
+def _decimal_edges(edges: np.ndarray) -> list[float]:
+    """Bin edges as the binning's decimal values: a regular axis computes 190.00000000000003 for 190."""
+    return [float(f"{edge:.10g}") for edge in edges]
 
 
 def read_json(path: str | Path) -> dict[str, dict[str, list[float]]]:
@@ -61,6 +66,8 @@ def read_json(path: str | Path) -> dict[str, dict[str, list[float]]]:
         raise InputError(f"reference {path} does not exist") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"reference {path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"reference {path} is not a text file; give the AGC reference histograms as JSON") from None
     if not isinstance(document, dict):
         raise InputError(f"reference {path} must map histogram names to {{'edges', 'contents'}}")
     for name, entry in document.items():

@@ -9,8 +9,6 @@ both inference plugins fit the same likelihood.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +17,10 @@ import numpy as np
 import uproot
 
 from . import analysis as agc
-from .data import FitOptions, FitParameter, FitResult, Significance, UpperLimit
-from .errors import InputError, describe_exception
+from .data import FitOptions, FitResult
+from .errors import InputError
 
-__all__ = ["build_workspace", "fit_workspace", "model_and_data", "pyhf_optimizer", "read_rebinned", "template_key", "upper_limit"]
-
-#: CLs level of upper limits: 95% confidence
-LIMIT_LEVEL = 0.05
-#: the low end of the limit scan: the expected limits on the AGC model are far below 1 (about 1e-3)
-LIMIT_LOWEST_POI = 1e-6
+__all__ = ["build_workspace", "fit_workspace", "model_and_data", "read_rebinned", "template_key"]
 
 #: interpolation codes cabinetry uses for the model
 MODIFIER_SETTINGS = {"normsys": {"interpcode": "code4"}, "histosys": {"interpcode": "code4p"}}
@@ -125,83 +118,9 @@ def model_and_data(workspace: dict[str, Any], *, asimov: bool = False) -> tuple[
     return model, ws.data(model)
 
 
-@contextmanager
-def pyhf_optimizer(optimizer: Any) -> Iterator[None]:
-    """Use ``optimizer`` for pyhf's fits inside the block; pyhf's optimizer is global state, restored after."""
-    import pyhf
-
-    backend, previous = pyhf.get_backend()
-    pyhf.set_backend(backend, optimizer)
-    try:
-        yield
-    finally:
-        pyhf.set_backend(backend, previous)
-
-
 def fit_workspace(workspace: dict[str, Any], options: FitOptions) -> FitResult:
-    """Maximum-likelihood fit with pyhf and MINUIT (uncertainties from HESSE).
-
-    With ``options.significance`` also the asymptotic discovery significance of
-    the POI, as pyhf's ``q0`` hypothesis test gives it.
-    """
-    import pyhf
+    """Fit ``workspace`` (pyhf JSON) with :func:`agcframe.fitting.fit_model`; the result carries the workspace."""
+    from .fitting import fit_model
 
     model, data = model_and_data(workspace, asimov=options.asimov)
-    with pyhf_optimizer(pyhf.optimize.minuit_optimizer(verbose=0)):
-        result, correlation, twice_nll, result_obj = pyhf.infer.mle.fit(
-            data,
-            model,
-            return_uncertainties=True,
-            return_correlations=True,
-            return_fitted_val=True,
-            return_result_obj=True,
-        )
-        significance = _significance(model, data) if options.significance else None
-    uncertainties = np.where(result_obj.minuit.fixed, 0.0, result[:, 1])
-    poi_index = model.config.poi_index
-    limit = upper_limit(model, data, float(result[poi_index, 0]), float(uncertainties[poi_index])) if options.limit else None
-    return FitResult(
-        poi=agc.POI,
-        parameters=tuple(
-            FitParameter(label, float(value), float(error))
-            for label, value, error in zip(model.config.par_names, result[:, 0], uncertainties)
-        ),
-        correlation=tuple(tuple(float(c) for c in row) for row in np.asarray(correlation)),
-        minimum_nll=float(twice_nll) / 2,
-        workspace=workspace,
-        significance=significance,
-        limit=limit,
-    )
-
-
-def upper_limit(model: Any, data: Any, poi_value: float, poi_error: float, level: float = LIMIT_LEVEL) -> UpperLimit:
-    """Observed and expected CLs upper limits on the POI (asymptotic ``qtilde``), from pyhf's TOMS 748 scan.
-
-    The scan brackets the roots between :data:`LIMIT_LOWEST_POI` and the fitted
-    POI plus five standard deviations, and runs its hypothesis tests with
-    scipy's optimizer: MINUIT stops at its call limit on the AGC model for
-    small POI values (the nuisance parameters run to their bounds), where
-    SLSQP converges; both give the same CLs where both converge.
-    """
-    import pyhf
-
-    highest = max(poi_value, 0.0) + 5 * poi_error
-    try:
-        with pyhf_optimizer(pyhf.optimize.scipy_optimizer()):
-            observed, expected = pyhf.infer.intervals.upper_limits.toms748_scan(
-                data, model, LIMIT_LOWEST_POI, highest, level=level, atol=1e-6, rtol=1e-3
-            )
-    except ValueError as exc:  # the CLs curves do not cross the level inside the bracket
-        raise InputError(
-            f"no {1 - level:.0%} CL upper limit on {agc.POI} between {LIMIT_LOWEST_POI:g} and {highest:.3g} "
-            f"({describe_exception(exc)}); the fit may not have converged"
-        ) from exc
-    return UpperLimit(level, float(observed), tuple(float(band) for band in expected))  # type: ignore[arg-type]
-
-
-def _significance(model: Any, data: Any) -> Significance:
-    import pyhf
-    from scipy.stats import norm
-
-    observed, expected = (float(p) for p in pyhf.infer.hypotest(0.0, data, model, test_stat="q0", return_expected=True))
-    return Significance(observed, float(norm.isf(observed)), expected, float(norm.isf(expected)))
+    return fit_model(model, data, options, workspace=workspace)

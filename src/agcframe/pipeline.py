@@ -27,7 +27,9 @@ from .generate import GenerationSettings, generate_dataset
 from .checkpoints import CheckpointStore, checkpoint_directory
 from .outputs import staged_outputs, write_json
 from .partials import PartialResult, merged_inputs, read_partial, write_partial
+from .fitlog import fit_log
 from .plots import draw_fit_plots
+from .progress import showing_progress
 from .processing import ChunkCost, ChunkTask, Processed, plan, plan_file
 from .processing import process as process_items
 from .plugin_manager import PluginManager, RegisteredSpec, check_option_targets
@@ -39,7 +41,8 @@ log = logging.getLogger(__name__)
 
 HISTOGRAMS_FILE = "histograms.root"
 PLOTS_DIR = "plots"
-GENERATOR_VERSION = 3
+RANKING_FILE = "ranking.json"
+GENERATOR_VERSION = 4
 #: the plugins a processing job needs (no inference)
 PROCESSING_SLOTS = ("source", "processor", "histogrammer", "executor")
 LIBRARIES = ("awkward", "cabinetry", "coffea", "hist", "numpy", "pyhf", "uproot", "vector")
@@ -156,15 +159,15 @@ def run(
         written = time.perf_counter()
         fit_result = None
         if config.fit:
-            fit_result = _fit(
-                backends["inference"],
-                selected["inference"],
-                staging / HISTOGRAMS_FILE,
-                staging,
-                FitOptions(significance=config.significance, limit=config.limit),
-                plots=config.plots,
-                ranking=config.ranking,
-            )
+            with showing_progress(show_progress):
+                fit_result = _fit(
+                    backends["inference"],
+                    selected["inference"],
+                    staging / HISTOGRAMS_FILE,
+                    staging,
+                    FitOptions(significance=config.significance, limit=config.limit, ranking=config.ranking),
+                    plots=config.plots,
+                )
         finished = time.perf_counter()
         inputs = _inputs(processed)
         metrics = {
@@ -338,21 +341,29 @@ def _fit(
     options: FitOptions,
     *,
     plots: bool,
-    ranking: bool,
 ) -> FitResult:
-    try:
-        result: FitResult = inference.fit(histograms, workdir, options)
-    except AgcframeError:
-        raise
-    except Exception as exc:
-        raise PluginError(
-            f"inference plugin '{registered.spec.name}' failed on {histograms.name}: {type(exc).__name__}: {exc}"
-        ) from exc
-    write_json(workdir / "fit_results.json", result.to_json())
-    if result.workspace is not None:
-        write_json(workdir / "workspace.json", result.workspace)
-        if plots:
-            draw_fit_plots(result, workdir / PLOTS_DIR, asimov=options.asimov, ranking=ranking)
+    """Fit, then write fit_results.json, ranking.json, workspace.json and the plots into ``workdir``.
+
+    MINUIT's output and the libraries' messages go to ``workdir/fit.log``.
+    """
+    with fit_log(workdir):
+        try:
+            result: FitResult = inference.fit(histograms, workdir, options)
+        except AgcframeError:
+            raise
+        except Exception as exc:
+            raise PluginError(
+                f"inference plugin '{registered.spec.name}' failed on {histograms.name}: {type(exc).__name__}: {exc}"
+            ) from exc
+        if result.status is not None and not result.status.valid:
+            log.warning("the fit is NOT VALID: %s (see fit_results.json and fit.log)", result.status.describe())
+        write_json(workdir / "fit_results.json", result.to_json())
+        if result.ranking is not None:
+            write_json(workdir / RANKING_FILE, [impact.to_json() for impact in result.ranking])
+        if result.workspace is not None:
+            write_json(workdir / "workspace.json", result.workspace)
+            if plots:
+                draw_fit_plots(result, workdir / PLOTS_DIR, asimov=options.asimov)
     return result
 
 
@@ -363,9 +374,9 @@ def fit(
     inference: str = "cabinetry",
     options: FitOptions | None = None,
     plots: bool = True,
-    ranking: bool = True,
     plugin_options: Mapping[str, Mapping[str, Any]] | None = None,
     manager: PluginManager | None = None,
+    show_progress: bool = False,
 ) -> FitResult:
     """Fit an existing ``histograms.root``; write ``fit_results.json``, ``workspace.json`` and plots into ``output``.
 
@@ -378,11 +389,14 @@ def fit(
     inference
         Name of the inference plugin.
     options
-        Asimov data instead of pseudodata, discovery significance, upper limits.
-    plots, ranking
-        Draw the plots into ``output/plots``; include the (slow) impact ranking.
+        Asimov data instead of pseudodata, discovery significance, upper limits,
+        the impact ranking (``ranking.json``); by default the fit and its ranking.
+    plots
+        Draw the plots into ``output/plots``.
     plugin_options
         Options of the inference plugin, ``{plugin: {option: value}}``.
+    show_progress
+        Draw progress bars (ranking refits, limit scan) on the terminal.
     """
     histograms = Path(histograms).resolve()
     if not histograms.is_file():
@@ -391,9 +405,9 @@ def fit(
     plugin_options = plugin_options or {}
     selected = _select(manager, {"inference": inference}, plugin_options)
     backend = _instantiate(selected["inference"], plugin_options)
-    with staged_outputs(output) as staging:
+    with staged_outputs(output) as staging, showing_progress(show_progress):
         return _fit(
-            backend, selected["inference"], histograms, staging, options or FitOptions(), plots=plots, ranking=ranking
+            backend, selected["inference"], histograms, staging, options or FitOptions(ranking=True), plots=plots
         )
 
 

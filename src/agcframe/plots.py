@@ -1,7 +1,14 @@
-"""Figures of a fit, drawn with cabinetry's visualisation as PNG files.
+"""Figures of a fit, drawn with cabinetry's visualisation as PNG files, ready for a slide.
 
 They are drawn in mplhep's CMS style with the font sizes reduced to fit
-cabinetry's figure sizes (at mplhep's own sizes labels overflow the axes).
+cabinetry's figure sizes (at mplhep's own sizes labels overflow the axes), at
+:data:`DPI`. The data/MC figures carry the experiment label (CMS Open Data,
+3378 pb⁻¹, 13 TeV as in the AGC), LaTeX axis labels, the data labelled as
+pseudodata (the AGC fits pseudodata) and a y range that keeps the legend and
+labels clear of the stack and the data. The correlation matrix shows the
+physics nuisance parameters; the per-bin MC-statistics parameters are in
+``fit_results.json``. The ranking is drawn from the result's impacts, which
+are ``ranking.json``.
 
 Every figure is made from the fitted pyhf workspace and the :class:`FitResult`,
 so the plots look the same whichever inference plugin fitted the model.
@@ -19,19 +26,20 @@ from . import analysis as agc
 from .data import FitResult
 from .model import model_and_data
 
-__all__ = ["RANKING_STRATEGIES", "draw_fit_plots"]
+__all__ = ["draw_fit_plots"]
 
 log = logging.getLogger(__name__)
 
-#: MINUIT strategies tried in turn for the ranking refits: MINUIT's default converges on
-#: the embedded dataset, where strategy 2 does not; on the real AGC histograms single
-#: default refits stop at the call limit (a nuisance parameter pinned away from its
-#: best fit) and strategy 2 converges
-RANKING_STRATEGIES = (None, 2)
-DPI = 100
+DPI = 150
 #: mplhep's CMS sizes (26 pt) made for 10 x 10 inch figures, scaled to cabinetry's smaller ones
 FONT_SIZES = {"font.size": 13, "axes.labelsize": 13, "legend.fontsize": 11, "xtick.labelsize": 12, "ytick.labelsize": 12}
-VARIABLES = {name: f"{agc.OBSERVABLES[path]} [GeV]" for name, path in agc.FIT_REGIONS.items()}
+#: axis labels of the observables
+OBSERVABLE_LABELS = {"HT": r"$H_{T}$ [GeV]", "m_bjj": r"$m_{bjj}$ [GeV]"}
+VARIABLES = {name: OBSERVABLE_LABELS[agc.OBSERVABLES[path]] for name, path in agc.FIT_REGIONS.items()}
+#: the experiment label's right-hand text: the AGC's integrated luminosity and energy
+LUMI_LABEL = rf"{agc.LUMINOSITY:.0f} pb$^{{-1}}$ (13 TeV)"
+#: free space between the highest bar or point and the lowest legend or label, as a fraction of the axes
+HEADROOM = 0.04
 
 
 def _plot_config(model: Any) -> dict[str, Any]:
@@ -58,6 +66,42 @@ def _cabinetry_results(result: FitResult) -> Any:
     )
 
 
+def _slide_ready(figure: Any, *, asimov: bool) -> Any:
+    """A cabinetry data/MC figure with the experiment label, pseudodata named so and the legend clear of the content."""
+    import mplhep
+
+    main = figure.axes[0]
+    data_name = "Asimov data" if asimov else "Pseudodata"
+    for text in main.get_legend().get_texts():
+        if text.get_text() == "Data":
+            text.set_text(data_name)
+    mplhep.cms.label("Open Data", data=True, rlabel=LUMI_LABEL, ax=main, loc=0)
+    figure.canvas.draw()
+    # the lowest edge of the legend and of the labels inside the axes, as axes fractions
+    content = main.dataLim.y1  # the highest bar, band or data point
+    to_axes = main.transAxes.inverted()
+    boxes = [main.get_legend().get_window_extent()] + [
+        text.get_window_extent() for text in main.texts if 0 <= to_axes.transform(text.get_window_extent())[0][1] <= 1
+    ]
+    lowest = min(to_axes.transform(box)[0][1] for box in boxes)
+    bottom, top = main.get_ylim()
+    needed = bottom + (content - bottom) / max(lowest - HEADROOM, 0.2)
+    if needed > top:
+        main.set_ylim(bottom, needed)
+    return figure
+
+
+def _without(fit_results: Any, names: list[str]) -> Any:
+    """``fit_results`` without the parameters ``names`` (values, errors, labels and correlations)."""
+    keep = [index for index, label in enumerate(fit_results.labels) if label not in names]
+    return fit_results._replace(
+        bestfit=fit_results.bestfit[keep],
+        uncertainty=fit_results.uncertainty[keep],
+        labels=[fit_results.labels[index] for index in keep],
+        corr_mat=fit_results.corr_mat[np.ix_(keep, keep)],
+    )
+
+
 def _save(figure: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -72,16 +116,42 @@ def _style() -> dict[str, Any]:
     return {**mplhep.style.CMS, **FONT_SIZES}
 
 
-def draw_fit_plots(result: FitResult, directory: Path, *, asimov: bool = False, ranking: bool = True) -> list[Path]:
+def draw_fit_plots(result: FitResult, directory: Path, *, asimov: bool = False) -> list[Path]:
     """Draw the fit's figures (see :func:`_draw`) in mplhep's CMS style."""
     import matplotlib.pyplot as plt
 
     with plt.style.context(_style()):
-        return _draw(result, directory, asimov=asimov, ranking=ranking)
+        return _draw(result, directory, asimov=asimov)
 
 
-def _draw(result: FitResult, directory: Path, *, asimov: bool, ranking: bool) -> list[Path]:
-    """Draw pre- and post-fit distributions per region, pulls, correlations and the ranking.
+def _ranking_figure(result: FitResult) -> Any:
+    """cabinetry's ranking plot of the valid impacts of ``result.ranking`` (as in ranking.json)."""
+    import cabinetry
+
+    assert result.ranking is not None
+    shown = [impact for impact in result.ranking if impact.valid]
+    left_out = [impact.name for impact in result.ranking if not impact.valid]
+    if left_out:
+        log.warning("ranking plot without %s: their impact refits did not converge", ", ".join(left_out))
+    parameters = [result.parameter(impact.name) for impact in shown]
+
+    def column(field: str) -> np.ndarray:
+        return np.array([getattr(impact, field) or 0.0 for impact in shown])
+
+    ranking = cabinetry.fit.RankingResults(
+        np.array([p.value for p in parameters]),
+        np.array([p.error for p in parameters]),
+        [p.name for p in parameters],
+        column("prefit_up"),
+        column("prefit_down"),
+        column("postfit_up"),
+        column("postfit_down"),
+    )
+    return cabinetry.visualize.ranking(ranking, max_pars=20, save_figure=False, close_figure=False)
+
+
+def _draw(result: FitResult, directory: Path, *, asimov: bool) -> list[Path]:
+    """Draw pre- and post-fit distributions per region, pulls, correlations and the ranking (if the result has one).
 
     Parameters
     ----------
@@ -91,9 +161,6 @@ def _draw(result: FitResult, directory: Path, *, asimov: bool, ranking: bool) ->
         Folder for the PNG files (created); callers stage it, as every output.
     asimov
         The fit was to Asimov data; show that data.
-    ranking
-        Also refit with each nuisance parameter shifted to rank its impact on
-        the POI (two refits per parameter and shift, the slow part).
 
     Returns
     -------
@@ -115,30 +182,14 @@ def _draw(result: FitResult, directory: Path, *, asimov: bool, ranking: bool) ->
         figures = cabinetry.visualize.data_mc(prediction, data, config=config, save_figure=False) or []
         for entry in figures:
             region = entry["region"].replace(" ", "_")
-            written.append(_save(entry["figure"], directory / f"{region}_{label}.png"))
-    not_pulled = [name for name in fit_results.labels if name.startswith("staterror_") or name == result.poi]
-    written.append(_save(cabinetry.visualize.pulls(fit_results, exclude=not_pulled, save_figure=False, close_figure=False), directory / "pulls.png"))
-    written.append(
-        _save(
-            cabinetry.visualize.correlation_matrix(fit_results, pruning_threshold=0.05, save_figure=False, close_figure=False),
-            directory / "correlation_matrix.png",
-        )
+            written.append(_save(_slide_ready(entry["figure"], asimov=asimov), directory / f"{region}_{label}.png"))
+    mc_statistics = [name for name in fit_results.labels if name.startswith("staterror_")]
+    pulls = cabinetry.visualize.pulls(fit_results, exclude=[*mc_statistics, result.poi], save_figure=False, close_figure=False)
+    written.append(_save(pulls, directory / "pulls.png"))
+    correlations = cabinetry.visualize.correlation_matrix(
+        _without(fit_results, mc_statistics), pruning_threshold=0.05, save_figure=False, close_figure=False
     )
-    if ranking:
-        import pyhf
-
-        log.info("ranking nuisance parameters by their impact on %s (refits)", result.poi)
-        for strategy in RANKING_STRATEGIES:
-            try:
-                impacts = cabinetry.fit.ranking(model, data, fit_results=fit_results, strategy=strategy)
-                break
-            except pyhf.exceptions.FailedMinimization as exc:
-                failure = exc
-                log.info("ranking refits with MINUIT strategy %s did not all converge", strategy or "default")
-        else:
-            log.warning("no ranking plot: a refit with a shifted nuisance parameter did not converge (%s)", failure)
-            return written
-        written.append(
-            _save(cabinetry.visualize.ranking(impacts, max_pars=20, save_figure=False, close_figure=False), directory / "ranking.png")
-        )
+    written.append(_save(correlations, directory / "correlation_matrix.png"))
+    if result.ranking:
+        written.append(_save(_ranking_figure(result), directory / "ranking.png"))
     return written

@@ -239,6 +239,13 @@ def process(
             if saved is not None:
                 partials[index] = saved
         log.info("resuming: %d of %d chunks are checkpointed", len(partials), len(items))
+        unmatched = store.count() - len(partials)
+        if unmatched > 0:
+            log.warning(
+                "%d checkpoints in %s match no chunk of this run: they were made with another chunk size, "
+                "seed, plugins or input files, so their chunks are computed again",
+                unmatched, store.directory,
+            )  # fmt: skip
     resumed = len(partials)
     pending = [index for index in range(len(items)) if index not in partials]
     failures: list[ChunkFailure] = []

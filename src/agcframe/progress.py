@@ -1,0 +1,55 @@
+"""Progress bars of the fit stage, on stderr, drawn only when the caller asked for them.
+
+The library API decides (``show_progress``); code deep in a stage opens a bar
+with :func:`progress_bar` without knowing whether it is shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+__all__ = ["advance_current", "progress_bar", "showing_progress"]
+
+_SHOWN: ContextVar[bool] = ContextVar("agcframe_progress_shown", default=False)
+_CURRENT: ContextVar[Callable[[], None] | None] = ContextVar("agcframe_progress_current", default=None)
+
+
+@contextmanager
+def showing_progress(shown: bool) -> Iterator[None]:
+    """Show (or hide) the bars opened inside the block."""
+    token = _SHOWN.set(shown)
+    try:
+        yield
+    finally:
+        _SHOWN.reset(token)
+
+
+@contextmanager
+def progress_bar(label: str, total: int | None, unit: str) -> Iterator[Callable[[], None]]:
+    """A bar for ``total`` steps (``None``: a count with no end); yields the function that advances it."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = [TextColumn(f"[bold]{label}"), BarColumn()]
+    columns.append(MofNCompleteColumn() if total is not None else TextColumn("{task.completed}"))
+    columns += [TextColumn(unit), TimeElapsedColumn()]
+    with Progress(*columns, console=Console(stderr=True), disable=not _SHOWN.get(), transient=False) as progress:
+        task = progress.add_task(label, total=total)
+
+        def advance() -> None:
+            progress.advance(task)
+
+        token = _CURRENT.set(advance)
+        try:
+            yield advance
+        finally:
+            _CURRENT.reset(token)
+
+
+def advance_current() -> None:
+    """Advance the innermost open bar, if any."""
+    advance = _CURRENT.get()
+    if advance is not None:
+        advance()
