@@ -11,7 +11,7 @@ import agcframe
 from agcframe.analysis import FIT_SAMPLES, REGIONS
 from agcframe.data import FitOptions
 from agcframe.histogram_json import read_histograms, write_histograms
-from agcframe.model import build_workspace
+from agcframe.model import build_workspace, model_and_data
 from test_cli import agcframe_cli
 
 
@@ -86,6 +86,18 @@ def test_plugins_agree_on_a_finite_discovery_significance(real_histograms: Path,
     assert 2 < found["pyhf"].observed < 6
     assert found["pyhf"].observed == pytest.approx(found["cabinetry"].observed, rel=1e-3)
     assert found["pyhf"].expected == pytest.approx(found["cabinetry"].expected, rel=1e-3)
+    # the same p-values as plain pyhf's hypotest (numpy backend, scipy optimizer), none of agcframe's fitting
+    import pyhf
+
+    model, data = model_and_data(build_workspace(weak))
+    backend, optimizer = pyhf.get_backend()
+    pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer())
+    try:
+        observed, expected = (float(p) for p in pyhf.infer.hypotest(0.0, data, model, test_stat="q0", return_expected=True))
+    finally:
+        pyhf.set_backend(backend, optimizer)
+    assert found["pyhf"].observed_p_value == pytest.approx(observed, rel=1e-3)
+    assert found["pyhf"].expected_p_value == pytest.approx(expected, rel=1e-3)
     document = json.loads((tmp_path / "pyhf" / "fit_results.json").read_text())
     assert document["significance"]["observed"] == pytest.approx(found["pyhf"].observed)
 
