@@ -21,9 +21,9 @@ code is cached on disk between runs.
   converge. A refit below the global minimum means the global fit was not
   the minimum: it is redone from there.
 
-The significance and limits run pyhf's own hypothesis tests with
-:func:`gradient_optimizer`, a pyhf optimizer that minimises with the exact
-gradient.
+The significance is the q0 test with four fits of the compiled likelihood;
+the limits run pyhf's own hypothesis tests with :func:`gradient_optimizer`, a
+pyhf optimizer that minimises with the exact gradient.
 """
 
 from __future__ import annotations
@@ -94,13 +94,13 @@ def _configure_jax() -> None:
 
 
 @contextmanager
-def jax_backend(optimizer: Any = None) -> Iterator[None]:
-    """pyhf's JAX backend (float64) and ``optimizer`` inside the block; pyhf's global state is restored after."""
+def jax_backend() -> Iterator[None]:
+    """pyhf's JAX backend (float64) and :func:`gradient_optimizer` inside the block; pyhf's global state is restored after."""
     _configure_jax()
     import pyhf
 
     backend, previous = pyhf.get_backend()
-    pyhf.set_backend("jax", optimizer or gradient_optimizer(), precision="64b")
+    pyhf.set_backend("jax", gradient_optimizer(), precision="64b")
     try:
         yield
     finally:
