@@ -41,7 +41,7 @@ import numpy as np
 from . import analysis as agc
 from .cache import cache_directory
 from .data import FitOptions, FitParameter, FitResult, FitStatus, Impact, Significance, UpperLimit
-from .errors import InputError, describe_exception
+from .errors import InputError
 from .progress import advance_current, progress_bar
 
 __all__ = [
@@ -451,8 +451,6 @@ def fit_model(model: Any, data: Any, options: FitOptions, *, workspace: dict[str
                 fit = _global_fit(likelihood, [found, model.config.suggested_init()])
             else:
                 raise InputError("the global fit keeps landing above minima its impact refits find; the likelihood has several minima")
-        if not fit.status.valid:
-            log.warning("the nominal fit did not converge (EDM %.3g, covariance %s)", fit.status.edm, fit.status.covariance)
         poi_index = model.config.poi_index
         found_significance = significance(likelihood, fit.minimum) if options.significance else None
         limit = upper_limit(model, data, float(fit.minimum.values[poi_index]), float(fit.errors[poi_index])) if options.limit else None
