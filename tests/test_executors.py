@@ -120,7 +120,7 @@ class FlakyProcessor:
     """The coffea processor, failing the first attempt at every work item (state of this process)."""
 
     def __init__(self) -> None:
-        from agcframe_coffea import CoffeaProcessor
+        from agcframe_coffea.processor import CoffeaProcessor
 
         self.inner = CoffeaProcessor()
         self.seen: set[tuple[str, int]] = set()

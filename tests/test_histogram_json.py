@@ -14,7 +14,7 @@ from test_cli import agcframe_cli
 
 
 def test_variances_follow_the_sample_weights(real_histograms: Path) -> None:
-    from agcframe.histogram_json import read_histograms
+    from agcframe.histogram_file import read_histograms
 
     h = read_histograms(real_histograms)["4j1b_wjets"]
     weight = 15487.164 * 3378 / sum(f["nevts"] for f in json.loads(REAL_FILESET.read_text())["wjets"]["nominal"]["files"][:5])

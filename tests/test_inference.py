@@ -10,7 +10,8 @@ import pytest
 import agcframe
 from agcframe.analysis import FIT_SAMPLES, REGIONS
 from agcframe.data import FitOptions
-from agcframe.histogram_json import read_histograms, write_histograms
+from agcframe.histogram_file import read_histograms
+from agcframe.histogram_json import write_histograms
 from agcframe.model import build_workspace, model_and_data
 from test_cli import agcframe_cli
 
@@ -103,13 +104,14 @@ def test_plugins_agree_on_a_finite_discovery_significance(real_histograms: Path,
 
 
 def test_a_user_cabinetry_yaml_is_fitted(real_histograms: Path, tmp_path: Path) -> None:
-    """The AGC's own cabinetry_config.yml form: templates read as they are (20 bins from 50 GeV)."""
+    """The AGC's own cabinetry_config.yml form, without Binning: templates read as they are (25 bins from 50 GeV)."""
     import yaml
 
-    from agcframe_cabinetry import cabinetry_config
+    from agcframe_cabinetry.inference import cabinetry_config
 
-    config = cabinetry_config(Path("histograms.root"), tmp_path)
-    config["General"]["InputPath"] = f"{real_histograms.name}:{{RegionPath}}_{{SamplePath}}{{VariationPath}}"
+    config = cabinetry_config(real_histograms.name)
+    for region in config["Regions"]:
+        del region["Binning"]
     path = tmp_path / "cabinetry_config.yml"
     path.write_text(yaml.safe_dump(config))
     result = agcframe.fit(
@@ -118,6 +120,35 @@ def test_a_user_cabinetry_yaml_is_fitted(real_histograms: Path, tmp_path: Path) 
     workspace = json.loads((tmp_path / "out" / "workspace.json").read_text())
     assert all(len(o["data"]) == 25 for o in workspace["observations"])
     assert 0.8 < result.parameter("ttbar_norm").value < 1.1
+
+
+def test_the_written_cabinetry_config_gives_the_same_fit(real_histograms: Path, tmp_path: Path) -> None:
+    """A fit writes the cabinetry_config.yml it used; given back unchanged as --cabinetry-config, the fit is the same."""
+    options = agcframe.FitOptions(ranking=False)
+    default = agcframe.fit(real_histograms, tmp_path / "default", plots=False, options=options)
+    written = tmp_path / "default" / "cabinetry_config.yml"
+    assert written.is_file()
+    again = agcframe.fit(
+        real_histograms, tmp_path / "again", plots=False, options=options, plugin_options={"cabinetry": {"config": str(written)}}
+    )
+    assert (tmp_path / "again" / "cabinetry_config.yml").read_text() == written.read_text()
+    assert json.loads((tmp_path / "again" / "workspace.json").read_text()) == json.loads((tmp_path / "default" / "workspace.json").read_text())
+    assert [(p.name, p.value, p.error) for p in again.parameters] == [(p.name, p.value, p.error) for p in default.parameters]
+
+
+def test_a_binning_that_is_not_a_rebinning_is_one_error(real_histograms: Path, tmp_path: Path) -> None:
+    import yaml
+
+    from agcframe_cabinetry.inference import cabinetry_config
+
+    config = cabinetry_config(real_histograms.name)
+    config["Regions"][0]["Binning"] = [110, 155, 550]
+    path = tmp_path / "cabinetry_config.yml"
+    path.write_text(yaml.safe_dump(config))
+    result = agcframe_cli("fit", str(real_histograms), "--cabinetry-config", str(path), "--output", str(tmp_path / "out"))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "region '4j1b CR': Binning [110, 155, 550]" in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_cls_upper_limit_on_real_data(real_histograms: Path, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 import agcframe
 from agcframe import analysis as agc
 from agcframe.fileset import load_fileset, select_datasets
-from agcframe_uproot import UprootSource
+from agcframe_uproot.source import UprootSource
 from conftest import REAL_FILE
 from histograms import assert_bit_identical
 
@@ -54,7 +54,7 @@ def test_resolution_factor_bound_holds() -> None:
 def test_compiled_kernels_are_cached_on_disk(tmp_path: Path) -> None:
     """A second process loads the kernel from numba's disk cache instead of compiling it."""
     script = (
-        "from agcframe_numba import NumbaProcessor; from agcframe_numba.kernels import select_events; "
+        "from agcframe_numba.processor import NumbaProcessor; from agcframe_numba.kernels import select_events; "
         "NumbaProcessor(); stats = select_events.stats; print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))"
     )
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
@@ -73,7 +73,7 @@ def test_reads_inflate_with_isal_and_give_zlibs_bytes(small_fileset: Path) -> No
     import uproot
 
     from agcframe.inputs import isal_inflate, open_tree
-    from agcframe_numba import BRANCHES, NumbaProcessor
+    from agcframe_numba.processor import BRANCHES, NumbaProcessor
 
     item = UprootSource().plan(select_datasets(load_fileset(small_fileset), 1), 1000)[1]
     inflater = uproot.compression._decompress_ZLIB
@@ -94,7 +94,7 @@ def test_reads_inflate_with_isal_and_give_zlibs_bytes(small_fileset: Path) -> No
 def test_metrics_count_the_bytes_of_the_branches_read(small_fileset: Path, tmp_path: Path) -> None:
     import uproot
 
-    from agcframe_numba import BRANCHES
+    from agcframe_numba.processor import BRANCHES
 
     config = agcframe.RunConfig(fileset=str(small_fileset), output=str(tmp_path), fit=False, plugins={"processor": "numba"})
     metrics = agcframe.run(config).metrics

@@ -11,8 +11,9 @@ import uproot
 
 import agcframe
 from agcframe import RunConfig
+from agcframe.histogram_file import split_name
 from agcframe.generate import EVENTS_FACTOR, GenerationSettings, generated_events
-from agcframe_coffea import PRELOADED_BRANCHES
+from agcframe_coffea.processor import PRELOADED_BRANCHES
 from histograms import assert_bit_identical, read_histograms
 from reference_analysis import reference_histograms
 
@@ -31,6 +32,40 @@ def test_all_124_histograms_are_written(small_run: agcframe.RunResult) -> None:
     assert sum(name.startswith("4j1b_") for name in names) == 62
     for name in ("4j2b_wjets_btag_var_2_down", "4j1b_ttbar_ME_var", "4j2b_pseudodata", "4j1b_wjets_scale_var_up"):
         assert name in names
+
+
+def test_the_result_holds_the_histograms_as_one_hist(small_run: agcframe.RunResult) -> None:
+    """``RunResult.histograms``: the AGC notebook's observable x region x process x variation histogram, equal to the file."""
+    h = small_run.histograms
+    assert [axis.name for axis in h.axes] == ["observable", "region", "process", "variation"]
+    assert list(h.axes["region"]) == ["4j1b", "4j2b"]
+    assert list(h.axes["process"]) == [*agcframe.analysis.PROCESSES, "pseudodata"]
+    assert h.axes["variation"][0] == "nominal" and "scale_var_up" in h.axes["variation"]
+    produced = read_histograms(small_run.output / "histograms.root")
+    for name, region, process, variation in (
+        ("4j2b_ttbar", "4j2b", "ttbar", "nominal"),
+        ("4j1b_wjets_scale_var_down", "4j1b", "wjets", "scale_var_down"),
+        ("4j1b_single_top_s_chan_btag_var_3_up", "4j1b", "single_top_s_chan", "btag_var_3_up"),
+        ("4j2b_pseudodata", "4j2b", "pseudodata", "nominal"),
+    ):
+        one = h[:, region, process, variation]
+        assert one.values(flow=True).tobytes() == produced[name][0].tobytes(), name
+        assert one.variances(flow=True).tobytes() == produced[name][1].tobytes(), name
+    assert h[:, :, "ttbar", "scale_var_up"].sum(flow=True).value == 0  # the W+jets scale exists for W+jets only
+    nominal = [name for name in small_run.yields if split_name(name)[2] == "nominal"]
+    assert len(nominal) == 10
+    assert h[::sum, :, :5, "nominal"].values().sum() == pytest.approx(sum(small_run.yields[name] for name in nominal), rel=1e-12)
+
+
+def test_load_histograms_names_a_file_outside_the_agc_naming(tmp_path: Path) -> None:
+    import hist
+
+    path = tmp_path / "histograms.root"
+    with uproot.recreate(path) as file:
+        file["4j1b_ttbar"] = hist.Hist.new.Regular(25, 50, 550).Weight()
+        file["signal_region_zprime"] = hist.Hist.new.Regular(25, 50, 550).Weight()
+    with pytest.raises(agcframe.AgcframeError, match="histogram 'signal_region_zprime' does not follow the AGC naming"):
+        agcframe.load_histograms(path)
 
 
 def test_histograms_match_per_event_reference(small_run: agcframe.RunResult, small_fileset: Path) -> None:

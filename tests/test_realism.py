@@ -10,7 +10,8 @@ import pytest
 import agcframe
 from agcframe.analysis import BIN_EDGES, BTAG_VARIATIONS, PROCESSES, REGIONS
 from agcframe.generate import GenerationSettings, generate_dataset
-from agcframe.histogram_json import read_histograms, read_json, to_json
+from agcframe.histogram_file import read_histograms
+from agcframe.histogram_json import read_json, to_json
 from agcframe.realism import realism_table, shape_distance
 from conftest import REFERENCE
 from test_cli import agcframe_cli

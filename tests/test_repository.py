@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 #: text files a clone carries: code, tests, workflow, docs
@@ -37,3 +42,25 @@ def test_the_real_data_the_tests_use_are_in_the_repository() -> None:
     for path in (REAL_FILE, REAL_FILESET, *(REFERENCE / f"histos_{n}_file_per_process.json" for n in (1, 2, 5, 10))):
         assert path.is_file() and ROOT in path.resolve().parents
     assert "licence" in (ROOT / "tests" / "data" / "README.md").read_text().lower()
+
+
+def test_a_clone_with_nothing_beside_it_runs_the_tests_of_the_real_data(tmp_path: Path) -> None:
+    """``git clone`` into an empty directory: the tests that read the real data pass there, with the clone's own code."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout: there is nothing to clone")
+    clone = tmp_path / "empty" / "agcframe"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, timeout=300)
+    assert sorted(p.name for p in clone.parent.iterdir()) == ["agcframe"]
+    environment = {**os.environ, "PYTHONPATH": f"{clone / 'src'}{os.pathsep}{clone / 'plugins'}"}
+    located = subprocess.run(
+        [sys.executable, "-c", "import agcframe, agcframe_numba; print(agcframe.__file__, agcframe_numba.__file__)"],
+        cwd=clone, env=environment, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert all(str(clone) in path for path in located.stdout.split()), located.stdout
+    tests = ["tests/test_repository.py", "tests/test_histogram_json.py", "tests/test_numba_processor.py", "tests/test_generate.py"]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "not clone", *tests],
+        cwd=clone, env=environment, capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert " passed" in done.stdout and " skipped" not in done.stdout, done.stdout[-500:]

@@ -14,7 +14,7 @@ import awkward as ak
 import pytest
 import uproot
 from agcframe.generate import GenerationSettings, generated_events
-from agcframe_servicex import ServiceXSource
+from agcframe_servicex.source import ServiceXSource
 from agcframe_servicex.query import PRESELECTION_JET_PT_MIN, analysis_query
 
 from agcframe import analysis

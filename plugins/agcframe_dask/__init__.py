@@ -1,88 +1,21 @@
 """Executor plugin ``dask``: dask.distributed, on a LocalCluster or an existing scheduler.
 
-Dask recomputes the chunks of a worker that dies; results still merge in item
-order in the main process, so they are bit-identical to ``iterative``.
+The backend lives in :mod:`agcframe_dask.executor`, imported when a run uses it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterable
 
 from agcframe import hookimpl
-from agcframe.data import WorkItem
-from agcframe.errors import PluginError
-from agcframe.specs import ExecutorSpec, PluginOption
-
-__all__ = ["DaskExecutor"]
-
-log = logging.getLogger(__name__)
-
-Result = TypeVar("Result")
-CONNECT_TIMEOUT = "10s"
-
-
-class DaskExecutor:
-    """Runs items as dask.distributed futures.
-
-    Parameters
-    ----------
-    scheduler_address
-        Address of a running scheduler (``tcp://host:8786``; a dask-jobqueue or
-        dask-gateway cluster's ``scheduler_address``). Without it a
-        LocalCluster with ``workers`` single-threaded worker processes is
-        started for the run and closed after it.
-    """
-
-    def __init__(self, scheduler_address: str | None = None) -> None:
-        self.scheduler_address = scheduler_address
-
-    def _client(self, workers: int, stack: contextlib.ExitStack) -> Any:
-        from distributed import Client, LocalCluster
-
-        if self.scheduler_address is None:
-            cluster = stack.enter_context(
-                LocalCluster(
-                    n_workers=workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=":0",
-                    silence_logs=logging.ERROR,
-                )
-            )
-            return stack.enter_context(Client(cluster))
-        try:
-            return stack.enter_context(Client(self.scheduler_address, timeout=CONNECT_TIMEOUT))
-        except OSError as exc:
-            raise PluginError(
-                f"cannot reach the Dask scheduler at {self.scheduler_address} ({type(exc).__name__}); "
-                "check --dask-scheduler-address or start one with 'dask scheduler'"
-            ) from None
-
-    def run(self, task: Callable[[WorkItem], Result], items: Sequence[WorkItem], *, workers: int) -> Iterator[tuple[int, Result]]:
-        if not items:
-            return
-        from distributed import as_completed
-
-        with contextlib.ExitStack() as stack:
-            client = self._client(workers, stack)
-            log.info("dask: %s, dashboard %s", client.scheduler.address, client.dashboard_link)
-            futures = client.map(task, list(items), pure=False)
-            index_of = {future.key: index for index, future in enumerate(futures)}
-            try:
-                for future, result in as_completed(futures, with_results=True):
-                    yield index_of[future.key], result
-            finally:
-                client.cancel(futures)
+from agcframe.specs import DeferredBackend, ExecutorSpec, PluginOption
 
 
 @hookimpl
 def agcframe_executors() -> Iterable[ExecutorSpec]:
     yield ExecutorSpec(
         name="dask",
-        backend=DaskExecutor,
+        backend=DeferredBackend("agcframe_dask.executor:DaskExecutor"),
         description="dask.distributed: LocalCluster (--workers N) or an existing scheduler",
         options=(PluginOption("scheduler_address", "address of a running Dask scheduler, e.g. tcp://host:8786"),),
     )

@@ -1,172 +1,20 @@
 """Histogrammer plugin ``hist``: exact, order-independent accumulation into hist objects.
 
-Per-event weight factors are accumulated as 64-bit fixed-point integers
-(resolution 2**-32, about 2.3e-10) in boost-histogram ``Int64`` storage; the
-sample normalisation is applied once when the result is converted. All fills
-of a chunk go into one 2-D histogram (observable x fill) in one call. Integer
-addition is associative, so the histograms are bit-identical whatever the
-chunking, executor, worker count or merge order. Floating-point sums are not.
+The backend lives in :mod:`agcframe_hist.histogrammer`, imported when a run uses it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from pathlib import Path
 
-import hist
-import numpy as np
-import uproot
-
-from agcframe import analysis as agc
 from agcframe import hookimpl
-from agcframe.data import Fill
-from agcframe.errors import AgcframeError
-from agcframe.specs import HistogrammerSpec
-
-__all__ = ["FIXED_POINT_BITS", "FixedPointHistogram", "HistHistogrammer", "histogram_name", "to_hists"]
-
-FIXED_POINT_BITS = 32
-_ONE = float(2**FIXED_POINT_BITS)
-Key = tuple[str, str, str]  # (region, process, variation)
-
-
-@dataclass(frozen=True)
-class FixedPointHistogram:
-    """Sums of weight factors and squared factors in units of 2**-32, with flow bins."""
-
-    sumw: np.ndarray
-    sumw2: np.ndarray
-    scale: float
-
-    def __add__(self, other: FixedPointHistogram) -> FixedPointHistogram:
-        if other.scale != self.scale:
-            raise AgcframeError(
-                f"cannot merge histograms of one sample with different normalisations "
-                f"({self.scale!r} and {other.scale!r}); the fileset changed during the run"
-            )
-        return FixedPointHistogram(self.sumw + other.sumw, self.sumw2 + other.sumw2, self.scale)
-
-    @property
-    def values(self) -> np.ndarray:
-        return self.sumw.astype(np.float64) / _ONE * self.scale
-
-    @property
-    def variances(self) -> np.ndarray:
-        return self.sumw2.astype(np.float64) / _ONE * (self.scale * self.scale)
-
-
-Counts = dict[Key, FixedPointHistogram]
-
-
-def _observable_axis() -> hist.axis.Regular:
-    edges = agc.BIN_EDGES
-    return hist.axis.Regular(len(edges) - 1, edges[0], edges[-1], name="observable", label="observable [GeV]")
-
-
-def _fixed_point_counts(values: np.ndarray, fill_index: np.ndarray, weights: np.ndarray, n_fills: int) -> np.ndarray:
-    """Fixed-point sums of ``weights`` per (observable bin with flow, fill): every fill of a chunk in one call."""
-    counts = hist.Hist(
-        _observable_axis(), hist.axis.Integer(0, n_fills, underflow=False, overflow=False), storage=hist.storage.Int64()
-    )
-    counts.fill(values, fill_index, weight=np.rint(weights * _ONE).astype(np.int64))
-    return counts.view(flow=True)
-
-
-def histogram_name(region: str, process: str, variation: str) -> str:
-    """AGC/cabinetry key: ``{region}_{process}`` or ``{region}_{process}_{variation}``."""
-    return f"{region}_{process}" if variation == "nominal" else f"{region}_{process}_{variation}"
-
-
-def to_hists(counts: Counts) -> dict[str, hist.Hist]:
-    """One ``hist.Hist`` per region with axes observable x process x variation (Weight storage)."""
-    hists = {}
-    for region in agc.REGIONS:
-        keys = [key for key in counts if key[0] == region]
-        h = hist.Hist(
-            _observable_axis(),
-            hist.axis.StrCategory(sorted({k[1] for k in keys}), name="process"),
-            hist.axis.StrCategory(sorted({k[2] for k in keys}), name="variation"),
-            storage=hist.storage.Weight(),
-        )
-        view = h.view(flow=True)
-        for key in keys:
-            index = (slice(None), h.axes["process"].index(key[1]), h.axes["variation"].index(key[2]))
-            view.value[index] = counts[key].values
-            view.variance[index] = counts[key].variances
-        hists[region] = h
-    return hists
-
-
-class HistHistogrammer:
-    """Fills hist/boost-histogram objects and writes AGC-named TH1D histograms."""
-
-    def fill(self, fills: Iterable[Fill]) -> Counts:
-        fills = list(fills)
-        if not fills:
-            return {}
-        values = np.concatenate([f.values for f in fills])
-        fill_index = np.repeat(np.arange(len(fills)), [len(f.values) for f in fills])
-        factors = np.concatenate([np.asarray(f.factors, dtype=np.float64) for f in fills])
-        sumw = _fixed_point_counts(values, fill_index, factors, len(fills))
-        sumw2 = _fixed_point_counts(values, fill_index, factors * factors, len(fills))
-        counts: Counts = {}
-        for i, f in enumerate(fills):
-            key = (f.region, f.process, f.variation)
-            partial = FixedPointHistogram(sumw[:, i].copy(), sumw2[:, i].copy(), f.scale)
-            counts[key] = counts[key] + partial if key in counts else partial
-        return counts
-
-    def merge(self, left: Counts, right: Counts) -> Counts:
-        merged = dict(left)
-        for key, value in right.items():
-            merged[key] = merged[key] + value if key in merged else value
-        return merged
-
-    def yields(self, result: Counts) -> dict[str, float]:
-        return {histogram_name(*key): float(h.values.sum()) for key, h in sorted(result.items())}
-
-    def write(self, result: Counts, path: Path) -> list[str]:
-        written = []
-        with uproot.recreate(path) as file:
-            for region, h in to_hists(result).items():
-                for process in h.axes["process"]:
-                    for variation in h.axes["variation"]:
-                        if (region, process, variation) not in result:
-                            continue
-                        one = h[:, process, variation]
-                        if one.values().sum() > 0:
-                            name = histogram_name(region, process, variation)
-                            file[name] = _titled(one, region)
-                            written.append(name)
-                pseudodata = _pseudodata(h, region, written)
-                if pseudodata is not None and pseudodata.values().sum() > 0:
-                    name = f"{region}_pseudodata"
-                    file[name] = _titled(pseudodata, region)
-                    written.append(name)
-        return written
-
-
-def _titled(h: hist.Hist, region: str) -> hist.Hist:
-    """``h`` titled with the region's observable (``HT``, ``m_bjj``), its axis with the unit (the ROOT titles)."""
-    observable = agc.OBSERVABLES[region]
-    h.name = observable
-    h.axes[0].label = f"{observable} [GeV]"
-    return h
-
-
-def _pseudodata(h: hist.Hist, region: str, written: list[str]) -> hist.Hist | None:
-    """(ttbar ME_var + ttbar PS_var) / 2 + wjets nominal, when all three were written."""
-    parts = [("ttbar", "ME_var"), ("ttbar", "PS_var"), ("wjets", "nominal")]
-    if not all(histogram_name(region, *part) in written for part in parts):
-        return None
-    return (h[:, "ttbar", "ME_var"] + h[:, "ttbar", "PS_var"]) / 2 + h[:, "wjets", "nominal"]
+from agcframe.specs import DeferredBackend, HistogrammerSpec
 
 
 @hookimpl
 def agcframe_histogrammers() -> Iterable[HistogrammerSpec]:
     yield HistogrammerSpec(
         name="hist",
-        backend=HistHistogrammer,
+        backend=DeferredBackend("agcframe_hist.histogrammer:HistHistogrammer"),
         description="hist objects, exact fixed-point accumulation, AGC-named TH1D in histograms.root",
     )

@@ -1,107 +1,20 @@
 """Processor plugin ``numba``: the AGC analysis on flat arrays read with uproot, selections in numba.
 
-It reads exactly the analysis branches of one entry range and runs one
-compiled pass over the events for all jet-pt variations (lepton and jet
-selection, the ``pt_res_up`` factors, regions, HT, the trijet search).
-Compilation is cached on disk (``numba.njit(cache=True)``), so only a first
-run ever pays it.
+The backend lives in :mod:`agcframe_numba.processor`, imported when a run uses it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
-import awkward as ak
-import numpy as np
-
-from agcframe import analysis as agc
 from agcframe import hookimpl
-from agcframe.data import Fill, WorkItem
-from agcframe.fills import needs_btag_weights, region_fills
-from agcframe.inputs import isal_inflate, open_tree, require_branches
-from agcframe.specs import ProcessorSpec
-
-from .kernels import N_VARIATIONS, REGION_4J1B, REGION_4J2B, select_events
-
-__all__ = ["BRANCHES", "NumbaProcessor", "selection_inputs"]
-
-_EVENT_ID = ("run", "luminosityBlock", "event")
-#: the fields of each collection, in the order of select_events' arguments
-_COLLECTIONS = {
-    "Electron": ("pt", "eta", "cutBased", "sip3d"),
-    "Muon": ("pt", "eta", "tightId", "sip3d", "pfRelIso04_all"),
-    "Jet": ("pt", "eta", "phi", "mass", "btagCSVV2", "jetId"),
-}
-BRANCHES = agc.SELECTION_BRANCHES
-REGION_CODES = {"4j1b": REGION_4J1B, "4j2b": REGION_4J2B}
-
-
-def _flat(array: ak.Array) -> tuple[np.ndarray, np.ndarray]:
-    layout = ak.to_layout(array)
-    return np.asarray(layout.offsets.data), np.asarray(layout.content.data)
-
-
-class NumbaProcessor:
-    """The AGC analysis with numba kernels; histograms equal to ``coffea``'s.
-
-    Creating one loads the compiled kernels from numba's disk cache (a few
-    tenths of a second, compiling them on the very first use), so that cost
-    is paid at start-up rather than inside the first chunk.
-    """
-
-    def __init__(self) -> None:
-        _warm_up()
-
-    @staticmethod
-    def read(item: WorkItem) -> dict[str, ak.Array]:
-        """The selection's branches of ``item``'s entry range, inflated by ISA-L."""
-        with open_tree(item.path, item.treename) as tree, isal_inflate():
-            require_branches(tree, item.path, BRANCHES)
-            return tree.arrays(BRANCHES, entry_start=item.entry_start, entry_stop=item.entry_stop, how=dict)
-
-    @staticmethod
-    def compute(item: WorkItem, arrays: dict[str, ak.Array], seed: int) -> list[Fill]:
-        """The fills of ``item`` from its ``arrays`` (what :meth:`read` returned)."""
-        kinematics, selection = selection_inputs(item, arrays, seed)
-        region, observable, lead_pt = select_events(*selection)
-        fills = []
-        for v, kinematic in enumerate(kinematics):
-            for name, code in REGION_CODES.items():
-                selected = region[v] == code
-                leading = [lead_pt[selected, i] for i in range(agc.N_BTAG_VARIATIONS)] if needs_btag_weights(item, kinematic) else []
-                fills.extend(region_fills(item, name, kinematic, observable[v, selected], leading))
-        return fills
-
-
-def selection_inputs(item: WorkItem, arrays: dict[str, ak.Array], seed: int) -> tuple[list[str], tuple[Any, ...]]:
-    """The jet-pt variations of ``item`` and the arguments of :func:`select_events` for them.
-
-    The rows of ``select_events``' outputs follow the returned variation names.
-    """
-    kinematics = ["nominal", *agc.JET_KINEMATIC_SYSTEMATICS] if item.variation == "nominal" else ["nominal"]
-    flat = []
-    for collection, fields in _COLLECTIONS.items():
-        offsets, _ = _flat(arrays[f"{collection}_{fields[0]}"])
-        flat += [offsets, *(_flat(arrays[f"{collection}_{field}"])[1] for field in fields)]
-    event_ids = [np.asarray(arrays[name]) for name in _EVENT_ID]
-    return kinematics, (*flat, *event_ids, seed, len(kinematics))
-
-
-def _warm_up() -> None:
-    """Load (or compile) the kernel with NanoAOD's dtypes on empty arrays."""
-    f32, i32, offsets = np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros(1, np.int64)
-    electrons = (offsets, f32, f32, i32, f32)
-    muons = (offsets, f32, f32, np.zeros(0, np.bool_), f32, f32)
-    jets = (offsets, f32, f32, f32, f32, f32, i32)
-    event_ids = (np.zeros(0, np.uint32), np.zeros(0, np.uint32), np.zeros(0, np.uint64))
-    select_events(*electrons, *muons, *jets, *event_ids, 0, N_VARIATIONS)
+from agcframe.specs import DeferredBackend, ProcessorSpec
 
 
 @hookimpl
 def agcframe_processors() -> Iterable[ProcessorSpec]:
     yield ProcessorSpec(
         name="numba",
-        backend=NumbaProcessor,
+        backend=DeferredBackend("agcframe_numba.processor:NumbaProcessor"),
         description="uproot flat arrays and numba kernels: the AGC at the read limit",
     )

@@ -1,40 +1,20 @@
-"""Source plugin ``uproot``: files by path or any URL uproot opens, in entry-range chunks."""
+"""Source plugin ``uproot``: files by path or any URL uproot opens, in entry-range chunks.
+
+The backend lives in :mod:`agcframe_uproot.source`, imported when a run uses it.
+"""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from agcframe import hookimpl
-from agcframe.data import Dataset, WorkItem, file_work_items
-from agcframe.inputs import open_tree
-from agcframe.specs import SourceSpec
-
-__all__ = ["UprootSource"]
-
-
-class UprootSource:
-    """Opens each file once to learn its entry count, then cuts it into chunks."""
-
-    treename = "Events"
-
-    def plan(self, datasets: Sequence[Dataset], chunksize: int) -> list[WorkItem]:
-        items = []
-        for dataset in datasets:
-            for file_index, entry in enumerate(dataset.files):
-                with open_tree(entry.path, self.treename) as tree:
-                    num_entries = tree.num_entries
-                size = os.path.getsize(entry.path) if "://" not in entry.path else None
-                items.extend(
-                    file_work_items(dataset, entry.path, file_index, num_entries, chunksize, treename=self.treename, size_bytes=size)
-                )
-        return items
+from agcframe.specs import DeferredBackend, SourceSpec
 
 
 @hookimpl
 def agcframe_sources() -> Iterable[SourceSpec]:
     yield SourceSpec(
         name="uproot",
-        backend=UprootSource,
+        backend=DeferredBackend("agcframe_uproot.source:UprootSource"),
         description="local paths, root:// and https:// files read with uproot",
     )

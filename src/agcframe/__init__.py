@@ -9,7 +9,9 @@ The library API mirrors the CLI::
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -23,6 +25,7 @@ __all__ = [
     "__version__",
     "fit",
     "hookimpl",
+    "load_histograms",
     "run",
 ]
 
@@ -34,8 +37,34 @@ try:
 except importlib.metadata.PackageNotFoundError:  # running from a source tree without install
     __version__ = "0.0.0"
 
-from .config import RunConfig  # noqa: E402
-from .data import FitOptions, FitResult  # noqa: E402
-from .errors import AgcframeError  # noqa: E402
-from .pipeline import RunResult, fit, run  # noqa: E402
-from .plugin_manager import PluginManager  # noqa: E402
+if TYPE_CHECKING:
+    from .config import RunConfig
+    from .data import FitOptions, FitResult
+    from .errors import AgcframeError
+    from .histogram_file import load_histograms
+    from .pipeline import RunResult, fit, run
+    from .plugin_manager import PluginManager
+
+#: public name -> the module that defines it, imported on first use (PEP 562) so
+#: that ``import agcframe`` and the command line start without the analysis libraries
+_LAZY = {
+    "AgcframeError": "errors",
+    "FitOptions": "data",
+    "FitResult": "data",
+    "PluginManager": "plugin_manager",
+    "RunConfig": "config",
+    "RunResult": "pipeline",
+    "fit": "pipeline",
+    "load_histograms": "histogram_file",
+    "run": "pipeline",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'agcframe' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

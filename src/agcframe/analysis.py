@@ -19,6 +19,7 @@ __all__ = [
     "BTAG_THRESHOLD",
     "BTAG_VARIATIONS",
     "CROSS_SECTIONS",
+    "FIT_BIN_EDGES",
     "JET_KINEMATIC_SYSTEMATICS",
     "LUMINOSITY",
     "MIN_JETS",
@@ -163,6 +164,8 @@ DATA_SAMPLE: Final = "Pseudodata"
 #: rebinning for the fit: drop bins below 110 GeV, merge pairs -> 11 bins of 40 GeV
 FIT_LOW_EDGE: Final = 110.0
 FIT_REBIN: Final = 2
+#: the fit's bin edges, 110 to 550 GeV in steps of 40 GeV
+FIT_BIN_EDGES: Final = BIN_EDGES[BIN_EDGES >= FIT_LOW_EDGE][::FIT_REBIN]
 LUMINOSITY_UNCERTAINTY: Final = 0.03
 
 

@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
@@ -17,20 +17,16 @@ from rich.table import Table
 
 from . import __version__
 from .config import DEFAULT_PLUGINS, RunConfig, parse_plugin_choices
-from .container import DEFAULT_TAG, build_image
-from .data import FitOptions, FitResult
+from .container import DEFAULT_TAG
+from .defaults import DEFAULT_COMPRESSION, DEFAULT_EVENTS_PER_FILE, DEFAULT_SEED
 from .errors import AgcframeError, ConfigError
-from .fileset import load_fileset, select_datasets, summarize, write_fileset
-from .generate import DEFAULT_COMPRESSION, DEFAULT_EVENTS_PER_FILE, DEFAULT_SEED, GenerationSettings, generate_dataset
-from .histogram_json import read_histograms, read_json, to_json
-from .histogram_json import validate as validate_histograms
-from .pipeline import fit as fit_histograms
-from .pipeline import PROCESSING_SLOTS, merge_partials, process_file, write_merged
-from .pipeline import run as run_analysis
-from .partials import write_partial
-from .outputs import write_json
-from .plugin_manager import SLOTS, PluginManager
-from .realism import realism_table
+from .plugin_manager import PROCESSING_SLOTS, SLOTS, PluginManager
+
+if TYPE_CHECKING:
+    from .data import FitResult
+
+# Each command imports the modules it runs when it runs: ``agcframe --help``,
+# ``agcframe plugins`` and a run that does not fit never import what they do not use.
 
 __all__ = ["main"]
 
@@ -189,6 +185,8 @@ def run(
     plugin_options: dict[str, dict[str, Any]],
 ) -> None:
     """Run the analysis: files -> histograms.root -> fit and plots."""
+    from .pipeline import run as run_analysis
+
     flags = {
         "fileset": ("fileset", str(fileset) if fileset else None),
         "n_files_max": ("n_files_max", n_files_max),
@@ -222,7 +220,7 @@ def run(
     click.echo(
         f"processed {metrics['events']:,} events in {metrics['chunks']} chunks "
         f"at {metrics['events_per_s'] / 1000:.1f} k events/s; "
-        f"wrote {len(result.histograms)} histograms to {result.output / 'histograms.root'}"
+        f"wrote {len(result.histogram_names)} histograms to {result.output / 'histograms.root'}"
     )
     if result.empty_regions:
         click.echo(f"regions {', '.join(result.empty_regions)} are empty: no event passed the selection")
@@ -252,6 +250,8 @@ def process_file_command(
     plugin_options: dict[str, dict[str, Any]],
 ) -> None:
     """Process one file of a sample into a partial result (a workflow's fan-out job)."""
+    from .pipeline import process_file
+
     config = RunConfig.from_mapping(
         {
             "fileset": str(fileset) if fileset else None,
@@ -275,6 +275,9 @@ def process_file_command(
 @_reports_errors
 def merge(partials: tuple[Path, ...], output: Path | None, histograms: Path | None) -> None:
     """Merge partial results exactly: into one partial result (--output) or into histograms (--histograms)."""
+    from .partials import write_partial
+    from .pipeline import merge_partials, write_merged
+
     if (output is None) == (histograms is None):
         raise ConfigError("merge needs exactly one of --output (a partial result) and --histograms (histograms.root)")
     if output is not None:
@@ -328,6 +331,9 @@ def fit(
     plugin_options: dict[str, dict[str, Any]],
 ) -> None:
     """Fit the statistical model to an existing histograms.root and draw its plots."""
+    from .data import FitOptions
+    from .pipeline import fit as fit_histograms
+
     choices = parse_plugin_choices(plugins)
     other = sorted(set(choices) - {"inference"})
     if other:
@@ -354,6 +360,8 @@ def fit(
 @_reports_errors
 def generate(output: Path, seed: int, events_per_file: int, files_per_sample: int, compression: str, all_branches: bool) -> None:
     """Generate NanoAOD files for every AGC sample and their fileset.json."""
+    from .generate import GenerationSettings, generate_dataset
+
     settings = GenerationSettings(
         seed=seed,
         events_per_file=events_per_file,
@@ -373,6 +381,8 @@ def generate(output: Path, seed: int, events_per_file: int, files_per_sample: in
 @_reports_errors
 def fileset(fileset_path: Path, n_files_max: int, as_json: bool, write_to: Path | None) -> None:
     """Count files and events of a fileset, per sample and in total."""
+    from .fileset import load_fileset, select_datasets, summarize, write_fileset
+
     datasets = select_datasets(load_fileset(fileset_path), n_files_max)
     if write_to is not None:
         write_fileset(datasets, write_to)
@@ -414,6 +424,10 @@ def plugins(as_json: bool) -> None:
 @_reports_errors
 def export_json(histograms: Path, output: Path) -> None:
     """Write the histograms of HISTOGRAMS.root in the AGC reference JSON format."""
+    from .histogram_file import read_histograms
+    from .histogram_json import to_json
+    from .outputs import write_json
+
     document = to_json(read_histograms(histograms))
     write_json(output, document)
     click.echo(f"wrote {len(document)} histograms to {output}")
@@ -428,6 +442,10 @@ def export_json(histograms: Path, output: Path) -> None:
 @_reports_errors
 def realism(histograms: Path, reference: Path) -> None:
     """Compare the nominal yields and shapes of HISTOGRAMS.root (generated data) with real AGC histograms."""
+    from .histogram_file import read_histograms
+    from .histogram_json import read_json, to_json
+    from .realism import realism_table
+
     rows = realism_table(to_json(read_histograms(histograms)), read_json(reference))
     table = Table(title=f"{histograms} against {reference}")
     for column in ("region", "process", "real yield", "generated yield", "ratio", "shape distance"):
@@ -445,6 +463,9 @@ def realism(histograms: Path, reference: Path) -> None:
 @_reports_errors
 def validate(histograms: Path, reference: Path) -> None:
     """Compare HISTOGRAMS.root with a reference by the AGC validation rule (exit 1 on failure)."""
+    from .histogram_file import read_histograms
+    from .histogram_json import read_json, to_json, validate as validate_histograms
+
     report = validate_histograms(to_json(read_histograms(histograms)), read_json(reference))
     for problem in report.problems:
         click.echo(f"FAIL {problem}")
@@ -467,6 +488,8 @@ def container() -> None:
 @_reports_errors
 def build(tag: str, base_image: str | None, context: Path | None, docker_host: str | None) -> None:
     """Build the runtime image through the docker SDK."""
+    from .container import build_image
+
     image_id = build_image(context, tag=tag, base_image=base_image, docker_host=docker_host)
     click.echo(f"built {tag} ({image_id})")
 

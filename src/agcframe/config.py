@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 
 from .errors import ConfigError
-from .generate import DEFAULT_SEED
+from .defaults import DEFAULT_SEED
 from .plugin_manager import SLOTS
 
 __all__ = ["DEFAULT_PLUGINS", "RunConfig", "merge_config", "parse_plugin_choices", "read_config_file"]

@@ -26,7 +26,8 @@ class FileEntry:
     """One input file of a dataset as the fileset lists it."""
 
     path: str
-    nevts: int
+    #: events the file stands for; ``None`` when the fileset gives only its dataset's total (coffea's form)
+    nevts: int | None
 
 
 @dataclass(frozen=True)
@@ -34,17 +35,15 @@ class Dataset:
     """The files of one (process, variation) sample actually used in a run.
 
     ``weight`` is the per-event normalisation ``xsec * lumi / nevts`` where
-    ``nevts`` sums the fileset's ``nevts`` over :attr:`files`.
+    ``nevts`` sums the fileset's ``nevts`` over :attr:`files` (or is the
+    dataset's total, where the fileset gives no per-file numbers).
     """
 
     process: str
     variation: str
     files: tuple[FileEntry, ...]
+    nevts: int
     weight: float
-
-    @property
-    def nevts(self) -> int:
-        return sum(f.nevts for f in self.files)
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,21 @@
-"""Reading AGC-format filesets and choosing the first N files per sample.
+"""Reading filesets and choosing the first N files per sample.
 
-The format is ``{process: {variation: {"nevts_total": int, "files": [{"path":
+The AGC format is ``{process: {variation: {"nevts_total": int, "files": [{"path":
 str, "nevts": int}, ...]}}}``. Relative paths are resolved against the
 fileset's directory, so a generated dataset can be moved as a whole.
+
+coffea's ``dataset_tools`` form, as the AGC notebook writes it, is read too:
+``{"ttbar__nominal": {"files": {"path.root": "Events"}, "metadata": {"process":
+"ttbar", "variation": "nominal", "nevts": int, "xsec": float}}}`` (``files`` may
+also be a list of paths, or map paths to ``{"object_path": "Events", ...}``).
+Its ``nevts`` counts the events of all the dataset's files together, so such a
+dataset is used whole.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +47,8 @@ def load_fileset(path: str | Path) -> dict[str, dict[str, dict[str, Any]]]:
         raise InputError(
             f"fileset {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
         ) from None
+    if _is_coffea_form(document):
+        document = _from_coffea_form(path, document)
     _check_structure(path, document)
     base = path.resolve().parent
     for variations in document.values():
@@ -52,6 +62,56 @@ def _resolve(file_path: str, base: Path) -> str:
     if "://" in file_path or Path(file_path).is_absolute():
         return file_path
     return str(base / file_path)
+
+
+def _is_coffea_form(document: object) -> bool:
+    return (
+        isinstance(document, dict)
+        and bool(document)
+        and all(isinstance(dataset, dict) and "files" in dataset and "metadata" in dataset for dataset in document.values())
+    )
+
+
+def _from_coffea_form(path: Path, document: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """The AGC form of a coffea ``dataset_tools`` fileset: per-file ``nevts`` unknown (``None``), the dataset's total kept."""
+    converted: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, dataset in document.items():
+        where = f"fileset {path}: dataset {name!r}"
+        metadata = dataset["metadata"]
+        missing = [key for key in ("process", "variation", "nevts") if not isinstance(metadata, dict) or key not in metadata]
+        if missing:
+            raise InputError(
+                f"{where} has no {', '.join(repr(key) for key in missing)} in its metadata; "
+                "coffea-form filesets need metadata process, variation and nevts (the AGC notebook's)"
+            )
+        process, variation, nevts = metadata["process"], metadata["variation"], metadata["nevts"]
+        if process not in CROSS_SECTIONS:
+            raise InputError(f"{where}: process {process!r} is not an AGC process ({', '.join(CROSS_SECTIONS)})")
+        if not isinstance(nevts, int) or isinstance(nevts, bool) or nevts <= 0:
+            raise InputError(f"{where}: metadata nevts must be a positive integer, not {nevts!r}")
+        xsec = metadata.get("xsec")
+        if xsec is not None and not math.isclose(float(xsec), CROSS_SECTIONS[process], rel_tol=1e-6):
+            raise InputError(
+                f"{where}: metadata xsec {xsec} differs from the AGC cross section of {process} "
+                f"({CROSS_SECTIONS[process]} pb), with which agcframe normalises; drop it or correct it"
+            )
+        files = dataset["files"]
+        if isinstance(files, dict):
+            trees = {file_path: tree.get("object_path") if isinstance(tree, dict) else tree for file_path, tree in files.items()}
+        elif isinstance(files, list):
+            trees = {file_path: "Events" for file_path in files}
+        else:
+            raise InputError(f"{where}: files must map paths to tree names, or list paths")
+        for file_path, tree in trees.items():
+            if tree != "Events":
+                raise InputError(f"{where}: file {file_path} names the tree {tree!r}; the AGC analysis reads NanoAOD's 'Events'")
+        if variation in converted.get(process, {}):
+            raise InputError(f"{where}: a second dataset of {process}/{variation}")
+        converted.setdefault(process, {})[variation] = {
+            "nevts_total": nevts,
+            "files": [{"path": file_path, "nevts": None} for file_path in trees],
+        }
+    return converted
 
 
 def _check_structure(path: Path, document: object) -> None:
@@ -74,6 +134,8 @@ def _check_structure(path: Path, document: object) -> None:
                 if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
                     fail(f"{key}['files'][{i}]", "must have a string 'path'")
                 nevts = entry.get("nevts")
+                if nevts is None and isinstance(sample.get("nevts_total"), int):
+                    continue  # the dataset's total only: it is used whole
                 if not isinstance(nevts, int) or isinstance(nevts, bool) or nevts < 0:
                     fail(f"{key}['files'][{i}]", "must have a non-negative integer 'nevts'")
 
@@ -93,10 +155,19 @@ def select_datasets(
         for variation, sample in variations.items():
             entries = sample["files"] if n_files_max == -1 else sample["files"][:n_files_max]
             files = tuple(FileEntry(e["path"], e["nevts"]) for e in entries)
-            nevts = sum(f.nevts for f in files)
+            if any(f.nevts is None for f in files):
+                if len(files) < len(sample["files"]):
+                    raise InputError(
+                        f"sample {process}/{variation} gives nevts for all its {len(sample['files'])} files together "
+                        f"(coffea's fileset form), so --n-files-max {n_files_max} cannot renormalise part of it; "
+                        "list only the files to run, with their nevts, in the fileset"
+                    )
+                nevts = int(sample["nevts_total"])
+            else:
+                nevts = sum(f.nevts for f in files if f.nevts is not None)
             if not files or nevts == 0:
                 raise InputError(f"sample {process}/{variation} has no events in its first files")
-            datasets.append(Dataset(process, variation, files, sample_weight(process, nevts)))
+            datasets.append(Dataset(process, variation, files, nevts, sample_weight(process, nevts)))
     return datasets
 
 

@@ -32,21 +32,19 @@ import uproot
 import vector
 
 from .analysis import SAMPLE_VARIATIONS
+from .defaults import DEFAULT_COMPRESSION, DEFAULT_EVENTS_PER_FILE, DEFAULT_SEED
 from .errors import ConfigError
 
 #: entries per basket of the generated files
 BASKET_ENTRIES = 10_000
 
 __all__ = [
-    "BASKET_ENTRIES", "DEFAULT_COMPRESSION", "DEFAULT_EVENTS_PER_FILE", "DEFAULT_SEED", "NANOAOD_BRANCHES",
+    "BASKET_ENTRIES", "NANOAOD_BRANCHES",
     "EVENTS_FACTOR", "GenerationSettings", "generate_dataset", "generated_events", "parse_compression", "write_events",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SEED = 42
-DEFAULT_EVENTS_PER_FILE = 20_000
-DEFAULT_COMPRESSION = "zlib:1"
 COMPRESSIONS = {"zlib": uproot.ZLIB, "lzma": uproot.LZMA, "lz4": uproot.LZ4, "zstd": uproot.ZSTD}
 #: every branch of the real 2015 CMS Open Data NanoAOD files, ``(name, ROOT type name)`` in file order
 NANOAOD_BRANCHES: list[tuple[str, str]] = [

@@ -15,14 +15,14 @@ import hist
 import numpy as np
 import uproot
 
-from .analysis import CROSS_SECTIONS
+from .analysis import TTBAR_SAMPLE_VARIATIONS
 from .errors import InputError
 from .fileset import load_fileset, select_datasets
+from .histogram_file import split_name
 
 __all__ = [
     "ValidationReport",
     "histograms_from_json",
-    "read_histograms",
     "read_json",
     "to_json",
     "validate",
@@ -30,18 +30,6 @@ __all__ = [
 ]
 
 MIGRATION_TOLERANCE = 2.0
-
-
-def read_histograms(path: str | Path) -> dict[str, hist.Hist]:
-    """Every histogram of a ``histograms.root`` as a hist object."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"histograms file {path} does not exist")
-    try:
-        with uproot.open(path) as file:
-            return {key: file[key].to_hist() for key in file.keys(cycle=False)}
-    except Exception as exc:
-        raise InputError(f"histograms file {path} cannot be read: {type(exc).__name__}: {exc}") from exc
 
 
 def to_json(histograms: dict[str, hist.Hist]) -> dict[str, dict[str, list[float]]]:
@@ -80,12 +68,8 @@ def read_json(path: str | Path) -> dict[str, dict[str, list[float]]]:
 
 def _sample_of(name: str) -> tuple[str, str]:
     """(process, sample variation) that histogram ``name`` was filled from."""
-    region, _, rest = name.partition("_")
-    for process in sorted(CROSS_SECTIONS, key=len, reverse=True):
-        if rest == process or rest.startswith(f"{process}_"):
-            variation = rest[len(process) + 1 :]
-            return process, variation if variation in ("scaleup", "scaledown", "ME_var", "PS_var") else "nominal"
-    raise InputError(f"histogram {name!r} does not follow the AGC naming {{region}}_{{process}}[_{{variation}}]")
+    _, process, variation = split_name(name)
+    return process, variation if variation in TTBAR_SAMPLE_VARIATIONS else "nominal"
 
 
 def histograms_from_json(

@@ -3,17 +3,19 @@
 Each hook takes no arguments and returns an iterable of named specs for one
 slot. The plugin manager collects the specs of all registered plugins and the
 core selects one per slot by name (``--plugin slot=name``). Hooks are called
-once per plugin manager, before a run is planned, and must be cheap: import
-heavy dependencies inside the backend, not at module import.
+once per plugin manager, before a run is planned, and must be cheap: the
+module an entry point names should import nothing heavy, and name its backend
+with :class:`~agcframe.specs.DeferredBackend` so that the backend's module (and
+its libraries) is imported only when a run uses it.
 
 A plugin module implements any subset of the hooks::
 
     from agcframe import hookimpl
-    from agcframe.specs import ExecutorSpec
+    from agcframe.specs import DeferredBackend, ExecutorSpec
 
     @hookimpl
     def agcframe_executors():
-        yield ExecutorSpec(name="mine", backend=MyExecutor, description="...")
+        yield ExecutorSpec(name="mine", backend=DeferredBackend("my_plugin.executor:MyExecutor"), description="...")
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ both inference plugins fit the same likelihood.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from . import analysis as agc
 from .data import FitOptions, FitResult
 from .errors import InputError
 
-__all__ = ["build_workspace", "fit_workspace", "model_and_data", "read_rebinned", "template_key"]
+__all__ = ["build_workspace", "fit_workspace", "model_and_data", "read_rebinned", "rebinned", "template_key"]
 
 #: interpolation codes cabinetry uses for the model
 MODIFIER_SETTINGS = {"normsys": {"interpcode": "code4"}, "histosys": {"interpcode": "code4p"}}
@@ -31,14 +32,20 @@ def template_key(region: str, sample_path: str, variation: str | None = None) ->
     return f"{region}_{sample_path}" if variation is None else f"{region}_{sample_path}_{variation}"
 
 
-def read_rebinned(file: Any, key: str) -> hist.Hist:
-    """Histogram ``key`` of an open ``histograms.root``, rebinned for the fit (110-550 GeV, 40 GeV bins)."""
+def rebinned(h: hist.Hist, edges: Sequence[float]) -> hist.Hist:
+    """``h`` cut to ``edges[0]``-``edges[-1]`` with its bins merged into ``edges``, each of which must be one of ``h``'s edges."""
+    return h[hist.loc(edges[0]) : hist.loc(edges[-1])][hist.rebin(edges=list(edges))]
+
+
+def read_rebinned(file: Any, key: str, edges: Sequence[float] | None = agc.FIT_BIN_EDGES) -> hist.Hist:
+    """Histogram ``key`` of an open ``histograms.root``, rebinned to ``edges`` (by default the fit's; ``None``: as stored)."""
     if key not in file:
         raise InputError(
             f"{file.file_path} has no histogram '{key}', which the fit model needs; "
             "produce it with a run over all AGC samples, or pass --no-fit"
         )
-    return file[key].to_hist()[hist.loc(agc.FIT_LOW_EDGE) :: hist.rebin(agc.FIT_REBIN)]
+    h = file[key].to_hist()
+    return h if edges is None else rebinned(h, edges)
 
 
 def _normplusshape(name: str, nominal: np.ndarray, up: np.ndarray, down: np.ndarray | None) -> list[dict[str, Any]]:

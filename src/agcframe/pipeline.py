@@ -7,6 +7,7 @@ writes appears in the output directory together, or not at all.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import logging
 import os
@@ -17,22 +18,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import hist
+
 from . import analysis
 from .cache import cache_directory
 from .config import RunConfig
 from .data import Dataset, FitOptions, FitResult
 from .errors import AgcframeError, InputError, PluginError
 from .fileset import load_fileset, select_datasets
-from .generate import GenerationSettings, generate_dataset
+from .defaults import DEFAULT_EVENTS_PER_FILE, DEFAULT_SEED
 from .checkpoints import CheckpointStore, checkpoint_directory
 from .outputs import staged_outputs, write_json
 from .partials import PartialResult, merged_inputs, read_partial, write_partial
 from .fitlog import fit_log
+from .histogram_file import load_histograms
 from .plots import draw_fit_plots
 from .progress import showing_progress
 from .processing import ChunkCost, ChunkTask, Processed, plan, plan_file
 from .processing import process as process_items
-from .plugin_manager import PluginManager, RegisteredSpec, check_option_targets
+from .plugin_manager import PROCESSING_SLOTS, PluginManager, RegisteredSpec, check_option_targets
 from .reduce import tree_reduce
 
 __all__ = ["RunResult", "default_fileset", "fit", "merge_partials", "process_file", "run", "write_merged"]
@@ -44,32 +48,43 @@ PLOTS_DIR = "plots"
 RANKING_FILE = "ranking.json"
 GENERATOR_VERSION = 4
 #: the plugins a processing job needs (no inference)
-PROCESSING_SLOTS = ("source", "processor", "histogrammer", "executor")
 LIBRARIES = ("awkward", "cabinetry", "coffea", "hist", "numpy", "pyhf", "uproot", "vector")
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """What ``run`` produced: the output directory, histogram names, yields and the fit."""
+    """What ``run`` produced: the output directory, its histograms, yields and the fit.
+
+    ``histograms`` is the AGC notebook's histogram (observable x region x
+    process x variation, read from ``histograms.root`` on first use)::
+
+        result = agcframe.run(agcframe.RunConfig(fit=False))
+        result.histograms[:, "4j2b", "ttbar", "nominal"].plot()
+    """
 
     output: Path
-    histograms: list[str]
+    histogram_names: list[str]
     yields: dict[str, float]
     empty_regions: list[str]
     metrics: dict[str, Any]
     fit: FitResult | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
 
+    @functools.cached_property
+    def histograms(self) -> hist.Hist:
+        """Every histogram of the run as one ``hist.Hist``: observable x region x process x variation."""
+        return load_histograms(self.output / HISTOGRAMS_FILE)
+
 
 def default_fileset() -> Path:
     """The embedded dataset's fileset, generated once into the cache directory."""
-    cache = cache_directory()
-    settings = GenerationSettings()
-    directory = cache / f"default-v{GENERATOR_VERSION}-seed{settings.seed}-n{settings.events_per_file}"
+    directory = cache_directory() / f"default-v{GENERATOR_VERSION}-seed{DEFAULT_SEED}-n{DEFAULT_EVENTS_PER_FILE}"
     fileset = directory / "fileset.json"
     if not fileset.exists():
+        from .generate import GenerationSettings, generate_dataset  # the generator's libraries, only when it runs
+
         log.info("generating the embedded default dataset in %s (once)", directory)
-        generate_dataset(directory, settings)
+        generate_dataset(directory, GenerationSettings())
     return fileset
 
 
@@ -110,7 +125,8 @@ def run(
         Draw a progress bar on the terminal.
     """
     config = config or RunConfig()
-    selected, backends = _backends(config, manager or PluginManager(), (*PROCESSING_SLOTS, "inference"))
+    slots = (*PROCESSING_SLOTS, "inference") if config.fit else PROCESSING_SLOTS  # the inference plugin starts before processing, to fail early
+    selected, backends = _backends(config, manager or PluginManager(), slots)
     fileset_path, datasets = _datasets(config)
 
     started = time.perf_counter()

@@ -44,7 +44,7 @@ HEADROOM = 0.04
 
 def _plot_config(model: Any) -> dict[str, Any]:
     """A cabinetry config with only what its plots read: each region's binning and variable."""
-    edges = np.arange(agc.FIT_LOW_EDGE, agc.BIN_EDGES[-1] + 1e-9, agc.FIT_REBIN * np.diff(agc.BIN_EDGES)[0])
+    edges = agc.FIT_BIN_EDGES
     regions = []
     for channel, n_bins in zip(model.config.channels, model.config.channel_nbins.values()):
         region: dict[str, Any] = {"Name": channel}

@@ -19,6 +19,7 @@ from .specs import PluginSpec
 __all__ = [
     "BUILTIN_DISTRIBUTION",
     "ENTRY_POINT_GROUP",
+    "PROCESSING_SLOTS",
     "SLOTS",
     "PluginManager",
     "RegisteredSpec",
@@ -39,6 +40,8 @@ SLOTS: Mapping[str, str] = {
     "executor": "agcframe_executors",
     "inference": "agcframe_inferences",
 }
+#: the slots that turn files into histograms (all but inference)
+PROCESSING_SLOTS = ("source", "processor", "histogrammer", "executor")
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ This is conda's ``CondaSolver`` pattern: plugins declare, the core chooses.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 from .data import Dataset, Fill, FitOptions, FitResult, WorkItem
 
 __all__ = [
+    "DeferredBackend",
     "Executor",
     "ExecutorSpec",
     "Histogrammer",
@@ -151,6 +153,28 @@ class PluginOption:
     def flag(self, plugin: str) -> str:
         """The command-line flag of this option for ``plugin``."""
         return f"--{plugin}-{self.name}".replace("_", "-")
+
+
+@dataclass(frozen=True)
+class DeferredBackend:
+    """A backend named ``"module:attribute"``, imported when the core first starts it.
+
+    A spec's ``backend`` may be one of these instead of the class itself, so that
+    declaring a plugin costs no import of its libraries: ``agcframe plugins``,
+    ``--help`` and runs that use other plugins never import servicex, coffea or
+    cabinetry. Every built-in plugin declares its backend this way.
+    """
+
+    target: str
+
+    def __post_init__(self) -> None:
+        module, _, attribute = self.target.partition(":")
+        if not module or not attribute.isidentifier():
+            raise ValueError(f"backend {self.target!r} must be 'package.module:Attribute'")
+
+    def __call__(self, **options: Any) -> Any:
+        module, _, attribute = self.target.partition(":")
+        return getattr(importlib.import_module(module), attribute)(**options)
 
 
 @dataclass(frozen=True)

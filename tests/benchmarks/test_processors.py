@@ -16,11 +16,11 @@ import agcframe
 from agcframe.data import WorkItem
 from agcframe.fileset import load_fileset, select_datasets
 from agcframe.inputs import isal_inflate, open_tree
-from agcframe_coffea import PRELOADED_BRANCHES, CoffeaProcessor
-from agcframe_hist import HistHistogrammer
-from agcframe_numba import BRANCHES, NumbaProcessor, selection_inputs
+from agcframe_coffea.processor import PRELOADED_BRANCHES, CoffeaProcessor
+from agcframe_hist.histogrammer import HistHistogrammer
+from agcframe_numba.processor import BRANCHES, NumbaProcessor, selection_inputs
 from agcframe_numba.kernels import select_events
-from agcframe_uproot import UprootSource
+from agcframe_uproot.source import UprootSource
 
 SEED = 42
 

@@ -1,0 +1,17 @@
+"""Inference plugin ``pyhf``: the AGC HistFactory model built directly as a pyhf workspace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agcframe.data import FitOptions, FitResult
+from agcframe.model import build_workspace, fit_workspace
+
+__all__ = ["PyhfInference"]
+
+
+class PyhfInference:
+    """Builds the workspace without cabinetry and fits it with pyhf and MINUIT."""
+
+    def fit(self, histograms: Path, workdir: Path, options: FitOptions) -> FitResult:
+        return fit_workspace(build_workspace(histograms), options)

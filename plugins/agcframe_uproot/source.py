@@ -1,0 +1,29 @@
+"""Source plugin ``uproot``: files by path or any URL uproot opens, in entry-range chunks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from agcframe.data import Dataset, WorkItem, file_work_items
+from agcframe.inputs import open_tree
+
+__all__ = ["UprootSource"]
+
+
+class UprootSource:
+    """Opens each file once to learn its entry count, then cuts it into chunks."""
+
+    treename = "Events"
+
+    def plan(self, datasets: Sequence[Dataset], chunksize: int) -> list[WorkItem]:
+        items = []
+        for dataset in datasets:
+            for file_index, entry in enumerate(dataset.files):
+                with open_tree(entry.path, self.treename) as tree:
+                    num_entries = tree.num_entries
+                size = os.path.getsize(entry.path) if "://" not in entry.path else None
+                items.extend(
+                    file_work_items(dataset, entry.path, file_index, num_entries, chunksize, treename=self.treename, size_bytes=size)
+                )
+        return items

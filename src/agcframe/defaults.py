@@ -1,0 +1,16 @@
+"""Defaults the command line shows, apart from the modules that use them.
+
+The command line reads them to build its options; keeping them here means that
+``agcframe --help`` does not import the generator and its libraries.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DEFAULT_COMPRESSION", "DEFAULT_EVENTS_PER_FILE", "DEFAULT_SEED"]
+
+#: seed of the jet resolution smearing and of the embedded dataset
+DEFAULT_SEED = 42
+#: events per generated file (the ttbar samples get more, see ``generate.EVENTS_FACTOR``)
+DEFAULT_EVENTS_PER_FILE = 20_000
+#: the compression of the real AGC files
+DEFAULT_COMPRESSION = "zlib:1"

@@ -1,0 +1,88 @@
+"""Filesets in coffea's ``dataset_tools`` form, as the AGC notebook writes them, give the run of the AGC form."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import agcframe
+from agcframe import RunConfig
+from agcframe.analysis import CROSS_SECTIONS
+from agcframe.errors import InputError
+from agcframe.fileset import load_fileset, select_datasets
+from histograms import assert_bit_identical
+from test_cli import agcframe_cli
+
+
+def coffea_form(agc_fileset: Path, *, files_as: str = "mapping") -> dict[str, Any]:
+    """The AGC notebook's fileset (``construct_fileset``) of the samples of ``agc_fileset``."""
+    document = json.loads(agc_fileset.read_text())
+    fileset: dict[str, Any] = {}
+    for process, variations in document.items():
+        for variation, sample in variations.items():
+            paths = [str(agc_fileset.parent / entry["path"]) for entry in sample["files"]]
+            files: Any = {path: "Events" for path in paths} if files_as == "mapping" else paths
+            if files_as == "preprocessed":
+                files = {path: {"object_path": "Events", "steps": [[0, 100]], "uuid": "0"} for path in paths}
+            metadata = {"process": process, "variation": variation, "nevts": sample["nevts_total"], "xsec": CROSS_SECTIONS[process]}
+            fileset[f"{process}__{variation}"] = {"files": files, "metadata": metadata}
+    return fileset
+
+
+@pytest.mark.parametrize("files_as", ["mapping", "list", "preprocessed"])
+def test_coffea_form_selects_the_same_datasets(small_fileset: Path, tmp_path: Path, files_as: str) -> None:
+    path = tmp_path / "coffea_fileset.json"
+    path.write_text(json.dumps(coffea_form(small_fileset, files_as=files_as)))
+    def described(fileset: Path) -> list[tuple[str, str, list[str], int, float]]:
+        return [(d.process, d.variation, [f.path for f in d.files], d.nevts, d.weight) for d in select_datasets(load_fileset(fileset))]
+
+    assert described(path) == described(small_fileset)
+
+
+def test_a_run_on_the_coffea_form_is_bit_identical(small_fileset: Path, tmp_path: Path) -> None:
+    path = tmp_path / "coffea_fileset.json"
+    path.write_text(json.dumps(coffea_form(small_fileset)))
+    ours = agcframe.run(RunConfig(fileset=str(small_fileset), output=str(tmp_path / "agc"), fit=False))
+    theirs = agcframe.run(RunConfig(fileset=str(path), output=str(tmp_path / "coffea"), fit=False))
+    assert_bit_identical(ours.output / "histograms.root", theirs.output / "histograms.root")
+
+
+def _broken(fileset: dict[str, Any], change: str) -> dict[str, Any]:
+    ttbar = fileset["ttbar__nominal"]
+    if change == "no nevts":
+        del ttbar["metadata"]["nevts"]
+    elif change == "other tree":
+        ttbar["files"] = {path: "Events_skim" for path in ttbar["files"]}
+    elif change == "other xsec":
+        ttbar["metadata"]["xsec"] = 831.76
+    elif change == "unknown process":
+        ttbar["metadata"]["process"] = "zprime"
+    return fileset
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("no nevts", "dataset 'ttbar__nominal' has no 'nevts' in its metadata; coffea-form filesets need metadata process, variation and nevts"),
+        ("other tree", "names the tree 'Events_skim'; the AGC analysis reads NanoAOD's 'Events'"),
+        ("other xsec", "metadata xsec 831.76 differs from the AGC cross section of ttbar (729.84 pb)"),
+        ("unknown process", "process 'zprime' is not an AGC process"),
+    ],
+)
+def test_a_wrong_coffea_fileset_is_one_line(small_fileset: Path, tmp_path: Path, change: str, message: str) -> None:
+    path = tmp_path / "coffea_fileset.json"
+    path.write_text(json.dumps(_broken(coffea_form(small_fileset), change)))
+    result = agcframe_cli("run", "--no-fit", "--fileset", str(path), "--output", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_part_of_a_coffea_dataset_cannot_be_renormalised(small_fileset: Path, tmp_path: Path) -> None:
+    path = tmp_path / "coffea_fileset.json"
+    path.write_text(json.dumps(coffea_form(small_fileset)))
+    with pytest.raises(InputError, match="gives nevts for all its 2 files together .* --n-files-max 1 cannot renormalise"):
+        select_datasets(load_fileset(path), n_files_max=1)
