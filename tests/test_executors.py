@@ -52,7 +52,33 @@ def reference(embedded: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_histograms_are_bit_identical(reference: Path, embedded: Path, tmp_path: Path, settings: dict[str, object]) -> None:
     result = _run(embedded, tmp_path, **settings)
     assert result.metrics["events"] == generated_events(GenerationSettings())
+    assert result.metrics["planning_workers"] == settings.get("workers", 1)  # the files are planned on the workers
     assert_bit_identical(reference, result.output / "histograms.root")
+
+
+def _with_a_missing_file(fileset: Path, tmp_path: Path) -> Path:
+    document = json.loads(fileset.read_text())
+    document["wjets"]["nominal"]["files"][1]["path"] = str(tmp_path / "gone.root")
+    for sample in (s for variations in document.values() for s in variations.values()):
+        for entry in sample["files"]:
+            entry["path"] = str(fileset.parent / entry["path"]) if not entry["path"].startswith("/") else entry["path"]
+    broken = tmp_path / "fileset.json"
+    broken.write_text(json.dumps(document))
+    return broken
+
+
+@pytest.mark.parametrize("executor", ["futures", "dask"])
+def test_a_file_that_fails_planning_on_a_worker(small_fileset: Path, tmp_path: Path, executor: str) -> None:
+    """Planned on workers, a missing file is one line naming it, or with --skip-bad-files a skipped input."""
+    broken = _with_a_missing_file(small_fileset, tmp_path)
+    settings = {"plugins": {"executor": executor}, "workers": 2}
+    with pytest.raises(agcframe.AgcframeError, match=f"input file {tmp_path / 'gone.root'} does not exist"):
+        _run(broken, tmp_path / "strict", **settings)
+    result = _run(broken, tmp_path / "skipping", skip_bad_files=True, **settings)
+    assert result.metrics["planning_workers"] == 2
+    assert [entry["path"] for entry in result.metrics["skipped_inputs"]] == [str(tmp_path / "gone.root")]
+    serial = _run(broken, tmp_path / "serial", skip_bad_files=True)
+    assert_bit_identical(serial.output / "histograms.root", result.output / "histograms.root")
 
 
 def _dask_worker_processes() -> list[psutil.Process]:

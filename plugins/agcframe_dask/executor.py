@@ -11,13 +11,13 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from agcframe.data import WorkItem
 from agcframe.errors import PluginError
 
 __all__ = ["DaskExecutor"]
 
 log = logging.getLogger(__name__)
 
+Item = TypeVar("Item")
 Result = TypeVar("Result")
 CONNECT_TIMEOUT = "10s"
 
@@ -36,8 +36,24 @@ class DaskExecutor:
 
     def __init__(self, scheduler_address: str | None = None) -> None:
         self.scheduler_address = scheduler_address
+        self._session_client: Any = None
+
+    @contextlib.contextmanager
+    def session(self, *, workers: int) -> Iterator[None]:
+        """One client (and LocalCluster) for every ``run`` inside: the workers that planned the files process them."""
+        with contextlib.ExitStack() as stack:
+            self._session_client = self._client(workers, stack)
+            try:
+                yield
+            finally:
+                self._session_client = None
 
     def _client(self, workers: int, stack: contextlib.ExitStack) -> Any:
+        client = self._connect(workers, stack)
+        log.info("dask: %s, dashboard %s", client.scheduler.address, client.dashboard_link)
+        return client
+
+    def _connect(self, workers: int, stack: contextlib.ExitStack) -> Any:
         from distributed import Client, LocalCluster
 
         if self.scheduler_address is None:
@@ -59,14 +75,13 @@ class DaskExecutor:
                 "check --dask-scheduler-address or start one with 'dask scheduler'"
             ) from None
 
-    def run(self, task: Callable[[WorkItem], Result], items: Sequence[WorkItem], *, workers: int) -> Iterator[tuple[int, Result]]:
+    def run(self, task: Callable[[Item], Result], items: Sequence[Item], *, workers: int) -> Iterator[tuple[int, Result]]:
         if not items:
             return
         from distributed import as_completed
 
         with contextlib.ExitStack() as stack:
-            client = self._client(workers, stack)
-            log.info("dask: %s, dashboard %s", client.scheduler.address, client.dashboard_link)
+            client = self._session_client or self._client(workers, stack)
             futures = client.map(task, list(items), pure=False)
             index_of = {future.key: index for index, future in enumerate(futures)}
             try:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import TypeVar
 
 from agcframe import hookimpl
-from agcframe.data import WorkItem
 from agcframe.specs import ExecutorSpec
 
 __all__ = ["FuturesExecutor"]
 
+Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
@@ -20,14 +21,31 @@ class FuturesExecutor:
     """Runs items on ``workers`` processes with :class:`concurrent.futures.ProcessPoolExecutor`.
 
     Workers start with ``forkserver``: forking the main process, which runs a
-    progress-bar thread, could deadlock.
+    progress-bar thread, could deadlock. Inside :meth:`session` every ``run``
+    uses one pool, so the processes that planned the files process them.
     """
 
-    def run(self, task: Callable[[WorkItem], Result], items: Sequence[WorkItem], *, workers: int) -> Iterator[tuple[int, Result]]:
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+
+    @contextlib.contextmanager
+    def session(self, *, workers: int) -> Iterator[None]:
+        with self._new_pool(workers) as pool:
+            self._pool = pool
+            try:
+                yield
+            finally:
+                self._pool = None
+
+    @staticmethod
+    def _new_pool(workers: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"))
+
+    def run(self, task: Callable[[Item], Result], items: Sequence[Item], *, workers: int) -> Iterator[tuple[int, Result]]:
         if not items:
             return
-        context = multiprocessing.get_context("forkserver")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        with contextlib.ExitStack() as stack:
+            pool = self._pool or stack.enter_context(self._new_pool(workers))
             futures: dict[Future[Result], int] = {pool.submit(task, item): index for index, item in enumerate(items)}
             try:
                 pending = set(futures)

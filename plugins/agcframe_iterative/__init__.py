@@ -6,18 +6,18 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
 from agcframe import hookimpl
-from agcframe.data import WorkItem
 from agcframe.specs import ExecutorSpec
 
 __all__ = ["IterativeExecutor"]
 
+Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
 class IterativeExecutor:
     """Runs the items one after the other; the reference for every other executor."""
 
-    def run(self, task: Callable[[WorkItem], Result], items: Sequence[WorkItem], *, workers: int) -> Iterator[tuple[int, Result]]:
+    def run(self, task: Callable[[Item], Result], items: Sequence[Item], *, workers: int) -> Iterator[tuple[int, Result]]:
         for index, item in enumerate(items):
             yield index, task(item)
 

@@ -15,6 +15,8 @@ class UprootSource:
     """Opens each file once to learn its entry count, then cuts it into chunks."""
 
     treename = "Events"
+    #: each file is planned on its own, so planning runs on the executor's workers
+    plans_files_apart = True
 
     def plan(self, datasets: Sequence[Dataset], chunksize: int) -> list[WorkItem]:
         items = []

@@ -34,7 +34,7 @@ from .fitlog import fit_log
 from .histogram_file import load_histograms
 from .plots import draw_fit_plots
 from .progress import showing_progress
-from .processing import ChunkCost, ChunkTask, Processed, plan, plan_file
+from .processing import ChunkCost, ChunkTask, Processed, executor_session, plan, plan_file
 from .processing import process as process_items
 from .plugin_manager import PROCESSING_SLOTS, PluginManager, RegisteredSpec, check_option_targets
 from .reduce import tree_reduce
@@ -130,23 +130,27 @@ def run(
     fileset_path, datasets = _datasets(config)
 
     started = time.perf_counter()
-    items, skipped_at_planning = plan(
-        backends["source"], datasets, config.chunksize, skip_bad_files=config.skip_bad_files
-    )
-    planned = time.perf_counter()
+    executor = backends["executor"]
     histogrammer = backends["histogrammer"]
     task = ChunkTask(backends["processor"], histogrammer, config.seed, config.retries, config.skip_bad_files)
     store = CheckpointStore(checkpoint_directory(config.output), _checkpoint_key(config, selected))
-    processed = process_items(
-        backends["executor"],
-        task,
-        items,
-        workers=config.workers,
-        store=store,
-        resume=config.resume,
-        show_progress=show_progress,
-    )
-    processed.skipped[:0] = skipped_at_planning
+    with executor_session(executor, config.workers):  # one pool of workers plans and processes
+        planned_items = plan(
+            backends["source"], datasets, config.chunksize,
+            skip_bad_files=config.skip_bad_files, executor=executor, workers=config.workers,
+        )  # fmt: skip
+        planned = time.perf_counter()
+        items = planned_items.items
+        processed = process_items(
+            executor,
+            task,
+            items,
+            workers=config.workers,
+            store=store,
+            resume=config.resume,
+            show_progress=show_progress,
+        )
+    processed.skipped[:0] = planned_items.skipped
     done = time.perf_counter()
     if processed.result is None:
         raise InputError(f"fileset {fileset_path} selects no events to process")
@@ -201,6 +205,7 @@ def run(
             "peak_memory_bytes": processed.peak_memory_bytes,
             "input_bytes": sum(entry["size_bytes"] or 0 for entry in inputs),
             "planning_time_s": planned - started,
+            "planning_workers": planned_items.workers,
             "writing_time_s": written - done,
             "fit_time_s": finished - written,
             "histograms": len(names),

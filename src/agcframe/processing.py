@@ -141,22 +141,85 @@ class ChunkTask:
                 ) from exc
 
 
+@dataclass(frozen=True)
+class PlanTask:
+    """The work items of one file (``(dataset, file_index)``), on any worker; picklable.
+
+    With ``keep_going`` a file the source cannot open comes back as a
+    :class:`SkippedInput` instead of raising.
+    """
+
+    source: Source
+    chunksize: int
+    keep_going: bool = False
+
+    def __call__(self, target: tuple[Dataset, int]) -> list[WorkItem] | SkippedInput:
+        dataset, file_index = target
+        try:
+            return plan_file(self.source, dataset, file_index, self.chunksize)
+        except InputError as exc:
+            if not self.keep_going:
+                raise
+            return SkippedInput(dataset.files[file_index].path, str(exc))
+
+
+@dataclass(frozen=True)
+class Planned:
+    """The work items of a run, the files skipped while planning, and on how many workers it planned."""
+
+    items: list[WorkItem]
+    skipped: list[SkippedInput]
+    workers: int
+
+
 def plan(
-    source: Source, datasets: Sequence[Dataset], chunksize: int, *, skip_bad_files: bool
-) -> tuple[list[WorkItem], list[SkippedInput]]:
-    """Work items of every file; with ``skip_bad_files`` a file the source cannot open is skipped."""
-    if not skip_bad_files:
-        return source.plan(datasets, chunksize), []
+    source: Source,
+    datasets: Sequence[Dataset],
+    chunksize: int,
+    *,
+    skip_bad_files: bool,
+    executor: Executor | None = None,
+    workers: int = 1,
+) -> Planned:
+    """Work items of every file, in dataset then file order; with ``skip_bad_files`` a file the source cannot open is skipped.
+
+    A source whose ``plans_files_apart`` is true is planned a file at a time on
+    the executor's workers when there are several (as coffea's preprocessing
+    does): each file's metadata is then read on a worker, in parallel, and stays
+    open in that worker's process for its chunks. The items are the same
+    whatever the number of workers.
+    """
+    files = [(dataset, file_index) for dataset in datasets for file_index in range(len(dataset.files))]
+    parallel = executor is not None and workers > 1 and len(files) > 1 and getattr(source, "plans_files_apart", False)
+    if not parallel and not skip_bad_files:
+        return Planned(source.plan(datasets, chunksize), [], 1)
+    task = PlanTask(source, chunksize, keep_going=skip_bad_files)
+    if parallel:
+        assert executor is not None
+        outcomes = dict(executor.run(task, files, workers=workers))
+    else:
+        outcomes = {position: task(target) for position, target in enumerate(files)}
     items: list[WorkItem] = []
     skipped: list[SkippedInput] = []
-    for dataset in datasets:
-        for file_index, entry in enumerate(dataset.files):
-            try:
-                items.extend(plan_file(source, dataset, file_index, chunksize))
-            except InputError as exc:
-                log.error("skipping input %s: %s", entry.path, exc)
-                skipped.append(SkippedInput(entry.path, str(exc)))
-    return items, skipped
+    for position in range(len(files)):
+        outcome = outcomes[position]
+        if isinstance(outcome, SkippedInput):
+            log.error("skipping input %s: %s", outcome.path, outcome.reason)
+            skipped.append(outcome)
+        else:
+            items.extend(outcome)
+    return Planned(items, skipped, workers if parallel else 1)
+
+
+@contextmanager
+def executor_session(executor: Executor, workers: int) -> Iterator[None]:
+    """Keep the executor's workers for every ``run`` inside (planning, then processing), if it can."""
+    session = getattr(executor, "session", None)
+    if session is None:
+        yield
+        return
+    with session(workers=workers):
+        yield
 
 
 def plan_file(source: Source, dataset: Dataset, file_index: int, chunksize: int) -> list[WorkItem]:

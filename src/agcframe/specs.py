@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 Partial = TypeVar("Partial")
+Item = TypeVar("Item")
 Result = TypeVar("Result")
 Backend = TypeVar("Backend")
 
@@ -43,6 +44,9 @@ class Source(Protocol):
 
     A source that moves data (ServiceX) may also define ``delivery_metrics()
     -> dict``; the run writes what it returns into ``metrics.json`` as ``source``.
+    A source whose ``plans_files_apart`` attribute is true plans each file on its
+    own (``plan`` of one dataset with one file gives that file's items) and is
+    picklable: the core then plans the files on the executor's workers.
     """
 
     def plan(self, datasets: Sequence[Dataset], chunksize: int) -> list[WorkItem]:
@@ -104,9 +108,15 @@ class Histogrammer(Protocol[Partial]):
 
 @runtime_checkable
 class Executor(Protocol):
-    """Runs ``task`` on every work item, where and how it likes."""
+    """Runs ``task`` on every item, where and how it likes.
 
-    def run(self, task: Callable[[WorkItem], Result], items: Sequence[WorkItem], *, workers: int) -> Iterator[tuple[int, Result]]:
+    The items are work items (processing) or ``(dataset, file index)`` pairs
+    (planning). An executor may also define ``session(*, workers)``, a context
+    manager inside which its ``run`` calls share one set of workers: the core
+    plans and processes a run inside one session.
+    """
+
+    def run(self, task: Callable[[Item], Result], items: Sequence[Item], *, workers: int) -> Iterator[tuple[int, Result]]:
         """Apply ``task`` to each of ``items``; yield ``(position in items, result)`` as each finishes.
 
         Results may come in any order; the core merges them in item order, so
