@@ -19,7 +19,7 @@ PREVIOUS = b"previous good output"
 
 def _one_file_fileset(directory: Path, path: Path) -> Path:
     fileset = directory / "fileset.json"
-    fileset.write_text(json.dumps({"ttbar": {"nominal": {"files": [{"path": str(path), "nevts": 1000}]}}}))
+    fileset.write_text(json.dumps({"ttbar": {"nominal": {"files": [{"path": str(path), "nevts": 100_000}]}}}))
     return fileset
 
 
@@ -133,7 +133,7 @@ def test_skip_bad_files_finishes_and_says_histograms_are_partial(small_fileset: 
     truncated.write_bytes(good.read_bytes()[:5000])
     no_branch_args, _ = missing_branch(tmp_path, good)
     no_branch = tmp_path / "no_btag.root"
-    document["ttbar"]["nominal"]["files"] += [{"path": str(truncated), "nevts": 1500}, {"path": str(no_branch), "nevts": 1500}]
+    document["ttbar"]["nominal"]["files"] += [{"path": str(truncated), "nevts": 100_000}, {"path": str(no_branch), "nevts": 100_000}]
     fileset = tmp_path / "with_bad.json"
     fileset.write_text(json.dumps(document))
     for extra in ([], ["--skip-bad-files"]):

@@ -111,7 +111,7 @@ def test_default_run_from_files_to_fit(tmp_path: Path) -> None:
     assert not any(line.startswith("W ") for line in lines)  # MINUIT's warnings
     assert any(line.startswith("fit status: valid") for line in lines)
     assert sorted(p.name for p in output.iterdir()) == [
-        "cabinetry_config.yml", "fit.log", "fit_results.json", "histograms.root", "metrics.json", "plots", "provenance.json", "ranking.json",
+        ".agcframe-outputs.json", "cabinetry_config.yml", "fit.log", "fit_results.json", "histograms.root", "metrics.json", "plots", "provenance.json", "ranking.json",
         "templates", "workspace.json",
     ]  # fmt: skip
     assert "has empty bins" not in (output / "fit.log").read_text()  # the embedded templates are sound

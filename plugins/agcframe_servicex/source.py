@@ -24,8 +24,10 @@ from servicex import Delivery, General, OutputFormat, Sample, ServiceXSpec, data
 from servicex.minio_adapter import _sanitize_filename
 
 from agcframe.cache import cache_directory
-from agcframe.data import Dataset, WorkItem, file_work_items
-from agcframe.inputs import open_tree
+from agcframe.data import Dataset, FileEntry, WorkItem, file_work_items
+from agcframe.errors import InputError
+from agcframe import analysis as agc
+from agcframe.inputs import checked_entries, open_tree
 
 from .delivery import connect, deliver
 from .query import analysis_query
@@ -61,6 +63,9 @@ class ServiceXSource:
         )
 
     def plan(self, datasets: Sequence[Dataset], chunksize: int) -> list[WorkItem]:
+        for ds in datasets:
+            for entry in ds.files:
+                self._check_original(entry)
         spec = self.spec(datasets)
         delivered = deliver(spec, self.backend, show_progress=sys.stderr.isatty())
         items = []
@@ -77,6 +82,22 @@ class ServiceXSource:
                     )
                 )
         return items
+
+    def _check_original(self, entry: FileEntry) -> None:
+        """A local original whose metadata disagrees with itself or the fileset is an error before it is transformed.
+
+        ServiceX rewrites the files, so the processor never sees the original's
+        metadata. Remote originals are ServiceX's to read (this client may not
+        be able to), and one that cannot be opened is reported by its transform.
+        """
+        if "://" in entry.path:
+            return
+        try:
+            with open_tree(entry.path, self.treename):
+                pass
+        except InputError:
+            return
+        checked_entries(entry.path, self.treename, agc.BRANCHES, entry.nevts)
 
     def _count_inputs(self, ds: Dataset, outputs: Sequence[str]) -> None:
         self._delivered["files_in"] += len(ds.files)

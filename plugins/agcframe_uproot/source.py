@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 
 from agcframe.data import Dataset, WorkItem, file_work_items
-from agcframe.inputs import open_tree
+from agcframe.inputs import checked_entries
 
 __all__ = ["UprootSource"]
 
@@ -22,8 +22,7 @@ class UprootSource:
         items = []
         for dataset in datasets:
             for file_index, entry in enumerate(dataset.files):
-                with open_tree(entry.path, self.treename) as tree:
-                    num_entries = tree.num_entries
+                num_entries = checked_entries(entry.path, self.treename, nevts=entry.nevts)
                 size = os.path.getsize(entry.path) if "://" not in entry.path else None
                 items.extend(
                     file_work_items(dataset, entry.path, file_index, num_entries, chunksize, treename=self.treename, size_bytes=size)

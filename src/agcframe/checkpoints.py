@@ -8,6 +8,7 @@ that matches can be reused; anything that changed gives a new key.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -26,6 +27,8 @@ __all__ = ["CheckpointStore", "checkpoint_directory"]
 
 log = logging.getLogger(__name__)
 
+DIGEST_BYTES = hashlib.sha256().digest_size
+
 
 def checkpoint_directory(output: str | Path) -> Path:
     """Where the checkpoints of a run writing to ``output`` live: a hidden sibling of it."""
@@ -38,7 +41,10 @@ def _digest(document: Mapping[str, Any]) -> str:
 
 
 class CheckpointStore:
-    """Partial results of work items, one pickle per item, written atomically.
+    """Partial results of work items, one pickle per item behind its SHA-256, written atomically.
+
+    A checkpoint whose bytes do not match their digest (truncated, or damaged
+    on disk) is ignored with a warning and its chunk computed again: it is never merged.
 
     Parameters
     ----------
@@ -52,6 +58,7 @@ class CheckpointStore:
     def __init__(self, directory: Path, analysis: Mapping[str, Any]) -> None:
         self.directory = directory
         self._analysis = _digest(analysis)
+        self._full = False
 
     def _path(self, item: WorkItem) -> Path:
         key = _digest(
@@ -68,10 +75,20 @@ class CheckpointStore:
     def save(self, item: WorkItem, partial: Any) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         target = self._path(item)
+        payload = pickle.dumps(partial, protocol=pickle.HIGHEST_PROTOCOL)
+        if self._full:
+            return
         handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
-        with os.fdopen(handle, "wb") as file:
-            pickle.dump(partial, file, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(temporary, target)
+        try:
+            with os.fdopen(handle, "wb") as file:
+                file.write(hashlib.sha256(payload).digest() + payload)
+            os.replace(temporary, target)
+        except OSError as exc:
+            Path(temporary).unlink(missing_ok=True)
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            self._full = True  # checkpoints only save work: the run goes on without them
+            log.warning("no space left for checkpoints in %s: the run continues without them", self.directory)
 
     def load(self, item: WorkItem) -> Any | None:
         """The saved partial of ``item``, or ``None`` if there is none (or it is unreadable)."""
@@ -79,8 +96,11 @@ class CheckpointStore:
         if not path.exists():
             return None
         try:
-            with path.open("rb") as file:
-                return pickle.load(file)
+            content = path.read_bytes()
+            digest, payload = content[:DIGEST_BYTES], content[DIGEST_BYTES:]
+            if hashlib.sha256(payload).digest() != digest:
+                raise ValueError("its content does not match its SHA-256: truncated or damaged")
+            return pickle.loads(payload)
         except Exception as exc:  # a damaged checkpoint is recomputed, never trusted
             log.warning("ignoring unreadable checkpoint %s (%s); recomputing %s", path, exc, item.describe())
             return None

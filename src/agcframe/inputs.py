@@ -14,7 +14,7 @@ import uproot
 
 from .errors import InputError, describe_exception
 
-__all__ = ["bytes_read", "file_identity", "isal_inflate", "open_tree", "require_branches"]
+__all__ = ["bytes_read", "checked_entries", "file_identity", "isal_inflate", "open_tree", "require_branches"]
 
 #: trees kept open per process: a run of up to this many files opens each once, for planning
 #: and processing (a generated file opens in 4 ms, a real NanoAOD one in 150 ms with 11 MB of metadata)
@@ -90,9 +90,15 @@ def _open_tree(path: str, treename: str, identity: tuple[int, int] | None) -> An
         raise InputError(f"input file {path} is truncated ({identity[0]:,} of {file.file.fEND:,} bytes); copy or produce it again")
     try:
         tree = file[treename]
-    except Exception:
+    except Exception as exc:
+        present = treename in file.keys(cycle=False)
         keys = ", ".join(file.keys()) or "none"
         file.close()
+        if present:
+            raise InputError(
+                f"input file {path}: its '{treename}' tree cannot be read ({describe_exception(exc)}); "
+                "the file is corrupt: copy or produce it again"
+            ) from None
         raise InputError(f"input file {path} has no '{treename}' tree (keys: {keys})") from None
     if not isinstance(tree, uproot.TTree):
         file.close()
@@ -100,8 +106,32 @@ def _open_tree(path: str, treename: str, identity: tuple[int, int] | None) -> An
     return tree
 
 
+def checked_entries(path: str, treename: str, branches: Sequence[str] = (), nevts: int | None = None) -> int:
+    """Entries of ``path``'s tree, checked against ``branches`` (:func:`require_branches`) and the fileset's ``nevts``.
+
+    A file cannot hold more entries than the events the fileset says it stands
+    for; more is an :class:`InputError` naming both numbers. Metadata only.
+    """
+    with open_tree(path, treename) as tree:
+        require_branches(tree, path, branches)
+        entries = int(tree.num_entries)
+    if nevts is not None and entries > nevts:
+        raise InputError(
+            f"input file {path} has {entries:,} entries but the fileset says it stands for "
+            f"{nevts:,} events; the file or the fileset is wrong: check which"
+        )
+    return entries
+
+
 def require_branches(tree: Any, path: str, branches: Sequence[str]) -> None:
-    """Raise :class:`InputError` naming the first branch of ``branches`` missing from ``tree``."""
+    """Check that ``tree`` has ``branches`` and that their entry counts agree with the tree's.
+
+    Raises :class:`InputError` naming the first missing branch, or the first
+    branch whose own entry count or last basket boundary differs from the
+    tree's entry count: the tree's count is stored without a checksum, and one
+    flipped bit of it would otherwise cut the events read, silently. Metadata
+    only: no basket is read.
+    """
     missing = [name for name in branches if name not in tree]
     if missing:
         raise InputError(
@@ -109,6 +139,15 @@ def require_branches(tree: Any, path: str, branches: Sequence[str]) -> None:
             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
             + "; agcframe needs NanoAOD files with the AGC branches"
         )
+    entries = tree.num_entries
+    for name in branches:
+        branch = tree[name]
+        held = branch.num_entries if branch.num_entries != entries else int(branch.entry_offsets[-1])
+        if held != entries:
+            raise InputError(
+                f"input file {path}: its '{tree.name}' tree says {entries:,} entries but branch {name} holds {held:,}; "
+                "the file's metadata is corrupt: copy or produce it again"
+            )
 
 
 @contextmanager

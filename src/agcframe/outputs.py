@@ -1,7 +1,15 @@
-"""Atomic outputs: a run writes into a staging directory that replaces the outputs only on success."""
+"""Outputs: held by one run at a time, written atomically, and holding exactly one run.
+
+A run holds its output (a lock beside it) from start to end; it writes into a
+staging directory whose entries replace the output's only on success; and the
+files an earlier run wrote there that this run does not write are removed, so
+``provenance.json`` describes every file beside it.
+"""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import shutil
@@ -11,7 +19,61 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["staged_outputs", "write_json"]
+from .errors import AgcframeError, ConfigError
+
+__all__ = ["MANIFEST", "held_output", "staged_outputs", "write_json"]
+
+#: the names a run wrote into its output directory; the next run removes those it does not write
+MANIFEST = ".agcframe-outputs.json"
+
+
+@contextmanager
+def held_output(path: str | Path, *, directory: bool = True) -> Iterator[Path]:
+    """Hold ``path`` (a run's output directory, or a file) for this process until the block ends.
+
+    Fails at once, before any work, with one line when ``path`` is a file where
+    a directory is meant, or when another live process holds it (its PID is
+    named). The lock is ``fcntl.flock`` on a hidden sibling file holding the
+    PID: the kernel releases it when its process ends, however it ends, so no
+    lock outlives a dead run; the file is removed when the block ends.
+    """
+    path = Path(path)
+    if directory and path.exists() and not path.is_dir():
+        raise ConfigError(f"output {path} is a file; --output names a directory to write the run into")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.parent / f".{path.name}.lock"
+    with _locked(lock, path) as handle:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield path
+        finally:
+            lock.unlink(missing_ok=True)  # still holding it: a waiting run then finds the file gone and makes its own
+
+
+@contextmanager
+def _locked(lock: Path, path: Path) -> Iterator[Any]:
+    """The open, exclusively locked lock file; retried when the holder removed the file it locked meanwhile."""
+    while True:
+        with open(lock, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                raise ConfigError(
+                    f"output {path} is being written by another agcframe run (PID {holder}); "
+                    "wait for it to end or choose another --output"
+                ) from None
+            try:
+                current = os.stat(lock).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(handle.fileno()).st_ino:
+                yield handle
+                return
 
 
 @contextmanager
@@ -26,15 +88,46 @@ def staged_outputs(directory: str | Path) -> Iterator[Path]:
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.staging-", dir=directory.parent))
     try:
-        yield staging
+        try:
+            yield staging
+            written = sorted(entry.name for entry in staging.iterdir())
+            write_json(staging / MANIFEST, {"written": written})
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise AgcframeError(
+                    f"no space left on the device of {directory} while writing the outputs; "
+                    f"{directory} is as it was: free space and run again"
+                ) from None
+            raise
         directory.mkdir(exist_ok=True)
-        for entry in sorted(staging.iterdir()):
-            target = directory / entry.name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            os.replace(entry, target)
+        earlier = _written_by_earlier_run(directory)
+        for name in [*written, MANIFEST]:
+            _replace(staging / name, directory / name)
+        for name in sorted(earlier - set(written)):
+            _remove(directory / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _written_by_earlier_run(directory: Path) -> set[str]:
+    try:
+        names = json.loads((directory / MANIFEST).read_text())["written"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()  # no earlier agcframe run, or its manifest is unreadable: leave everything
+    return {name for name in names if isinstance(name, str) and "/" not in name and name not in ("", ".", "..")}
+
+
+def _replace(entry: Path, target: Path) -> None:
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    os.replace(entry, target)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 def write_json(path: Path, document: Any) -> None:

@@ -28,7 +28,7 @@ from .errors import AgcframeError, InputError, PluginError
 from .fileset import load_fileset, select_datasets
 from .defaults import DEFAULT_EVENTS_PER_FILE, DEFAULT_SEED
 from .checkpoints import CheckpointStore, checkpoint_directory
-from .outputs import staged_outputs, write_json
+from .outputs import held_output, staged_outputs, write_json
 from .partials import PartialResult, merged_inputs, read_partial, write_partial
 from .fitlog import fit_log
 from .histogram_file import load_histograms
@@ -125,8 +125,13 @@ def run(
         Draw a progress bar on the terminal.
     """
     config = config or RunConfig()
+    with held_output(config.output):  # fails at once if another run writes there, or it is a file
+        return _run(config, manager or PluginManager(), show_progress)
+
+
+def _run(config: RunConfig, manager: PluginManager, show_progress: bool) -> RunResult:
     slots = (*PROCESSING_SLOTS, "inference") if config.fit else PROCESSING_SLOTS  # the inference plugin starts before processing, to fail early
-    selected, backends = _backends(config, manager or PluginManager(), slots)
+    selected, backends = _backends(config, manager, slots)
     fileset_path, datasets = _datasets(config)
 
     started = time.perf_counter()
@@ -255,7 +260,8 @@ def process_file(
         show_progress=show_progress,
     )  # fmt: skip
     partial = PartialResult(selected["histogrammer"].spec.name, processed.result, _inputs(processed))
-    write_partial(partial, output)
+    with held_output(output, directory=False):
+        write_partial(partial, output)
     store.clear()
     return partial
 
@@ -291,7 +297,13 @@ def write_merged(
     if merged.result is None:
         raise InputError("the partial results hold no events; nothing to write")
     histograms = Path(histograms)
-    histograms.parent.mkdir(parents=True, exist_ok=True)
+    with held_output(histograms, directory=False):
+        return _write_merged(registered, merged, histogrammer, paths, histograms)
+
+
+def _write_merged(
+    registered: RegisteredSpec, merged: Any, histogrammer: Any, paths: Sequence[str | Path], histograms: Path
+) -> list[str]:
     tmp = histograms.with_name(f".{histograms.name}.tmp")
     names = histogrammer.write(merged.result, tmp)
     os.replace(tmp, histograms)
@@ -426,7 +438,7 @@ def fit(
     plugin_options = plugin_options or {}
     selected = _select(manager, {"inference": inference}, plugin_options)
     backend = _instantiate(selected["inference"], plugin_options)
-    with staged_outputs(output) as staging, showing_progress(show_progress):
+    with held_output(output), staged_outputs(output) as staging, showing_progress(show_progress):
         return _fit(
             backend, selected["inference"], histograms, staging, options or FitOptions(ranking=True), plots=plots
         )
