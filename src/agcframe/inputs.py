@@ -14,11 +14,16 @@ import uproot
 
 from .errors import InputError, describe_exception
 
-__all__ = ["bytes_read", "checked_entries", "file_identity", "isal_inflate", "open_tree", "require_branches"]
+__all__ = ["REMOTE_TIMEOUT_ENV", "bytes_read", "checked_entries", "file_identity", "isal_inflate", "open_tree", "require_branches"]
 
 #: trees kept open per process: a run of up to this many files opens each once, for planning
 #: and processing (a generated file opens in 4 ms, a real NanoAOD one in 150 ms with 11 MB of metadata)
 OPEN_TREES = 16
+
+#: seconds a remote server (``root://``, ``https://``) may take to answer before a read fails;
+#: the environment variable sets it for the run's processes and its local workers
+REMOTE_TIMEOUT_ENV = "AGCFRAME_REMOTE_TIMEOUT_S"
+DEFAULT_REMOTE_TIMEOUT_S = 30.0
 
 _lock = threading.Lock()
 _bytes_read = 0
@@ -77,10 +82,16 @@ def file_identity(path: str) -> tuple[int, int] | None:
 def _open_tree(path: str, treename: str, identity: tuple[int, int] | None) -> Any:
     if identity is not None and identity[0] == 0:
         raise InputError(f"input file {path} is empty (0 bytes); produce or copy it again")
+    # chunks are read once; a cache only holds memory
+    options: dict[str, Any] = {"handler": uproot.source.file.MemmapSource} if identity is not None else {"timeout": remote_timeout()}
     try:
-        # chunks are read once; a cache only holds memory
-        file = uproot.open(path, array_cache=None, **({} if identity is None else {"handler": uproot.source.file.MemmapSource}))
+        file = uproot.open(path, array_cache=None, **options)
     except Exception as exc:
+        if _is_timeout(exc):
+            raise InputError(
+                f"input file {path}: its server did not answer within {options['timeout']:g} s "
+                f"({describe_exception(exc)}); check the server, or set {REMOTE_TIMEOUT_ENV} for a slower one"
+            ) from exc
         raise InputError(
             f"input file {path} cannot be opened as ROOT ({describe_exception(exc)}); "
             "it may be truncated or not a ROOT file"
@@ -121,6 +132,23 @@ def checked_entries(path: str, treename: str, branches: Sequence[str] = (), nevt
             f"{nevts:,} events; the file or the fileset is wrong: check which"
         )
     return entries
+
+
+def remote_timeout() -> float:
+    """Seconds a remote server may take to answer: ``AGCFRAME_REMOTE_TIMEOUT_S``, else 30."""
+    value = os.environ.get(REMOTE_TIMEOUT_ENV, "")
+    try:
+        seconds = float(value) if value else DEFAULT_REMOTE_TIMEOUT_S
+    except ValueError:
+        raise InputError(f"{REMOTE_TIMEOUT_ENV}={value!r} is not a number of seconds") from None
+    if seconds <= 0:
+        raise InputError(f"{REMOTE_TIMEOUT_ENV}={value!r} must be a positive number of seconds")
+    return seconds
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    """A timeout of any of the libraries under uproot (socket, asyncio, aiohttp, fsspec)."""
+    return isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__
 
 
 def require_branches(tree: Any, path: str, branches: Sequence[str]) -> None:

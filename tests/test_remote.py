@@ -1,0 +1,78 @@
+"""Remote inputs whose server is down or does not answer: one line within a bounded time, never a hang."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from test_cli import agcframe_cli
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A loopback server that accepts connections and never answers (an overloaded or wedged server)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        server.close()
+        for connection in accepted:
+            connection.close()
+
+
+def _remote_fileset(tmp_path: Path, url: str) -> Path:
+    fileset = tmp_path / "fileset.json"
+    fileset.write_text(json.dumps({"ttbar": {"nominal": {"files": [{"path": f"{url}/ttbar.root", "nevts": 1000}]}}}))
+    return fileset
+
+
+def test_a_server_that_does_not_answer_is_an_error_within_the_timeout(silent_server: str, tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = agcframe_cli(
+        "run", "--no-fit", "--fileset", str(_remote_fileset(tmp_path, silent_server)), "--output", str(tmp_path / "out"),
+        env={"AGCFRAME_REMOTE_TIMEOUT_S": "2"},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert f"input file {silent_server}/ttbar.root: its server did not answer within 2 s" in result.stderr
+    assert "set AGCFRAME_REMOTE_TIMEOUT_S for a slower one" in result.stderr
+    assert time.monotonic() - started < 60
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_server_that_is_down_is_an_error_at_once(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    started = time.monotonic()
+    result = agcframe_cli("run", "--no-fit", "--fileset", str(_remote_fileset(tmp_path, url)), "--output", str(tmp_path / "out"))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert f"input file {url}/ttbar.root cannot be opened as ROOT" in result.stderr
+    assert time.monotonic() - started < 60
+
+
+def test_a_wrong_timeout_setting_is_one_line(silent_server: str, tmp_path: Path) -> None:
+    result = agcframe_cli(
+        "run", "--no-fit", "--fileset", str(_remote_fileset(tmp_path, silent_server)), "--output", str(tmp_path / "out"),
+        env={"AGCFRAME_REMOTE_TIMEOUT_S": "soon"},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "AGCFRAME_REMOTE_TIMEOUT_S='soon' is not a number of seconds" in result.stderr
