@@ -1,4 +1,4 @@
-"""Write requirements.lock: agcframe's runtime dependencies, pinned to the versions installed here.
+"""Write requirements.lock: agcframe's runtime dependencies (with the ``xrootd`` extra), pinned to the versions installed here.
 
     python containers/make_lock.py > containers/requirements.lock
 
@@ -15,10 +15,14 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 
-def closure(distribution: str) -> dict[str, str]:
-    """Every distribution ``distribution`` needs at run time (extras followed), with its installed version."""
+#: extras of agcframe the image carries: root:// inputs at facilities
+IMAGE_EXTRAS = frozenset({"xrootd"})
+
+
+def closure(distribution: str, extras: frozenset[str] = frozenset()) -> dict[str, str]:
+    """Every distribution ``distribution`` with ``extras`` needs at run time (extras followed), with its installed version."""
     pinned: dict[str, str] = {}
-    pending = [(distribution, frozenset[str]())]
+    pending = [(distribution, extras)]
     seen: set[tuple[str, frozenset[str]]] = set()
     while pending:
         name, extras = pending.pop()
@@ -38,7 +42,7 @@ def closure(distribution: str) -> dict[str, str]:
 
 def main() -> None:
     print(f"# agcframe's runtime dependencies as installed by python {sys.version.split()[0]}; made by containers/make_lock.py")
-    for name, version in sorted(closure("agcframe").items()):
+    for name, version in sorted(closure("agcframe", IMAGE_EXTRAS).items()):
         print(f"{name}=={version}")
 
 

@@ -44,15 +44,19 @@ def _remote_fileset(tmp_path: Path, url: str) -> Path:
     return fileset
 
 
-def test_a_server_that_does_not_answer_is_an_error_within_the_timeout(silent_server: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("scheme", ["http", "root"])
+def test_a_server_that_does_not_answer_is_an_error_within_the_timeout(silent_server: str, tmp_path: Path, scheme: str) -> None:
+    if scheme == "root":
+        pytest.importorskip("fsspec_xrootd", reason="the XRootD client is not installed; pip install 'agcframe[xrootd]'")
+    url = silent_server.replace("http://", f"{scheme}://")
     started = time.monotonic()
     result = agcframe_cli(
-        "run", "--no-fit", "--fileset", str(_remote_fileset(tmp_path, silent_server)), "--output", str(tmp_path / "out"),
+        "run", "--no-fit", "--fileset", str(_remote_fileset(tmp_path, url)), "--output", str(tmp_path / "out"),
         env={"AGCFRAME_REMOTE_TIMEOUT_S": "2"},
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1, result.stderr
-    assert f"input file {silent_server}/ttbar.root: its server did not answer within 2 s" in result.stderr
+    assert f"input file {url}/ttbar.root: its server did not answer within 2 s" in result.stderr
     assert "set AGCFRAME_REMOTE_TIMEOUT_S for a slower one" in result.stderr
     assert time.monotonic() - started < 60
     assert not (tmp_path / "out").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import mmap
 import os
 import threading
@@ -23,7 +24,7 @@ OPEN_TREES = 16
 #: seconds a remote server (``root://``, ``https://``) may take to answer before a read fails;
 #: the environment variable sets it for the run's processes and its local workers
 REMOTE_TIMEOUT_ENV = "AGCFRAME_REMOTE_TIMEOUT_S"
-DEFAULT_REMOTE_TIMEOUT_S = 30.0
+DEFAULT_REMOTE_TIMEOUT_S = 30
 
 _lock = threading.Lock()
 _bytes_read = 0
@@ -134,21 +135,24 @@ def checked_entries(path: str, treename: str, branches: Sequence[str] = (), nevt
     return entries
 
 
-def remote_timeout() -> float:
-    """Seconds a remote server may take to answer: ``AGCFRAME_REMOTE_TIMEOUT_S``, else 30."""
+def remote_timeout() -> int:
+    """Whole seconds a remote server may take to answer: ``AGCFRAME_REMOTE_TIMEOUT_S`` rounded up, else 30.
+
+    Whole, because the XRootD client takes only whole seconds.
+    """
     value = os.environ.get(REMOTE_TIMEOUT_ENV, "")
     try:
         seconds = float(value) if value else DEFAULT_REMOTE_TIMEOUT_S
     except ValueError:
         raise InputError(f"{REMOTE_TIMEOUT_ENV}={value!r} is not a number of seconds") from None
-    if seconds <= 0:
+    if not seconds > 0:
         raise InputError(f"{REMOTE_TIMEOUT_ENV}={value!r} must be a positive number of seconds")
-    return seconds
+    return math.ceil(seconds)
 
 
 def _is_timeout(exc: BaseException) -> bool:
-    """A timeout of any of the libraries under uproot (socket, asyncio, aiohttp, fsspec)."""
-    return isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__
+    """A timeout of any of the libraries under uproot (socket, asyncio, aiohttp, fsspec; XRootD's "Operation expired")."""
+    return isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__ or "Operation expired" in str(exc)
 
 
 def require_branches(tree: Any, path: str, branches: Sequence[str]) -> None:
