@@ -17,7 +17,7 @@ import uproot
 
 import agcframe
 from agcframe import RunConfig
-from agcframe.checkpoints import CheckpointStore
+from agcframe.checkpoints import CheckpointStore, checkpoint_directory
 from agcframe.data import WorkItem
 from test_cli import agcframe_cli
 
@@ -223,3 +223,19 @@ def test_two_runs_at_once_into_one_directory(small_fileset: Path, tmp_path: Path
     assert first.returncode == 0, stderr
     assert json.loads((output / "provenance.json").read_text())["fileset"] == str(default_fileset())
     assert len(uproot.open(output / "histograms.root").keys(cycle=False)) == 124
+
+
+def test_a_process_file_job_holds_its_output_for_its_life(small_fileset: Path, tmp_path: Path) -> None:
+    partial = tmp_path / "ttbar_0.pkl"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(partial)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        result = agcframe_cli(
+            "process-file", "--fileset", str(small_fileset), "--process", "ttbar", "--file-index", "0", "--output", str(partial)
+        )  # fmt: skip
+        assert result.returncode == 2
+        assert f"output {partial} is being written by another agcframe run (PID {holder.pid})" in result.stderr
+        assert not partial.exists() and not checkpoint_directory(partial).exists()  # stopped before processing
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()

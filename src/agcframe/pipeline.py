@@ -241,7 +241,14 @@ def process_file(
     whole selection (``config.n_files_max``), and merging the partial files of
     all files (:func:`write_merged`) gives the histograms of :func:`run`, bit for bit.
     """
-    selected, backends = _backends(config, manager or PluginManager(), PROCESSING_SLOTS)
+    with held_output(output, directory=False):  # for the job's life, as run holds its directory
+        return _process_file(config, process, variation, file_index, Path(output), manager or PluginManager(), show_progress)
+
+
+def _process_file(
+    config: RunConfig, process: str, variation: str, file_index: int, output: Path, manager: PluginManager, show_progress: bool
+) -> PartialResult:
+    selected, backends = _backends(config, manager, PROCESSING_SLOTS)
     fileset_path, datasets = _datasets(config)
     dataset = next((d for d in datasets if (d.process, d.variation) == (process, variation)), None)
     if dataset is None:
@@ -260,8 +267,7 @@ def process_file(
         show_progress=show_progress,
     )  # fmt: skip
     partial = PartialResult(selected["histogrammer"].spec.name, processed.result, _inputs(processed))
-    with held_output(output, directory=False):
-        write_partial(partial, output)
+    write_partial(partial, output)
     store.clear()
     return partial
 
