@@ -24,6 +24,14 @@ def agcframe_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None
     )  # fmt: skip
 
 
+def agcframe_process(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start ``python -m agcframe ARGS`` with text pipes for its output; ``env`` as for :func:`agcframe_cli`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "agcframe", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
 def test_version() -> None:
     result = agcframe_cli("--version")
     assert result.returncode == 0

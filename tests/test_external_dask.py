@@ -2,7 +2,9 @@
 
 The README's facility recipe is what this test does: agcframe connects with
 ``--dask-scheduler-address`` and gets the histograms of the iterative executor,
-bit for bit, also when one worker is killed in the middle of the run.
+bit for bit, also when one worker is killed in the middle of the run; from
+local files and from ``root://`` URLs of a real XRootD origin (the workers
+read over the network, as at a facility).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pytest
 from agcframe.checkpoints import checkpoint_directory
 from histograms import assert_bit_identical
 from test_cli import agcframe_cli
+from xrootd_servers import origin_config, provisioned_xrootd, remote_fileset, served_copy, xrootd
 
 
 
@@ -82,8 +85,22 @@ def _worker_processes(nannies: list[subprocess.Popen[bytes]]) -> list[psutil.Pro
     return [child for nanny in nannies for child in psutil.Process(nanny.pid).children(recursive=True) if "resource_tracker" not in " ".join(child.cmdline())]
 
 
+@pytest.fixture(params=["local", "root"])
+def inputs(request: pytest.FixtureRequest, small_fileset: Path, tmp_path: Path) -> Iterator[Path]:
+    """The small dataset's fileset: local paths, or ``root://`` URLs of a real XRootD origin serving a copy."""
+    if request.param == "local":
+        yield small_fileset
+        return
+    reason = provisioned_xrootd()
+    if reason is not None:
+        pytest.skip(reason)
+    with served_copy(small_fileset.parent) as served:
+        with xrootd(served, "agcframe-origin", origin_config(served / "data")) as origin:
+            yield remote_fileset(f"root://127.0.0.1:{origin.port}", served / "data", tmp_path)
+
+
 def test_agcframe_on_an_external_cluster_survives_a_killed_worker(
-    external_cluster: tuple[str, list[subprocess.Popen[bytes]]], small_fileset: Path, tmp_path: Path
+    external_cluster: tuple[str, list[subprocess.Popen[bytes]]], inputs: Path, small_fileset: Path, tmp_path: Path
 ) -> None:
     address, nannies = external_cluster
     expected = agcframe_cli("run", "--no-fit", "--fileset", str(small_fileset), "--chunksize", "250", "--output", str(tmp_path / "iterative"))
@@ -103,7 +120,7 @@ def test_agcframe_on_an_external_cluster_survives_a_killed_worker(
     killer = threading.Thread(target=kill_one_worker, daemon=True)
     killer.start()
     result = agcframe_cli(
-        "run", "--no-fit", "--fileset", str(small_fileset), "--chunksize", "250", "--workers", "2",
+        "run", "--no-fit", "--fileset", str(inputs), "--chunksize", "250", "--workers", "2",
         "--plugin", "executor=dask", "--dask-scheduler-address", address, "--output", str(output),
     )  # fmt: skip
     killer.join(timeout=10)
@@ -111,4 +128,6 @@ def test_agcframe_on_an_external_cluster_survives_a_killed_worker(
     assert killed, "no worker was killed"
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["chunks_computed"] == metrics["chunks"] > 10 and metrics["planning_workers"] == 2
+    read = [entry["path"] for entry in json.loads((output / "provenance.json").read_text())["inputs"]]
+    assert all(path.startswith("root://127.0.0.1:") == (inputs != small_fileset) for path in read)
     assert_bit_identical(tmp_path / "iterative" / "histograms.root", output / "histograms.root")

@@ -1,24 +1,16 @@
-"""A real XRootD origin and an XCache on loopback: ``root://`` inputs give the local run's histograms, bit for bit.
+"""A real XRootD origin and an XCache on loopback: ``root://`` and ``http://`` inputs give the local run's histograms, bit for bit.
 
-The server is Debian's ``xrootd-server``. Where it is not installed, it is
-installed only on CI (``CI=true``) or with ``AGCFRAME_PROVISION_XROOTD=1``
-(root and apt-get), as the container test provisions Docker; elsewhere the
-test is skipped with one line saying so. The client is the ``xrootd`` wheel
-with ``fsspec-xrootd`` (``pip install agcframe[xrootd]``).
+The servers are started by :mod:`xrootd_servers` (Debian's ``xrootd-server``,
+provisioned on CI) and stopped by their PIDs.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,107 +18,42 @@ import pytest
 
 import agcframe
 from agcframe import RunConfig
+from agcframe.checkpoints import checkpoint_directory
 from histograms import assert_bit_identical
-
-
-def _provisioned_xrootd() -> str | None:
-    """Why the origin cannot run here, or ``None`` when ``xrootd`` is (now) installed."""
-    if shutil.which("xrootd") is None:
-        if os.environ.get("CI") != "true" and os.environ.get("AGCFRAME_PROVISION_XROOTD") != "1":
-            return "no xrootd server installed; set AGCFRAME_PROVISION_XROOTD=1 (root, Debian) to install xrootd-server"
-        if os.geteuid() != 0 or shutil.which("apt-get") is None:
-            return "installing xrootd-server needs root and apt-get"
-        environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True, env=environment, timeout=600)
-        subprocess.run(["apt-get", "install", "-y", "-q", "xrootd-server"], check=True, capture_output=True, env=environment, timeout=600)
-    try:
-        import fsspec_xrootd  # noqa: F401
-        import XRootD  # noqa: F401
-    except ImportError:
-        return "the XRootD client is not installed; pip install 'agcframe[xrootd]'"
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def _xrootd(directory: Path, name: str, config: str) -> Iterator[int]:
-    """An ``xrootd`` server with ``config`` (plus its port) on a free loopback port; stopped by its PID at the end."""
-    port = _free_port()
-    (directory / f"{name}.cfg").write_text(f"{config}xrd.port {port}\n")
-    pidfile = directory / f"{name}.pid"
-    command = ["xrootd", "-c", str(directory / f"{name}.cfg"), "-l", str(directory / f"{name}.log"), "-b", "-s", str(pidfile), "-n", name]
-    if os.geteuid() == 0:
-        command += ["-R", "nobody"]  # xrootd will not run as root
-    subprocess.run(command, check=True, capture_output=True, timeout=60)
-    deadline = time.monotonic() + 30
-    while True:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0 and pidfile.is_file():
-                break
-        if time.monotonic() > deadline:
-            pytest.fail(f"xrootd {name} did not start listening on port {port}")
-        time.sleep(0.1)
-    try:
-        yield port
-    finally:
-        pid = int(pidfile.read_text().split()[0])
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(100):
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        else:
-            os.kill(pid, signal.SIGKILL)
+from test_cli import agcframe_cli, agcframe_process
+from xrootd_servers import (
+    cache_config,
+    free_port,
+    origin_config,
+    provisioned_xrootd,
+    remote_fileset,
+    served_copy,
+    start_xrootd,
+    stop_pid,
+    xrootd,
+)
 
 
 @pytest.fixture(scope="module")
-def servers(small_fileset: Path) -> Iterator[dict[str, object]]:
+def servers(small_fileset: Path) -> Iterator[dict[str, Any]]:
     """An origin serving a copy of the small dataset over root:// and HTTP, and an XCache (xrootd's proxy file cache) in front of it."""
-    reason = _provisioned_xrootd()
+    reason = provisioned_xrootd()
     if reason is not None:
         pytest.skip(reason)
-    served = Path(tempfile.mkdtemp(prefix="agcframe-xrootd-", dir="/tmp"))  # readable by the servers' user
-    try:
-        shutil.copytree(small_fileset.parent, served / "data")
-        (served / "xcache-storage").mkdir()
-        for path in [served, *served.rglob("*")]:
-            path.chmod(0o777 if path.is_dir() else 0o666)
-        http_port = _free_port()  # the origin also speaks HTTP (XrdHttp), with range requests
-        origin = f"all.export /\noss.localroot {served / 'data'}\nxrd.protocol http:{http_port} libXrdHttp.so\n"
-        with _xrootd(served, "agcframe-origin", origin) as origin_port:
-            cache = (
-                f"all.export /\nofs.osslib libXrdPss.so\npss.cachelib libXrdPfc.so\npss.origin 127.0.0.1:{origin_port}\n"
-                f"oss.localroot {served / 'xcache-storage'}\npfc.diskusage 0.90 0.95\n"
-            )
-            with _xrootd(served, "agcframe-xcache", cache) as cache_port:
+    with served_copy(small_fileset.parent) as served:
+        storage = served / "xcache-storage"
+        storage.mkdir(mode=0o777)
+        storage.chmod(0o777)
+        http_port = free_port()
+        with xrootd(served, "agcframe-origin", origin_config(served / "data", http_port)) as origin:
+            with xrootd(served, "agcframe-xcache", cache_config(origin.port, storage)) as cache:
                 yield {
-                    "origin": f"root://127.0.0.1:{origin_port}",
-                    "xcache": f"root://127.0.0.1:{cache_port}",
+                    "origin": f"root://127.0.0.1:{origin.port}",
+                    "xcache": f"root://127.0.0.1:{cache.port}",
                     "http": f"http://127.0.0.1:{http_port}",
                     "data": served / "data",
-                    "storage": served / "xcache-storage",
+                    "storage": storage,
                 }
-    finally:
-        shutil.rmtree(served, ignore_errors=True)
-
-
-def _remote_fileset(url: str, data: Path, tmp_path: Path) -> Path:
-    """The small dataset's fileset with its files at ``url``."""
-    document = json.loads((data / "fileset.json").read_text())
-    for variations in document.values():
-        for sample in variations.values():
-            for entry in sample["files"]:
-                entry["path"] = f"{url}//{entry['path']}"
-    fileset = tmp_path / f"remote-{url.rsplit(':', 1)[1]}.json"
-    fileset.write_text(json.dumps(document))
-    return fileset
 
 
 @pytest.mark.parametrize("processor", ["numba", "coffea"])
@@ -136,7 +63,7 @@ def test_root_urls_give_the_local_histograms(servers: dict[str, Any], tmp_path: 
     data = servers["data"]
     local = agcframe.run(RunConfig(fileset=str(data / "fileset.json"), output=str(tmp_path / "local"), fit=False, plugins=plugins))
     for server in ("origin", "xcache", "http"):
-        fileset = _remote_fileset(servers[server], data, tmp_path)
+        fileset = remote_fileset(servers[server], data, tmp_path)
         remote = agcframe.run(RunConfig(fileset=str(fileset), output=str(tmp_path / server), fit=False, plugins=plugins))
         assert all(entry["path"].startswith(servers[server]) for entry in remote.provenance["inputs"])
         assert remote.metrics["events"] == local.metrics["events"] > 0
@@ -144,3 +71,48 @@ def test_root_urls_give_the_local_histograms(servers: dict[str, Any], tmp_path: 
     cached = sorted(path.name for path in servers["storage"].rglob("*.root"))
     assert cached == sorted(path.name for path in data.glob("*.root"))  # the cache's disk holds what it served
     assert len(list(servers["storage"].rglob("*.root.cinfo"))) == len(cached)
+
+
+@pytest.mark.parametrize("restarted", [True, False], ids=["restarted", "stays-down"])
+def test_an_origin_killed_mid_run(small_fileset: Path, tmp_path: Path, restarted: bool) -> None:
+    """The origin SIGKILLed while chunks are read: retried chunks give the local histograms once it is back
+    (restarted on its port 3 s later); if it stays down, one line names the file and the server, and nothing is written."""
+    reason = provisioned_xrootd()
+    if reason is not None:
+        pytest.skip(reason)
+    expected = agcframe_cli("run", "--no-fit", "--fileset", str(small_fileset), "--chunksize", "500", "--output", str(tmp_path / "local"))
+    assert expected.returncode == 0, expected.stderr
+    with served_copy(small_fileset.parent) as served:
+        origin = start_xrootd(served, "agcframe-origin", origin_config(served / "data"))
+        try:
+            url = f"root://127.0.0.1:{origin.port}"
+            fileset = remote_fileset(url, served / "data", tmp_path)
+            output = tmp_path / "remote"
+            command = ["run", "--no-fit", "--fileset", str(fileset), "--chunksize", "500", "--output", str(output)]
+            run = agcframe_process(*command, env={"AGCFRAME_REMOTE_TIMEOUT_S": "5"})
+            checkpoints = checkpoint_directory(output)
+            deadline = time.monotonic() + 120
+            while not (checkpoints.is_dir() and len(list(checkpoints.glob("*.pkl"))) >= 10):
+                assert run.poll() is None and time.monotonic() < deadline, "the run ended before the origin was killed"
+                time.sleep(0.02)
+            os.kill(origin.pid, signal.SIGKILL)
+            if restarted:
+                time.sleep(3)
+                origin = start_xrootd(served, "agcframe-origin", origin_config(served / "data"), port=origin.port)
+            stdout, stderr = run.communicate(timeout=300)
+        finally:
+            if origin.pidfile.is_file():
+                stop_pid(origin.pid)
+    if restarted:  # the XRootD client's own recovery or agcframe's retries of the chunk, whichever came first
+        assert run.returncode == 0, stderr
+        metrics = json.loads((output / "metrics.json").read_text())
+        assert metrics["chunks_computed"] == metrics["chunks"] == 84
+        assert_bit_identical(tmp_path / "local" / "histograms.root", output / "histograms.root")
+    else:
+        assert run.returncode == 2 and "retrying" in stderr
+        error = [line for line in stderr.splitlines() if line.startswith("agcframe: error:")]
+        assert len(error) == 1 and stderr.endswith(error[0] + "\n"), stderr
+        # the server named, the file named (with its chunk if the last try read from a handle still open), the tries, what to do
+        assert f"{url}//" in error[0] and (f"from {url} (" in error[0] or f"check that {url} is up" in error[0])
+        assert ("4 tries" in error[0] or "failed 4 times" in error[0]) and "--resume" in error[0]
+        assert not (output / "histograms.root").exists()

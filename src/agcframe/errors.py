@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["AgcframeError", "ConfigError", "InputError", "PluginError", "describe_exception"]
+__all__ = ["AgcframeError", "ConfigError", "InputError", "PluginError", "ServerError", "describe_exception"]
 
 
 class AgcframeError(Exception):
@@ -21,6 +21,13 @@ class ConfigError(AgcframeError):
 
 class InputError(AgcframeError):
     """An input file or fileset cannot be used (missing, unreadable, malformed)."""
+
+
+class ServerError(InputError):
+    """The server of a remote input file (``root://``, ``https://``) cannot be reached or did not answer.
+
+    Unlike other input errors it may pass: a chunk that meets it is retried.
+    """
 
 
 class PluginError(AgcframeError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import mmap
 import os
@@ -13,9 +14,20 @@ from typing import Any
 
 import uproot
 
-from .errors import InputError, describe_exception
+from .errors import InputError, ServerError, describe_exception
 
-__all__ = ["REMOTE_TIMEOUT_ENV", "bytes_read", "checked_entries", "file_identity", "isal_inflate", "open_tree", "require_branches"]
+__all__ = [
+    "REMOTE_TIMEOUT_ENV",
+    "bytes_read",
+    "checked_entries",
+    "file_identity",
+    "forget_open_trees",
+    "forget_remote_file",
+    "isal_inflate",
+    "open_tree",
+    "require_branches",
+    "server_of",
+]
 
 #: trees kept open per process: a run of up to this many files opens each once, for planning
 #: and processing (a generated file opens in 4 ms, a real NanoAOD one in 150 ms with 11 MB of metadata)
@@ -25,6 +37,13 @@ OPEN_TREES = 16
 #: the environment variable sets it for the run's processes and its local workers
 REMOTE_TIMEOUT_ENV = "AGCFRAME_REMOTE_TIMEOUT_S"
 DEFAULT_REMOTE_TIMEOUT_S = 30
+
+log = logging.getLogger(__name__)
+
+#: the XRootD client's settings agcframe changes (environment variables of the client, which override them):
+#: it checks timeouts every second, not every 15 s, and after a failed connection tries again within 2 s,
+#: not 120 s, so a restarted server is used again at the next retry of a chunk
+XROOTD_CLIENT_DEFAULTS = {"XRD_TIMEOUTRESOLUTION": "1", "XRD_CONNECTIONWINDOW": "2"}
 
 _lock = threading.Lock()
 _bytes_read = 0
@@ -84,15 +103,17 @@ def _open_tree(path: str, treename: str, identity: tuple[int, int] | None) -> An
     if identity is not None and identity[0] == 0:
         raise InputError(f"input file {path} is empty (0 bytes); produce or copy it again")
     # chunks are read once; a cache only holds memory
-    options: dict[str, Any] = {"handler": uproot.source.file.MemmapSource} if identity is not None else {"timeout": remote_timeout()}
+    if identity is not None:
+        options: dict[str, Any] = {"handler": uproot.source.file.MemmapSource}
+    else:
+        options = _remote_options()
+        for name, value in XROOTD_CLIENT_DEFAULTS.items():  # read when the client starts; the user's settings win
+            os.environ.setdefault(name, value)
     try:
         file = uproot.open(path, array_cache=None, **options)
     except Exception as exc:
-        if _is_timeout(exc):
-            raise InputError(
-                f"input file {path}: its server did not answer within {options['timeout']:g} s "
-                f"({describe_exception(exc)}); check the server, or set {REMOTE_TIMEOUT_ENV} for a slower one"
-            ) from exc
+        if identity is None and (isinstance(exc, OSError) or _is_timeout(exc)):
+            raise _server_error(path, exc) from exc
         raise InputError(
             f"input file {path} cannot be opened as ROOT ({describe_exception(exc)}); "
             "it may be truncated or not a ROOT file"
@@ -133,6 +154,56 @@ def checked_entries(path: str, treename: str, branches: Sequence[str] = (), nevt
             f"{nevts:,} events; the file or the fileset is wrong: check which"
         )
     return entries
+
+
+def server_of(path: str) -> str:
+    """``scheme://host:port`` of a URL, for messages."""
+    scheme, _, rest = path.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
+def _server_error(path: str, exc: BaseException) -> ServerError:
+    if _is_timeout(exc):
+        return ServerError(
+            f"input file {path}: its server did not answer within {remote_timeout():g} s "
+            f"({describe_exception(exc)}); check the server, or set {REMOTE_TIMEOUT_ENV} for a slower one"
+        )
+    return ServerError(
+        f"input file {path} cannot be read from {server_of(path)} ({describe_exception(exc)}); "
+        "check that the server is up and serves the file"
+    )
+
+
+def forget_open_trees() -> None:
+    """Forget the trees this process keeps open: the next :func:`open_tree` of each file reads its metadata again."""
+    _open_tree.cache_clear()
+
+
+def forget_remote_file(path: str) -> None:
+    """Drop what this process holds open of the remote file ``path``, so that its next read opens it afresh.
+
+    After a server restarts, an open handle stays broken: fsspec-xrootd keeps
+    its XRootD file handles in a cache of its filesystem, so the handle is
+    closed and removed from there too (errors of closing a broken handle are
+    ignored).
+    """
+    forget_open_trees()  # per-path removal is not offered; other files reopen when next read
+    if not path.startswith("root://"):
+        return
+    import fsspec
+
+    filesystem, stripped = fsspec.core.url_to_fs(path, **_remote_options())  # the instance uproot opened it with
+    handles = getattr(filesystem, "_readonly_filehandle_cache", None)
+    if handles is not None:
+        try:
+            handles.close(filesystem.unstrip_protocol(stripped), 1)
+        except Exception:  # the handle of a dead connection cannot close cleanly; it is gone from the cache
+            log.debug("closing the broken XRootD handle of %s failed", path, exc_info=True)
+
+
+def _remote_options() -> dict[str, Any]:
+    """uproot's options for a remote file (uproot hands ``timeout`` on to fsspec, whose filesystems it keys)."""
+    return {"timeout": remote_timeout()}
 
 
 def remote_timeout() -> int:

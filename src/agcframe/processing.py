@@ -9,26 +9,37 @@ merging the partial results in a fixed (item) order.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import logging
 import resource
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .checkpoints import CheckpointStore
 from .data import Dataset, WorkItem
-from .errors import AgcframeError, InputError, PluginError, describe_exception
-from .inputs import bytes_read
+from .errors import AgcframeError, InputError, PluginError, ServerError, describe_exception
+from .inputs import bytes_read, forget_remote_file, server_of
 from .reduce import tree_reduce
 from .specs import Executor, Histogrammer, Processor, Source
 
 __all__ = ["ChunkCost", "ChunkFailure", "ChunkOutcome", "ChunkTask", "Processed", "SkippedInput", "plan", "plan_file", "process"]
+
+#: remote files opened at once while planning in one process (each open waits on its server)
+REMOTE_PLANNING_THREADS = 16
+
+#: seconds before each retry of a chunk of a remote file (a restarting server has about 7 s)
+REMOTE_RETRY_DELAYS_S = (1.0, 2.0, 4.0)
+
+#: chunks of remote files read ahead (in flight at once) in a process that is told what comes next
+READ_AHEAD_CHUNKS = 2
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +114,11 @@ class ChunkTask:
 
     A chunk that raises is tried again up to ``retries`` times (an
     :class:`AgcframeError`, such as a missing branch, is not: it fails the same
-    way every time). If it still fails, the error names the file and entry
-    range; with ``keep_going`` a :class:`ChunkFailure` is returned instead.
+    way every time). A chunk of a remote file whose read failed, or whose
+    server could not be reached (:class:`ServerError`), is tried again after
+    :data:`REMOTE_RETRY_DELAYS_S` (its server may be restarting), with the file
+    opened afresh. If it still fails, the error names the file and entry range;
+    with ``keep_going`` a :class:`ChunkFailure` is returned instead.
     """
 
     processor: Processor
@@ -112,14 +126,34 @@ class ChunkTask:
     seed: int
     retries: int = 0
     keep_going: bool = False
+    #: how many of the next items an executor should tell :meth:`prefetch` about
+    read_ahead: ClassVar[int] = READ_AHEAD_CHUNKS
+
+    def prefetch(self, item: WorkItem | None) -> None:
+        """Start reading ``item`` in a background thread of this process if its file is remote.
+
+        An executor that knows which item this process runs next calls it
+        before running the current one, so the next chunk's round trips to its
+        server overlap this chunk's computing; it calls ``prefetch(None)`` when
+        it stops, which drops what was read ahead and not used. Local files are
+        not read ahead: their read is computing (decompression), not waiting.
+        """
+        if item is None:
+            for ahead in _read_ahead.values():
+                ahead.cancel()
+            _read_ahead.clear()
+        elif "://" in item.path and item not in _read_ahead:
+            _read_ahead[item] = _read_ahead_thread().submit(self.processor.read, item)
 
     def __call__(self, item: WorkItem) -> ChunkOutcome | ChunkFailure:
         attempts = 0
+        remote = "://" in item.path
+        ahead = _read_ahead.pop(item, None)
         while True:
             attempts += 1
             try:
                 started, bytes_before = time.perf_counter(), bytes_read()
-                data = self.processor.read(item)
+                data = ahead.result() if ahead is not None and attempts == 1 else self.processor.read(item)
                 read = time.perf_counter()
                 fills = self.processor.compute(item, data, self.seed)
                 computed = time.perf_counter()
@@ -127,18 +161,33 @@ class ChunkTask:
                 cost = ChunkCost(read - started, computed - read, time.perf_counter() - computed, bytes_read() - bytes_before)
                 return ChunkOutcome(partial, cost, _peak_memory_bytes())
             except Exception as exc:
-                final = isinstance(exc, AgcframeError) or attempts > self.retries
-                if not final:
+                passing = isinstance(exc, ServerError) or not isinstance(exc, AgcframeError)
+                if passing and attempts <= self.retries:
                     log.warning("retrying %s (attempt %d failed: %s)", item.describe(), attempts, describe_exception(exc))
+                    if remote:
+                        forget_remote_file(item.path)
+                        time.sleep(REMOTE_RETRY_DELAYS_S[min(attempts, len(REMOTE_RETRY_DELAYS_S)) - 1])
                     continue
                 if self.keep_going:
                     return ChunkFailure(item, describe_exception(exc), attempts)
+                if isinstance(exc, ServerError) and attempts > 1:
+                    raise ServerError(f"{exc} ({attempts} tries; once it is back, agcframe run --resume continues)") from exc
                 if isinstance(exc, AgcframeError):
                     raise
+                hint = f"check that {server_of(item.path)} is up, then run again with --resume" if remote else "fix or remove the file"
                 raise PluginError(
                     f"processing {item.describe()} failed {attempts} times: {describe_exception(exc)}; "
-                    "fix or remove the file, or pass --skip-bad-files to finish without it"
+                    f"{hint}, or pass --skip-bad-files to finish without it"
                 ) from exc
+
+
+#: reads started by :meth:`ChunkTask.prefetch` in this process, by item
+_read_ahead: dict[WorkItem, Future[Any]] = {}
+
+
+@functools.cache
+def _read_ahead_thread() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=READ_AHEAD_CHUNKS, thread_name_prefix="agcframe-read-ahead")
 
 
 @dataclass(frozen=True)
@@ -186,17 +235,24 @@ def plan(
     A source whose ``plans_files_apart`` is true is planned a file at a time on
     the executor's workers when there are several (as coffea's preprocessing
     does): each file's metadata is then read on a worker, in parallel, and stays
-    open in that worker's process for its chunks. The items are the same
-    whatever the number of workers.
+    open in that worker's process for its chunks. Remote files (URLs) planned in
+    this process are opened by :data:`REMOTE_PLANNING_THREADS` threads at once:
+    opening one is a few round trips to its server, which threads wait out
+    together. The items are the same whatever the number of workers or threads.
     """
     files = [(dataset, file_index) for dataset in datasets for file_index in range(len(dataset.files))]
-    parallel = executor is not None and workers > 1 and len(files) > 1 and getattr(source, "plans_files_apart", False)
-    if not parallel and not skip_bad_files:
+    apart = getattr(source, "plans_files_apart", False) and len(files) > 1
+    parallel = apart and executor is not None and workers > 1
+    threaded = apart and not parallel and any("://" in dataset.files[index].path for dataset, index in files)
+    if not (parallel or threaded or skip_bad_files):
         return Planned(source.plan(datasets, chunksize), [], 1)
     task = PlanTask(source, chunksize, keep_going=skip_bad_files)
     if parallel:
         assert executor is not None
         outcomes = dict(executor.run(task, files, workers=workers))
+    elif threaded:
+        with ThreadPoolExecutor(max_workers=REMOTE_PLANNING_THREADS, thread_name_prefix="agcframe-planning") as threads:
+            outcomes = dict(enumerate(threads.map(task, files)))
     else:
         outcomes = {position: task(target) for position, target in enumerate(files)}
     items: list[WorkItem] = []
