@@ -23,6 +23,7 @@ from agcframe.pipeline import default_fileset
 from agcframe.plugin_manager import PluginManager
 from agcframe.specs import ProcessorSpec
 from histograms import assert_bit_identical
+from test_cli import agcframe_cli
 
 
 def _run(fileset: Path, output: Path, **settings: object) -> agcframe.RunResult:
@@ -208,3 +209,11 @@ def test_ctrl_c_says_how_to_resume_and_resume_explains_unmatched_checkpoints(sma
     assert resumed.returncode == 0, resumed.stderr
     message = " ".join(resumed.stderr.split())
     assert "match no chunk of this run: they were made with another chunk size" in message
+
+
+def test_a_local_dask_cluster_keeps_its_logs_off_the_terminal(small_fileset: Path, tmp_path: Path) -> None:
+    """distributed sets its loggers' levels when it is imported, which the command line does only for a dask run."""
+    result = agcframe_cli("run", "--no-fit", "--plugin", "executor=dask", "--workers", "2", "--fileset", str(small_fileset), "--output", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("processed ") and result.stdout.count("\n") == 1
+    assert [line.split()[:2] for line in result.stderr.splitlines()] == [["INFO", "dask:"]], result.stderr  # agcframe's one line: where the dashboard is

@@ -116,3 +116,35 @@ def test_an_origin_killed_mid_run(small_fileset: Path, tmp_path: Path, restarted
         assert f"{url}//" in error[0] and (f"from {url} (" in error[0] or f"check that {url} is up" in error[0])
         assert ("4 tries" in error[0] or "failed 4 times" in error[0]) and "--resume" in error[0]
         assert not (output / "histograms.root").exists()
+
+
+def test_a_remote_coffea_run_prints_only_its_summary(servers: dict[str, Any], tmp_path: Path) -> None:
+    """Chunks of remote files are read ahead in threads: NanoAODSchema's notes stay off the terminal there too."""
+    fileset = remote_fileset(servers["origin"], servers["data"], tmp_path)
+    result = agcframe_cli("run", "--no-fit", "--plugin", "processor=coffea", "--fileset", str(fileset), "--output", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "" and result.stdout.count("\n") == 1 and result.stdout.startswith("processed "), result.stdout + result.stderr
+
+
+def test_a_second_run_is_served_by_the_cache_alone(small_fileset: Path, tmp_path: Path) -> None:
+    """The XCache keeps what it served: with the origin stopped after the first run, the second run through it
+    still gives the local histograms, bit for bit, and the cache's disk did not grow."""
+    reason = provisioned_xrootd()
+    if reason is not None:
+        pytest.skip(reason)
+    local = agcframe.run(RunConfig(fileset=str(small_fileset), output=str(tmp_path / "local"), fit=False))
+    with served_copy(small_fileset.parent) as served:
+        storage = served / "xcache-storage"
+        storage.mkdir()
+        storage.chmod(0o777)
+        with xrootd(served, "agcframe-xcache-origin", origin_config(served / "data")) as origin:
+            with xrootd(served, "agcframe-xcache", cache_config(origin.port, storage)) as cache:
+                fileset = remote_fileset(f"root://127.0.0.1:{cache.port}", served / "data", tmp_path)
+                agcframe.run(RunConfig(fileset=str(fileset), output=str(tmp_path / "first"), fit=False))
+                cached = {path: path.stat().st_size for path in storage.rglob("*.root")}
+                stop_pid(origin.pid)
+                second = agcframe.run(RunConfig(fileset=str(fileset), output=str(tmp_path / "second"), fit=False))
+                assert {path: path.stat().st_size for path in storage.rglob("*.root")} == cached
+    assert len(cached) == len(list(small_fileset.parent.glob("*.root")))
+    assert second.metrics["events"] == local.metrics["events"]
+    assert_bit_identical(local.output / "histograms.root", second.output / "histograms.root")

@@ -18,6 +18,11 @@ REQUIRED_BRANCHES = agc.BRANCHES
 #: read in bulk before the selection: the branches it uses and the counters NanoAODSchema builds offsets from
 PRELOADED_BRANCHES = (*agc.SELECTION_BRANCHES, "nElectron", "nMuon", "nJet")
 
+# NanoAODSchema's notes on collections a file lacks (generated files hold the AGC's branches only);
+# filters for the whole process, since ``warnings.catch_warnings`` is not thread-safe and chunks are read ahead in threads
+warnings.filterwarnings("ignore", message="Missing cross-reference index", category=RuntimeWarning, module="coffea")
+warnings.filterwarnings("ignore", message="Branch .* already exists", category=RuntimeWarning, module="coffea")
+
 
 class CoffeaProcessor:
     """The AGC reference processor, chunk by chunk, with coffea NanoEvents."""
@@ -29,19 +34,16 @@ class CoffeaProcessor:
 
         with open_tree(item.path, item.treename) as tree:
             require_branches(tree, item.path, REQUIRED_BRANCHES)
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Missing cross-reference index", category=RuntimeWarning)
-                warnings.filterwarnings("ignore", message="Branch .* already exists", category=RuntimeWarning)
-                factory = NanoEventsFactory.from_root(
-                    tree.file.root_directory,
-                    treepath=tree.object_path,
-                    entry_start=item.entry_start,
-                    entry_stop=item.entry_stop,
-                    schemaclass=NanoAODSchema,
-                    mode="virtual",
-                    preload=PRELOADED_BRANCHES,
-                )
-                return factory.events()
+            factory = NanoEventsFactory.from_root(
+                tree.file.root_directory,
+                treepath=tree.object_path,
+                entry_start=item.entry_start,
+                entry_stop=item.entry_stop,
+                schemaclass=NanoAODSchema,
+                mode="virtual",
+                preload=PRELOADED_BRANCHES,
+            )
+            return factory.events()
 
     @staticmethod
     def compute(item: WorkItem, events: ak.Array, seed: int) -> list[Fill]:

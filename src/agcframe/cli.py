@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -120,6 +121,8 @@ def main(debug: bool) -> None:
     )
     for noisy in ("pyhf", "cabinetry", "numba", "fsspec", "asyncio", "distributed"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
+    if not debug:  # distributed sets its loggers' levels from dask's configuration when it is imported, later
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 
 
 def _fit_options(command: F) -> F:
