@@ -1,0 +1,188 @@
+"""The AGC's ML stage, per event: jet–parton assignments, their 20 features, the BDT's choice.
+
+In the 4j2b region every assignment of an event's selected jets (the first
+:data:`MAX_N_JETS`, in stored order) to the partons of a semileptonic ttbar
+decay (W jet 1, W jet 2, b of the hadronic top, b of the leptonic top) is
+scored by the AGC's BDT (:mod:`agcframe.bdt`; even events by the model trained
+on odd ones and the reverse), and the features of the best-scoring assignment
+(the first on ties, as ``np.argmax``) are the ML observables.
+
+The permutations are the AGC's (``utils/ml.py::get_permutations_dict``): the
+ordered 4-tuples of distinct jets in lexicographic order, of which each pair
+that differs only by swapping the W jets keeps its later member. Features are
+computed in float64 from the float32 inputs and rounded to float32, which is
+what the BDT reads and what is histogrammed. ΔR is sqrt(Δη² + Δφ²) without
+wrapping Δφ, as the AGC computes it.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+
+import numba
+import numpy as np
+
+from .bdt import Forest, agc_model, score_row
+
+__all__ = ["FEATURES", "MAX_N_JETS", "best_assignments", "permutations"]
+
+#: jets an event's assignments are drawn from (the first ones, in stored order)
+MAX_N_JETS = 6
+
+#: the 20 features, in the BDT's order, with their histogram binning (25 bins from low to high)
+FEATURES: dict[str, tuple[float, float]] = {
+    "deltar_leptonbtoplep": (0, 6),
+    "deltar_w1w2": (0, 6),
+    "deltar_w1btophad": (0, 6),
+    "deltar_w2btophad": (0, 6),
+    "mass_leptonbtoplep": (50, 300),
+    "mass_w1w2": (50, 300),
+    "mass_w1w2btophad": (50, 550),
+    "pt_w1w2btophad": (50, 550),
+    "pt_w1": (25, 300),
+    "pt_w2": (25, 300),
+    "pt_btophad": (25, 300),
+    "pt_btoplep": (25, 300),
+    "btag_w1": (0, 1),
+    "btag_w2": (0, 1),
+    "btag_btophad": (0, 1),
+    "btag_btoplep": (0, 1),
+    "qgl_w1": (-1, 1),
+    "qgl_w2": (-1, 1),
+    "qgl_btophad": (-1, 1),
+    "qgl_btoplep": (-1, 1),
+}
+
+
+@functools.cache
+def permutations(n_jets: int) -> np.ndarray:
+    """The assignments ``(W1, W2, b_had, b_lep)`` of ``n_jets`` jets (4 to 6), shape (k, 4): 12, 60 or 180 rows."""
+    ordered = [p for p in itertools.product(range(n_jets), repeat=4) if len(set(p)) == 4]
+    seen: set[tuple[frozenset[int], int, int]] = set()
+    kept = []
+    for w1, w2, b_had, b_lep in ordered:
+        label = (frozenset((w1, w2)), b_had, b_lep)
+        if label in seen:  # the later of the two that differ by swapping the W jets
+            kept.append((w1, w2, b_had, b_lep))
+        seen.add(label)
+    return np.array(kept, dtype=np.int64)
+
+
+@functools.cache
+def _permutation_table() -> tuple[np.ndarray, np.ndarray]:
+    """All tables in one array, and where the table of n jets starts (index n) and ends (n + 1)."""
+    tables = [permutations(n) for n in range(4, MAX_N_JETS + 1)]
+    starts = np.zeros(MAX_N_JETS + 2, dtype=np.int64)
+    for n, table in zip(range(4, MAX_N_JETS + 1), tables):
+        starts[n + 1] = starts[n] + len(table)
+    return np.concatenate(tables), starts
+
+
+def best_assignments(
+    jet_offsets: np.ndarray,
+    jet_pt: np.ndarray,
+    jet_eta: np.ndarray,
+    jet_phi: np.ndarray,
+    jet_mass: np.ndarray,
+    jet_btag: np.ndarray,
+    jet_qgl: np.ndarray,
+    lepton: np.ndarray,
+    event: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The features, the assignment and the BDT score of each event's best assignment.
+
+    Parameters
+    ----------
+    jet_offsets, jet_*
+        The selected jets of each event as flat float32 arrays with offsets (an event has at least 4).
+    lepton
+        (events, 4) float32: pt, eta, phi and mass of each event's one selected lepton.
+    event
+        The events' numbers; even ones are scored by the model trained on odd events.
+
+    Returns
+    -------
+    features
+        (events, 20) float32, in the order of :data:`FEATURES`.
+    assignment
+        (events, 4) the jets chosen as W1, W2, b_had, b_lep (indices within the event).
+    score
+        (events,) float32, the best assignment's BDT score.
+    """
+    table, starts = _permutation_table()
+    even, odd = agc_model("odd"), agc_model("even")  # model_odd was trained on odd events: it scores even ones
+    return _best_assignments(
+        np.asarray(jet_offsets, np.int64), *(np.asarray(a, np.float32) for a in (jet_pt, jet_eta, jet_phi, jet_mass, jet_btag, jet_qgl)),
+        np.asarray(lepton, np.float32), np.asarray(event, np.int64), table, starts, *_forest_arrays(even), *_forest_arrays(odd),
+    )  # fmt: skip
+
+
+def _forest_arrays(forest: Forest) -> tuple[object, ...]:
+    return forest.roots, forest.left, forest.right, forest.feature, forest.threshold, forest.default_left, np.float32(forest.base_margin)
+
+
+@numba.njit(cache=True, nogil=True)
+def _delta_r(eta1, phi1, eta2, phi2):  # type: ignore[no-untyped-def]
+    """sqrt(Δη² + Δφ²), Δφ not wrapped (as the AGC)."""
+    return math.sqrt((np.float64(eta1) - np.float64(eta2)) ** 2 + (np.float64(phi1) - np.float64(phi2)) ** 2)
+
+
+@numba.njit(cache=True, nogil=True)
+def _mass_pt(px, py, pz, e):  # type: ignore[no-untyped-def]
+    m2 = e * e - px * px - py * py - pz * pz
+    return (math.sqrt(m2) if m2 > 0 else -math.sqrt(-m2)), math.sqrt(px * px + py * py)
+
+
+@numba.njit(cache=True, nogil=True)
+def _best_assignments(  # type: ignore[no-untyped-def]
+    jet_offsets, jet_pt, jet_eta, jet_phi, jet_mass, jet_btag, jet_qgl, lepton, event, table, starts,
+    e_roots, e_left, e_right, e_feature, e_threshold, e_default_left, e_base,
+    o_roots, o_left, o_right, o_feature, o_threshold, o_default_left, o_base,
+):  # fmt: skip
+    n_events = len(jet_offsets) - 1
+    best_features = np.zeros((n_events, 20), np.float32)
+    best_assignment = np.zeros((n_events, 4), np.int64)
+    best_score = np.zeros(n_events, np.float32)
+    row = np.empty(20, np.float32)
+    px, py, pz, en = np.empty(MAX_N_JETS), np.empty(MAX_N_JETS), np.empty(MAX_N_JETS), np.empty(MAX_N_JETS)
+    for i in range(n_events):
+        start = jet_offsets[i]
+        n = min(jet_offsets[i + 1] - start, MAX_N_JETS)
+        for j in range(n):
+            pt = np.float64(jet_pt[start + j])
+            px[j] = pt * math.cos(np.float64(jet_phi[start + j]))
+            py[j] = pt * math.sin(np.float64(jet_phi[start + j]))
+            pz[j] = pt * math.sinh(np.float64(jet_eta[start + j]))
+            en[j] = math.sqrt(px[j] ** 2 + py[j] ** 2 + pz[j] ** 2 + np.float64(jet_mass[start + j]) ** 2)
+        l_pt, l_eta, l_phi, l_mass = np.float64(lepton[i, 0]), np.float64(lepton[i, 1]), np.float64(lepton[i, 2]), np.float64(lepton[i, 3])
+        l_px, l_py, l_pz = l_pt * math.cos(l_phi), l_pt * math.sin(l_phi), l_pt * math.sinh(l_eta)
+        l_e = math.sqrt(l_px**2 + l_py**2 + l_pz**2 + l_mass**2)
+        even = event[i] % 2 == 0
+        best = np.float32(-1.0)
+        for p in range(starts[n], starts[n + 1]):
+            w1, w2, bh, bl = table[p, 0], table[p, 1], table[p, 2], table[p, 3]
+            a, b, h, k = start + w1, start + w2, start + bh, start + bl
+            row[0] = _delta_r(lepton[i, 1], lepton[i, 2], jet_eta[k], jet_phi[k])
+            row[1] = _delta_r(jet_eta[a], jet_phi[a], jet_eta[b], jet_phi[b])
+            row[2] = _delta_r(jet_eta[a], jet_phi[a], jet_eta[h], jet_phi[h])
+            row[3] = _delta_r(jet_eta[b], jet_phi[b], jet_eta[h], jet_phi[h])
+            row[4] = _mass_pt(l_px + px[bl], l_py + py[bl], l_pz + pz[bl], l_e + en[bl])[0]
+            row[5] = _mass_pt(px[w1] + px[w2], py[w1] + py[w2], pz[w1] + pz[w2], en[w1] + en[w2])[0]
+            mass, pt = _mass_pt(px[w1] + px[w2] + px[bh], py[w1] + py[w2] + py[bh], pz[w1] + pz[w2] + pz[bh], en[w1] + en[w2] + en[bh])
+            row[6] = mass
+            row[7] = pt
+            row[8], row[9], row[10], row[11] = jet_pt[a], jet_pt[b], jet_pt[h], jet_pt[k]
+            row[12], row[13], row[14], row[15] = jet_btag[a], jet_btag[b], jet_btag[h], jet_btag[k]
+            row[16], row[17], row[18], row[19] = jet_qgl[a], jet_qgl[b], jet_qgl[h], jet_qgl[k]
+            if even:
+                score = score_row(row, e_roots, e_left, e_right, e_feature, e_threshold, e_default_left, e_base)
+            else:
+                score = score_row(row, o_roots, o_left, o_right, o_feature, o_threshold, o_default_left, o_base)
+            if score > best:
+                best = score
+                best_features[i, :] = row
+                best_assignment[i, 0], best_assignment[i, 1], best_assignment[i, 2], best_assignment[i, 3] = w1, w2, bh, bl
+        best_score[i] = best
+    return best_features, best_assignment, best_score
