@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["Forest", "agc_model", "leaf_value", "load_forest", "predict_proba", "score_row"]
+__all__ = ["Forest", "agc_model", "load_forest", "predict_proba"]
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def predict_proba(forest: Forest, features: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def leaf_value(row, root, left, right, feature, threshold, default_left):  # type: ignore[no-untyped-def]
+def _leaf_value(row, root, left, right, feature, threshold, default_left):  # type: ignore[no-untyped-def]
     """The leaf of the tree at ``root`` that the feature ``row`` reaches, as XGBoost walks it."""
     node = root
     while left[node] >= 0:
@@ -116,21 +116,11 @@ def leaf_value(row, root, left, right, feature, threshold, default_left):  # typ
 
 
 @numba.njit(cache=True, nogil=True)
-def score_row(row, roots, left, right, feature, threshold, default_left, base_margin):  # type: ignore[no-untyped-def]
-    """One float32 feature row's probability (for compiled callers; the arrays are a :class:`Forest`'s)."""
-    margin = base_margin
-    for root in roots:
-        margin += leaf_value(row, root, left, right, feature, threshold, default_left)
-    one = np.float32(1.0)
-    return one / (one + np.exp(-margin))
-
-
-@numba.njit(cache=True, nogil=True)
 def _probabilities(values, roots, left, right, feature, threshold, default_left, base_margin):  # type: ignore[no-untyped-def]
     # tree by tree over all rows, so that a tree's nodes stay in cache; each row still sums its leaves in tree order
     margins = np.full(values.shape[0], base_margin, dtype=np.float32)
     for root in roots:
         for row in range(values.shape[0]):
-            margins[row] += leaf_value(values[row], root, left, right, feature, threshold, default_left)
+            margins[row] += _leaf_value(values[row], root, left, right, feature, threshold, default_left)
     one = np.float32(1.0)
     return one / (one + np.exp(-margins))

@@ -24,7 +24,7 @@ import math
 import numba
 import numpy as np
 
-from .bdt import Forest, agc_model, score_row
+from .bdt import agc_model, predict_proba
 
 __all__ = ["FEATURES", "MAX_N_JETS", "best_assignments", "permutations"]
 
@@ -112,15 +112,28 @@ def best_assignments(
         (events,) float32, the best assignment's BDT score.
     """
     table, starts = _permutation_table()
-    even, odd = agc_model("odd"), agc_model("even")  # model_odd was trained on odd events: it scores even ones
-    return _best_assignments(
-        np.asarray(jet_offsets, np.int64), *(np.asarray(a, np.float32) for a in (jet_pt, jet_eta, jet_phi, jet_mass, jet_btag, jet_qgl)),
-        np.asarray(lepton, np.float32), np.asarray(event, np.int64), table, starts, *_forest_arrays(even), *_forest_arrays(odd),
+    offsets = np.asarray(jet_offsets, np.int64)
+    rows, row_offsets = _assignment_features(
+        offsets, *(np.asarray(a, np.float32) for a in (jet_pt, jet_eta, jet_phi, jet_mass, jet_btag, jet_qgl)),
+        np.asarray(lepton, np.float32), table, starts,
     )  # fmt: skip
+    # all rows scored tree by tree (a tree's nodes stay in cache), each by the model of the other parity
+    even_rows = np.repeat(np.asarray(event, np.int64) % 2 == 0, np.diff(row_offsets))
+    scores = np.empty(len(rows), np.float32)
+    scores[even_rows] = predict_proba(agc_model("odd"), rows[even_rows])
+    scores[~even_rows] = predict_proba(agc_model("even"), rows[~even_rows])
+    best = _first_best(row_offsets, scores)
+    chosen = table[starts[np.minimum(np.diff(offsets), MAX_N_JETS)] + best - row_offsets[:-1]]
+    return rows[best], chosen, scores[best]
 
 
-def _forest_arrays(forest: Forest) -> tuple[object, ...]:
-    return forest.roots, forest.left, forest.right, forest.feature, forest.threshold, forest.default_left, np.float32(forest.base_margin)
+@numba.njit(cache=True, nogil=True)
+def _first_best(row_offsets, scores):  # type: ignore[no-untyped-def]
+    """The row of each event's highest score (the first on ties, as ``np.argmax``)."""
+    best = np.empty(len(row_offsets) - 1, np.int64)
+    for i in range(len(best)):
+        best[i] = row_offsets[i] + np.argmax(scores[row_offsets[i] : row_offsets[i + 1]])
+    return best
 
 
 @numba.njit(cache=True, nogil=True)
@@ -136,16 +149,14 @@ def _mass_pt(px, py, pz, e):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True, nogil=True)
-def _best_assignments(  # type: ignore[no-untyped-def]
-    jet_offsets, jet_pt, jet_eta, jet_phi, jet_mass, jet_btag, jet_qgl, lepton, event, table, starts,
-    e_roots, e_left, e_right, e_feature, e_threshold, e_default_left, e_base,
-    o_roots, o_left, o_right, o_feature, o_threshold, o_default_left, o_base,
-):  # fmt: skip
+def _assignment_features(jet_offsets, jet_pt, jet_eta, jet_phi, jet_mass, jet_btag, jet_qgl, lepton, table, starts):  # type: ignore[no-untyped-def]
+    """The feature rows of every assignment of every event, and where each event's rows start."""
     n_events = len(jet_offsets) - 1
-    best_features = np.zeros((n_events, 20), np.float32)
-    best_assignment = np.zeros((n_events, 4), np.int64)
-    best_score = np.zeros(n_events, np.float32)
-    row = np.empty(20, np.float32)
+    row_offsets = np.zeros(n_events + 1, np.int64)
+    for i in range(n_events):
+        n = min(jet_offsets[i + 1] - jet_offsets[i], MAX_N_JETS)
+        row_offsets[i + 1] = row_offsets[i] + starts[n + 1] - starts[n]
+    rows = np.empty((row_offsets[-1], 20), np.float32)
     px, py, pz, en = np.empty(MAX_N_JETS), np.empty(MAX_N_JETS), np.empty(MAX_N_JETS), np.empty(MAX_N_JETS)
     for i in range(n_events):
         start = jet_offsets[i]
@@ -159,11 +170,11 @@ def _best_assignments(  # type: ignore[no-untyped-def]
         l_pt, l_eta, l_phi, l_mass = np.float64(lepton[i, 0]), np.float64(lepton[i, 1]), np.float64(lepton[i, 2]), np.float64(lepton[i, 3])
         l_px, l_py, l_pz = l_pt * math.cos(l_phi), l_pt * math.sin(l_phi), l_pt * math.sinh(l_eta)
         l_e = math.sqrt(l_px**2 + l_py**2 + l_pz**2 + l_mass**2)
-        even = event[i] % 2 == 0
-        best = np.float32(-1.0)
+        r = row_offsets[i]
         for p in range(starts[n], starts[n + 1]):
             w1, w2, bh, bl = table[p, 0], table[p, 1], table[p, 2], table[p, 3]
             a, b, h, k = start + w1, start + w2, start + bh, start + bl
+            row = rows[r]
             row[0] = _delta_r(lepton[i, 1], lepton[i, 2], jet_eta[k], jet_phi[k])
             row[1] = _delta_r(jet_eta[a], jet_phi[a], jet_eta[b], jet_phi[b])
             row[2] = _delta_r(jet_eta[a], jet_phi[a], jet_eta[h], jet_phi[h])
@@ -176,13 +187,5 @@ def _best_assignments(  # type: ignore[no-untyped-def]
             row[8], row[9], row[10], row[11] = jet_pt[a], jet_pt[b], jet_pt[h], jet_pt[k]
             row[12], row[13], row[14], row[15] = jet_btag[a], jet_btag[b], jet_btag[h], jet_btag[k]
             row[16], row[17], row[18], row[19] = jet_qgl[a], jet_qgl[b], jet_qgl[h], jet_qgl[k]
-            if even:
-                score = score_row(row, e_roots, e_left, e_right, e_feature, e_threshold, e_default_left, e_base)
-            else:
-                score = score_row(row, o_roots, o_left, o_right, o_feature, o_threshold, o_default_left, o_base)
-            if score > best:
-                best = score
-                best_features[i, :] = row
-                best_assignment[i, 0], best_assignment[i, 1], best_assignment[i, 2], best_assignment[i, 3] = w1, w2, bh, bl
-        best_score[i] = best
-    return best_features, best_assignment, best_score
+            r += 1
+    return rows, row_offsets
