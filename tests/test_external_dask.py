@@ -25,7 +25,7 @@ import pytest
 from agcframe.checkpoints import checkpoint_directory
 from histograms import assert_bit_identical
 from test_cli import agcframe_cli
-from xrootd_servers import origin_config, provisioned_xrootd, remote_fileset, served_copy, xrootd
+from xrootd_servers import origin_config, remote_fileset, require_xrootd, served_copy, xrootd
 
 
 
@@ -91,9 +91,7 @@ def inputs(request: pytest.FixtureRequest, small_fileset: Path, tmp_path: Path) 
     if request.param == "local":
         yield small_fileset
         return
-    reason = provisioned_xrootd()
-    if reason is not None:
-        pytest.skip(reason)
+    require_xrootd()
     with served_copy(small_fileset.parent) as served:
         with xrootd(served, "agcframe-origin", origin_config(served / "data")) as origin:
             yield remote_fileset(f"root://127.0.0.1:{origin.port}", served / "data", tmp_path)

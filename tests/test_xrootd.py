@@ -25,8 +25,8 @@ from xrootd_servers import (
     cache_config,
     free_port,
     origin_config,
-    provisioned_xrootd,
     remote_fileset,
+    require_xrootd,
     served_copy,
     start_xrootd,
     stop_pid,
@@ -37,9 +37,7 @@ from xrootd_servers import (
 @pytest.fixture(scope="module")
 def servers(small_fileset: Path) -> Iterator[dict[str, Any]]:
     """An origin serving a copy of the small dataset over root:// and HTTP, and an XCache (xrootd's proxy file cache) in front of it."""
-    reason = provisioned_xrootd()
-    if reason is not None:
-        pytest.skip(reason)
+    require_xrootd()
     with served_copy(small_fileset.parent) as served:
         storage = served / "xcache-storage"
         storage.mkdir(mode=0o777)
@@ -77,9 +75,7 @@ def test_root_urls_give_the_local_histograms(servers: dict[str, Any], tmp_path: 
 def test_an_origin_killed_mid_run(small_fileset: Path, tmp_path: Path, restarted: bool) -> None:
     """The origin SIGKILLed while chunks are read: retried chunks give the local histograms once it is back
     (restarted on its port 3 s later); if it stays down, one line names the file and the server, and nothing is written."""
-    reason = provisioned_xrootd()
-    if reason is not None:
-        pytest.skip(reason)
+    require_xrootd()
     expected = agcframe_cli("run", "--no-fit", "--fileset", str(small_fileset), "--chunksize", "500", "--output", str(tmp_path / "local"))
     assert expected.returncode == 0, expected.stderr
     with served_copy(small_fileset.parent) as served:
@@ -129,9 +125,7 @@ def test_a_remote_coffea_run_prints_only_its_summary(servers: dict[str, Any], tm
 def test_a_second_run_is_served_by_the_cache_alone(small_fileset: Path, tmp_path: Path) -> None:
     """The XCache keeps what it served: with the origin stopped after the first run, the second run through it
     still gives the local histograms, bit for bit, and the cache's disk did not grow."""
-    reason = provisioned_xrootd()
-    if reason is not None:
-        pytest.skip(reason)
+    require_xrootd()
     local = agcframe.run(RunConfig(fileset=str(small_fileset), output=str(tmp_path / "local"), fit=False))
     with served_copy(small_fileset.parent) as served:
         storage = served / "xcache-storage"

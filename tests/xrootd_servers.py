@@ -48,6 +48,13 @@ def provisioned_xrootd() -> str | None:
     return None
 
 
+def require_xrootd() -> None:
+    """Skip the calling test, with the reason, where the XRootD server or client cannot be had."""
+    reason = provisioned_xrootd()
+    if reason is not None:
+        pytest.skip(reason)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

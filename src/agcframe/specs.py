@@ -113,7 +113,11 @@ class Executor(Protocol):
     The items are work items (processing) or ``(dataset, file index)`` pairs
     (planning). An executor may also define ``session(*, workers)``, a context
     manager inside which its ``run`` calls share one set of workers: the core
-    plans and processes a run inside one session.
+    plans and processes a run inside one session. An executor that knows which
+    items one process runs next may tell a task with a ``prefetch`` method
+    about its next ``task.read_ahead`` items before running the current one,
+    and call ``prefetch(None)`` when it stops (``iterative`` does; the chunk
+    task then reads chunks of remote files ahead).
     """
 
     def run(self, task: Callable[[Item], Result], items: Sequence[Item], *, workers: int) -> Iterator[tuple[int, Result]]:

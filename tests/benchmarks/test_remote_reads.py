@@ -27,7 +27,7 @@ from agcframe.fileset import load_fileset, select_datasets
 from agcframe.inputs import forget_open_trees, open_tree
 from agcframe_numba.processor import NumbaProcessor
 from agcframe_uproot.source import UprootSource
-from xrootd_servers import delay_proxy, origin_config, provisioned_xrootd, remote_fileset, served_copy, xrootd
+from xrootd_servers import delay_proxy, origin_config, remote_fileset, require_xrootd, served_copy, xrootd
 
 ROUND_TRIP_TIMES_MS = (0, 10, 50)
 
@@ -51,9 +51,7 @@ def _per_core_rate(metrics: dict[str, Any]) -> float:
 
 @pytest.fixture(scope="module")
 def origin(benchmark_fileset: Path) -> Iterator[tuple[int, Path]]:
-    reason = provisioned_xrootd()
-    if reason is not None:
-        pytest.skip(reason)
+    require_xrootd()
     with served_copy(benchmark_fileset.parent) as served:
         with xrootd(served, "agcframe-benchmark-origin", origin_config(served / "data")) as server:
             yield server.port, served
