@@ -28,6 +28,7 @@ from servicex.query_core import Query, ServiceXException
 from servicex.servicex_adapter import AuthorizationError, ServiceXAdapter
 from servicex.servicex_client import ServiceXClient
 
+from agcframe.data import is_remote
 from agcframe.errors import AgcframeError, InputError, describe_exception
 
 from .local import LocalObjectStore, LocalServiceX
@@ -186,7 +187,7 @@ def _inputs_changed_since_cached(query: Query) -> bool:
         return False
     submitted = record.submit_time.timestamp()
     files = query.transform_request.file_list or []
-    return any("://" not in path and os.path.exists(path) and os.path.getmtime(path) > submitted for path in files)
+    return any(not is_remote(path) and os.path.exists(path) and os.path.getmtime(path) > submitted for path in files)
 
 
 def _refused(backend: Backend, exc: AuthorizationError) -> ServiceXError:

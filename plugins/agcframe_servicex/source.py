@@ -24,7 +24,7 @@ from servicex import Delivery, General, OutputFormat, Sample, ServiceXSpec, data
 from servicex.minio_adapter import _sanitize_filename
 
 from agcframe.cache import cache_directory
-from agcframe.data import Dataset, FileEntry, WorkItem, file_work_items
+from agcframe.data import Dataset, FileEntry, WorkItem, file_work_items, is_remote
 from agcframe.errors import InputError
 from agcframe import analysis as agc
 from agcframe.inputs import checked_entries, open_tree
@@ -90,7 +90,7 @@ class ServiceXSource:
         metadata. Remote originals are ServiceX's to read (this client may not
         be able to), and one that cannot be opened is reported by its transform.
         """
-        if "://" in entry.path:
+        if is_remote(entry.path):
             return
         try:
             with open_tree(entry.path, self.treename):
@@ -102,8 +102,8 @@ class ServiceXSource:
     def _count_inputs(self, ds: Dataset, outputs: Sequence[str]) -> None:
         self._delivered["files_in"] += len(ds.files)
         self._delivered["files_delivered"] += len(outputs)
-        self._delivered["events_in"] += sum(entry.nevts if "://" in entry.path and entry.nevts is not None else _entries(entry.path) for entry in ds.files)
-        self._input_sizes.extend(os.path.getsize(entry.path) if "://" not in entry.path else None for entry in ds.files)
+        self._delivered["events_in"] += sum(entry.nevts if is_remote(entry.path) and entry.nevts is not None else _entries(entry.path) for entry in ds.files)
+        self._input_sizes.extend(None if is_remote(entry.path) else os.path.getsize(entry.path) for entry in ds.files)
         self._delivered["bytes_delivered"] += sum(os.path.getsize(path) for path in outputs)
 
     def delivery_metrics(self) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from agcframe.data import Dataset, WorkItem, file_work_items
+from agcframe.data import Dataset, WorkItem, file_work_items, is_remote
 from agcframe.inputs import checked_entries
 
 __all__ = ["UprootSource"]
@@ -23,7 +23,7 @@ class UprootSource:
         for dataset in datasets:
             for file_index, entry in enumerate(dataset.files):
                 num_entries = checked_entries(entry.path, self.treename, nevts=entry.nevts)
-                size = os.path.getsize(entry.path) if "://" not in entry.path else None
+                size = None if is_remote(entry.path) else os.path.getsize(entry.path)
                 items.extend(
                     file_work_items(dataset, entry.path, file_index, num_entries, chunksize, treename=self.treename, size_bytes=size)
                 )

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .data import WorkItem
+from .data import WorkItem, is_remote
 from .inputs import file_identity
 
 __all__ = ["CheckpointStore", "checkpoint_directory"]
@@ -63,7 +63,7 @@ class CheckpointStore:
     def _path(self, item: WorkItem) -> Path:
         key = _digest(
             {
-                "file": [item.path if "://" in item.path else os.path.abspath(item.path), file_identity(item.path)],
+                "file": [item.path if is_remote(item.path) else os.path.abspath(item.path), file_identity(item.path)],
                 "tree": item.treename,
                 "entries": [item.entry_start, item.entry_stop],
                 "sample": [item.process, item.variation, item.weight],

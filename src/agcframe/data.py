@@ -17,8 +17,13 @@ import numpy as np
 __all__ = [
     "Dataset", "FileEntry", "Fill", "FitOptions", "FitParameter", "FitResult", "FitStatus", "Impact", "Significance",
     "UpperLimit", "WorkItem",
-    "file_work_items",
+    "file_work_items", "is_remote",
 ]  # fmt: skip
+
+
+def is_remote(path: str) -> bool:
+    """Whether an input ``path`` is a URL (``root://``, ``https://``, ...) rather than a local file."""
+    return "://" in path
 
 
 @dataclass(frozen=True)

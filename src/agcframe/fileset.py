@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .analysis import CROSS_SECTIONS, sample_weight
-from .data import Dataset, FileEntry
+from .data import Dataset, FileEntry, is_remote
 from .errors import InputError
 from .outputs import write_json
 
@@ -59,7 +59,7 @@ def load_fileset(path: str | Path) -> dict[str, dict[str, dict[str, Any]]]:
 
 
 def _resolve(file_path: str, base: Path) -> str:
-    if "://" in file_path or Path(file_path).is_absolute():
+    if is_remote(file_path) or Path(file_path).is_absolute():
         return file_path
     return str(base / file_path)
 

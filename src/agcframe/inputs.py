@@ -14,6 +14,7 @@ from typing import Any
 
 import uproot
 
+from .data import is_remote
 from .errors import InputError, ServerError, describe_exception
 
 __all__ = [
@@ -66,7 +67,7 @@ def open_tree(path: str, treename: str = "Events") -> Iterator[Any]:
     resident memory follows the chunk, not the file.
     """
     global _bytes_read
-    if "://" not in path and not os.path.exists(path):
+    if not is_remote(path) and not os.path.exists(path):
         raise InputError(f"input file {path} does not exist; check the fileset paths")
     tree = _open_tree(path, treename, file_identity(path))
     source = tree.file.source
@@ -92,7 +93,7 @@ def bytes_read() -> int:
 
 def file_identity(path: str) -> tuple[int, int] | None:
     """``(size, modification time in ns)`` of a local file; ``None`` for a URL (no cheap identity)."""
-    if "://" in path:
+    if is_remote(path):
         return None
     stat = os.stat(path)
     return stat.st_size, stat.st_mtime_ns

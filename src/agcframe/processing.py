@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .checkpoints import CheckpointStore
-from .data import Dataset, WorkItem
+from .data import Dataset, WorkItem, is_remote
 from .errors import AgcframeError, InputError, PluginError, ServerError, describe_exception
 from .inputs import bytes_read, forget_remote_file, server_of
 from .reduce import tree_reduce
@@ -142,12 +142,12 @@ class ChunkTask:
             for ahead in _read_ahead.values():
                 ahead.cancel()
             _read_ahead.clear()
-        elif "://" in item.path and item not in _read_ahead:
+        elif is_remote(item.path) and item not in _read_ahead:
             _read_ahead[item] = _read_ahead_thread().submit(self.processor.read, item)
 
     def __call__(self, item: WorkItem) -> ChunkOutcome | ChunkFailure:
         attempts = 0
-        remote = "://" in item.path
+        remote = is_remote(item.path)
         ahead = _read_ahead.pop(item, None)
         while True:
             attempts += 1
@@ -243,7 +243,7 @@ def plan(
     files = [(dataset, file_index) for dataset in datasets for file_index in range(len(dataset.files))]
     apart = getattr(source, "plans_files_apart", False) and len(files) > 1
     parallel = apart and executor is not None and workers > 1
-    threaded = apart and not parallel and any("://" in dataset.files[index].path for dataset, index in files)
+    threaded = apart and not parallel and any(is_remote(dataset.files[index].path) for dataset, index in files)
     if not (parallel or threaded or skip_bad_files):
         return Planned(source.plan(datasets, chunksize), [], 1)
     task = PlanTask(source, chunksize, keep_going=skip_bad_files)
