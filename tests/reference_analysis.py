@@ -27,6 +27,22 @@ BRANCHES = [
 ]  # fmt: skip
 
 
+def selected_electrons(ev: dict) -> list[int]:
+    """Indices of the event's selected electrons."""
+    columns = zip(ev["Electron_pt"], ev["Electron_eta"], ev["Electron_cutBased"], ev["Electron_sip3d"])
+    return [i for i, (pt, eta, cb, sip) in enumerate(columns) if pt > 30 and abs(eta) < 2.1 and cb == 4 and sip < 4]
+
+
+def selected_muons(ev: dict) -> list[int]:
+    """Indices of the event's selected muons."""
+    columns = zip(ev["Muon_pt"], ev["Muon_eta"], ev["Muon_tightId"], ev["Muon_sip3d"], ev["Muon_pfRelIso04_all"])
+    return [i for i, (pt, eta, tight, sip, iso) in enumerate(columns) if pt > 30 and abs(eta) < 2.1 and tight and sip < 4 and iso < 0.15]
+
+
+def is_selected_jet(pt: float, eta: float, jet_id: int) -> bool:
+    return pt > 30 and abs(eta) < 2.4 and (jet_id & 4) != 0
+
+
 def bin_index(x: float) -> int:
     """0 = underflow, 1..25 = [50, 550) in 20 GeV bins, 26 = overflow."""
     if x < 50:
@@ -68,14 +84,7 @@ def reference_histograms(fileset_path: Path, seed: int) -> dict[str, np.ndarray]
                 path = Path(fileset_path).parent / entry["path"]
                 events = uproot.open(path)["Events"].arrays(BRANCHES, library="ak").to_list()
                 for ev in events:
-                    n_leptons = sum(
-                        1 for pt, eta, cb, sip in zip(ev["Electron_pt"], ev["Electron_eta"], ev["Electron_cutBased"], ev["Electron_sip3d"])
-                        if pt > 30 and abs(eta) < 2.1 and cb == 4 and sip < 4
-                    ) + sum(
-                        1 for pt, eta, tight, sip, iso in zip(ev["Muon_pt"], ev["Muon_eta"], ev["Muon_tightId"], ev["Muon_sip3d"], ev["Muon_pfRelIso04_all"])
-                        if pt > 30 and abs(eta) < 2.1 and tight and sip < 4 and iso < 0.15
-                    )
-                    if n_leptons != 1:
+                    if len(selected_electrons(ev)) + len(selected_muons(ev)) != 1:
                         continue
                     kinematic_variations = ["nominal", "pt_scale_up", "pt_res_up"] if variation == "nominal" else ["nominal"]
                     for kinematic in kinematic_variations:
@@ -88,7 +97,7 @@ def reference_histograms(fileset_path: Path, seed: int) -> dict[str, np.ndarray]
                             elif kinematic == "pt_res_up":
                                 factor = jet_pt_resolution_factors(seed, [ev["run"]], [ev["luminosityBlock"]], [ev["event"]], [index])[0]
                                 pt = float(np.float32(pt) * factor)
-                            if pt > 30 and abs(eta) < 2.4 and (jet_id & 4) != 0:
+                            if is_selected_jet(pt, eta, jet_id):
                                 jets.append({"pt": pt, "eta": eta, "phi": phi, "mass": mass, "btag": btag})
                         if len(jets) < 4:
                             continue

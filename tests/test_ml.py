@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import uproot
 
-from agcframe import analysis as agc
 from agcframe import ml
 from conftest import REAL_FILE
+from reference_analysis import is_selected_jet, selected_electrons, selected_muons
 
 xgboost = pytest.importorskip("xgboost", reason="xgboost is a test dependency (pip install -e '.[test]')")
 
@@ -42,40 +42,24 @@ def test_permutations_are_the_agcs(n: int, count: int) -> None:
 
 
 def _selected_4j2b_events(path: Path, limit: int, strict: bool = True) -> list[dict[str, object]]:
-    """Events of the nominal 4j2b selection with their selected jets and lepton, selected in plain Python.
+    """Events of the nominal 4j2b selection with their selected jets and lepton (the reference analysis's selection).
 
     Not ``strict``: events with 4 selected jets and any electron or muon (the first), for files with few 4j2b events.
     """
-    arrays = uproot.open(path)["Events"].arrays(library="np")
     events = []
-    for i in range(len(arrays["event"])):
-        leptons = [
-            (arrays["Electron_pt"][i][j], arrays["Electron_eta"][i][j], arrays["Electron_phi"][i][j], arrays["Electron_mass"][i][j])
-            for j in range(len(arrays["Electron_pt"][i]))
-            if arrays["Electron_pt"][i][j] > agc.ELECTRON_PT_MIN and abs(arrays["Electron_eta"][i][j]) < agc.ELECTRON_ABS_ETA_MAX
-            and arrays["Electron_cutBased"][i][j] == agc.ELECTRON_CUT_BASED and arrays["Electron_sip3d"][i][j] < agc.ELECTRON_SIP3D_MAX
-        ] + [
-            (arrays["Muon_pt"][i][j], arrays["Muon_eta"][i][j], arrays["Muon_phi"][i][j], arrays["Muon_mass"][i][j])
-            for j in range(len(arrays["Muon_pt"][i]))
-            if arrays["Muon_pt"][i][j] > agc.MUON_PT_MIN and abs(arrays["Muon_eta"][i][j]) < agc.MUON_ABS_ETA_MAX
-            and arrays["Muon_tightId"][i][j] and arrays["Muon_sip3d"][i][j] < agc.MUON_SIP3D_MAX
-            and arrays["Muon_pfRelIso04_all"][i][j] < agc.MUON_ISO_MAX
-        ]  # fmt: skip
-        jets = [
-            j for j in range(len(arrays["Jet_pt"][i]))
-            if arrays["Jet_pt"][i][j] > agc.JET_PT_MIN and abs(arrays["Jet_eta"][i][j]) < agc.JET_ABS_ETA_MAX
-            and arrays["Jet_jetId"][i][j] & agc.JET_ID_TIGHT_LEPTON_VETO_BIT
-        ]  # fmt: skip
-        n_btag = sum(arrays["Jet_btagCSVV2"][i][j] > agc.BTAG_THRESHOLD for j in jets)
-        if not strict and len(jets) >= agc.MIN_JETS:
-            leptons = leptons[:1] or [
-                (arrays[f"{kind}_pt"][i][0], arrays[f"{kind}_eta"][i][0], arrays[f"{kind}_phi"][i][0], arrays[f"{kind}_mass"][i][0])
-                for kind in ("Muon", "Electron") if len(arrays[f"{kind}_pt"][i])
-            ][:1]  # fmt: skip
+    for record in uproot.open(path)["Events"].arrays(library="ak"):  # event by event, up to the limit
+        ev = record.to_list()
+        leptons = [(kind, i) for kind, selected in (("Electron", selected_electrons), ("Muon", selected_muons)) for i in selected(ev)]
+        jets = [j for j in range(len(ev["Jet_pt"])) if is_selected_jet(ev["Jet_pt"][j], ev["Jet_eta"][j], ev["Jet_jetId"][j])]
+        n_btag = sum(ev["Jet_btagCSVV2"][j] > 0.5 for j in jets)
+        if not strict and len(jets) >= 4:
+            leptons = leptons[:1] or [(kind, 0) for kind in ("Muon", "Electron") if ev[f"{kind}_pt"]][:1]
             n_btag = 2
-        if len(leptons) == 1 and len(jets) >= agc.MIN_JETS and n_btag >= 2:
-            columns = {name: np.asarray([arrays[f"Jet_{name}"][i][j] for j in jets], np.float32) for name in ("pt", "eta", "phi", "mass", "btagCSVV2", "qgl")}
-            events.append({"jets": columns, "lepton": np.asarray(leptons[0], np.float32), "event": int(arrays["event"][i])})
+        if len(leptons) == 1 and len(jets) >= 4 and n_btag >= 2:
+            kind, index = leptons[0]
+            columns = {name: np.asarray([ev[f"Jet_{name}"][j] for j in jets], np.float32) for name in ("pt", "eta", "phi", "mass", "btagCSVV2", "qgl")}
+            lepton = np.asarray([ev[f"{kind}_{name}"][index] for name in ("pt", "eta", "phi", "mass")], np.float32)
+            events.append({"jets": columns, "lepton": lepton, "event": int(ev["event"])})
         if len(events) == limit:
             break
     return events
