@@ -17,4 +17,5 @@ def agcframe_processors() -> Iterable[ProcessorSpec]:
         name="coffea",
         backend=DeferredBackend("agcframe_coffea.processor:CoffeaProcessor"),
         description="the AGC reference analysis on coffea NanoEvents",
+        ml=True,
     )

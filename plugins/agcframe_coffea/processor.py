@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
+from importlib import resources
 
 import awkward as ak
 import numpy as np
 
 from agcframe import analysis as agc
 from agcframe.data import Fill, WorkItem
+from agcframe.errors import PluginError
 from agcframe.fills import needs_btag_weights, region_fills
 from agcframe.inputs import open_tree, require_branches
+from agcframe.ml import feature_fills
 
-__all__ = ["CoffeaProcessor", "PRELOADED_BRANCHES", "REQUIRED_BRANCHES"]
+__all__ = ["CoffeaProcessor", "PRELOADED_BRANCHES", "REQUIRED_BRANCHES", "xgboost_scores"]
 
 REQUIRED_BRANCHES = agc.BRANCHES
 #: read in bulk before the selection: the branches it uses and the counters NanoAODSchema builds offsets from
@@ -25,15 +29,24 @@ warnings.filterwarnings("ignore", message="Branch .* already exists", category=R
 
 
 class CoffeaProcessor:
-    """The AGC reference processor, chunk by chunk, with coffea NanoEvents."""
+    """The AGC reference processor, chunk by chunk, with coffea NanoEvents.
 
-    @staticmethod
-    def read(item: WorkItem) -> ak.Array:
+    With ``ml``, it also runs the ML stage, scoring the assignments with
+    XGBoost itself (one thread per worker), as the AGC reference does.
+    """
+
+    def __init__(self, ml: bool = False) -> None:
+        self.ml = ml
+        self.branches = (*REQUIRED_BRANCHES, "Jet_qgl") if ml else REQUIRED_BRANCHES
+        if ml:
+            _booster("even")  # fails here, before any chunk, without xgboost
+
+    def read(self, item: WorkItem) -> ak.Array:
         """NanoEvents of ``item``'s entry range, with the selection's branches and their counters preloaded."""
         from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 
         with open_tree(item.path, item.treename) as tree:
-            require_branches(tree, item.path, REQUIRED_BRANCHES)
+            require_branches(tree, item.path, self.branches)
             factory = NanoEventsFactory.from_root(
                 tree.file.root_directory,
                 treepath=tree.object_path,
@@ -45,8 +58,7 @@ class CoffeaProcessor:
             )
             return factory.events()
 
-    @staticmethod
-    def compute(item: WorkItem, events: ak.Array, seed: int) -> list[Fill]:
+    def compute(self, item: WorkItem, events: ak.Array, seed: int) -> list[Fill]:
         """The fills of ``item`` from its NanoEvents ``events`` (what :meth:`read` returned)."""
         jets = events.Jet
         flat_pt = ak.flatten(jets.pt)
@@ -58,20 +70,20 @@ class CoffeaProcessor:
             "pt_res_up": ak.unflatten(np.asarray(flat_pt) * res_factors, ak.num(jets.pt)),
         }
         electrons, muons = events.Electron, events.Muon
-        n_leptons = ak.sum(
+        electrons = electrons[
             (electrons.pt > agc.ELECTRON_PT_MIN)
             & (abs(electrons.eta) < agc.ELECTRON_ABS_ETA_MAX)
             & (electrons.cutBased == agc.ELECTRON_CUT_BASED)
-            & (electrons.sip3d < agc.ELECTRON_SIP3D_MAX),
-            axis=1,
-        ) + ak.sum(
+            & (electrons.sip3d < agc.ELECTRON_SIP3D_MAX)
+        ]
+        muons = muons[
             (muons.pt > agc.MUON_PT_MIN)
             & (abs(muons.eta) < agc.MUON_ABS_ETA_MAX)
             & muons.tightId
             & (muons.sip3d < agc.MUON_SIP3D_MAX)
-            & (muons.pfRelIso04_all < agc.MUON_ISO_MAX),
-            axis=1,
-        )
+            & (muons.pfRelIso04_all < agc.MUON_ISO_MAX)
+        ]
+        n_leptons = ak.num(electrons) + ak.num(muons)
         fills = []
         for kinematic in ("nominal", *agc.JET_KINEMATIC_SYSTEMATICS):
             if kinematic != "nominal" and item.variation != "nominal":
@@ -90,7 +102,39 @@ class CoffeaProcessor:
                     else []
                 )
                 fills.extend(region_fills(item, region, kinematic, ak.to_numpy(observable), leading_pt))
+                if self.ml and region == agc.ML_REGION:
+                    leptons = (electrons[in_region], muons[in_region])
+                    fills.extend(_feature_fills(item, kinematic, region_jets, leptons, events.event[in_region], leading_pt))
         return fills
+
+
+def _feature_fills(
+    item: WorkItem, kinematic: str, jets: ak.Array, leptons: tuple[ak.Array, ak.Array], event: ak.Array, leading_pt: list[np.ndarray]
+) -> list[Fill]:
+    """The ML stage's fills for 4j2b events with their selected ``jets`` and selected (electrons, muons): one lepton each."""
+    counts = ak.to_numpy(ak.num(jets))
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    columns = [ak.to_numpy(ak.flatten(jets[field])) for field in ("pt", "eta", "phi", "mass", "btagCSVV2", "qgl")]
+    lepton = np.stack(
+        [ak.to_numpy(ak.flatten(ak.concatenate([collection[field] for collection in leptons], axis=1))) for field in ("pt", "eta", "phi", "mass")],
+        axis=1,
+    )
+    return feature_fills(item, kinematic, offsets, columns, lepton, ak.to_numpy(event), leading_pt, scores=xgboost_scores)
+
+
+def xgboost_scores(model: str, rows: np.ndarray) -> np.ndarray:
+    """The AGC model's scores of ``rows`` from XGBoost (``predict_proba(rows)[:, 1]``, on one thread)."""
+    return _booster(model).inplace_predict(rows, missing=np.nan)
+
+
+@functools.cache
+def _booster(model: str):  # type: ignore[no-untyped-def]
+    try:
+        import xgboost
+    except ImportError:
+        raise PluginError("the coffea processor's ML stage needs xgboost: pip install 'agcframe[ml]', or use --plugin processor=numba") from None
+    path = resources.files("agcframe") / "models" / f"model_{model}.json"
+    return xgboost.Booster(model_file=str(path), params={"nthread": 1})
 
 
 def _ht(jets: ak.Array) -> ak.Array:

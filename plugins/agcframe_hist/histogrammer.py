@@ -10,7 +10,7 @@ chunking, executor, worker count or merge order. Floating-point sums are not.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,15 +57,20 @@ class FixedPointHistogram:
 Counts = dict[Key, FixedPointHistogram]
 
 
-def _observable_axis() -> hist.axis.Regular:
-    edges = agc.BIN_EDGES
-    return hist.axis.Regular(len(edges) - 1, edges[0], edges[-1], name="observable", label="observable [GeV]")
+def _observable_axis(binning: agc.Binning) -> hist.axis.Regular:
+    return hist.axis.Regular(binning.bins, binning.low, binning.high, name="observable", label=_axis_title(binning))
 
 
-def _fixed_point_counts(values: np.ndarray, fill_index: np.ndarray, weights: np.ndarray, n_fills: int) -> np.ndarray:
-    """Fixed-point sums of ``weights`` per (observable bin with flow, fill): every fill of a chunk in one call."""
+def _axis_title(binning: agc.Binning) -> str:
+    return f"{binning.title} [{binning.unit}]" if binning.unit else binning.title
+
+
+def _fixed_point_counts(
+    binning: agc.Binning, values: np.ndarray, fill_index: np.ndarray, weights: np.ndarray, n_fills: int
+) -> np.ndarray:
+    """Fixed-point sums of ``weights`` per (observable bin with flow, fill): fills of one binning in one call."""
     counts = hist.Hist(
-        _observable_axis(), hist.axis.Integer(0, n_fills, underflow=False, overflow=False), storage=hist.storage.Int64()
+        _observable_axis(binning), hist.axis.Integer(0, n_fills, underflow=False, overflow=False), storage=hist.storage.Int64()
     )
     counts.fill(values, fill_index, weight=np.rint(weights * _ONE).astype(np.int64))
     return counts.view(flow=True)
@@ -76,13 +81,13 @@ def histogram_name(region: str, process: str, variation: str) -> str:
     return f"{region}_{process}" if variation == "nominal" else f"{region}_{process}_{variation}"
 
 
-def to_hists(counts: Counts) -> dict[str, hist.Hist]:
-    """One ``hist.Hist`` per region with axes observable x process x variation (Weight storage)."""
+def to_hists(counts: Counts, regions: Iterable[str] = agc.REGIONS) -> dict[str, hist.Hist]:
+    """One ``hist.Hist`` per region of ``regions`` with axes observable x process x variation (Weight storage)."""
     hists = {}
-    for region in agc.REGIONS:
+    for region in regions:
         keys = [key for key in counts if key[0] == region]
         h = hist.Hist(
-            _observable_axis(),
+            _observable_axis(agc.binning(region)),
             hist.axis.StrCategory(sorted({k[1] for k in keys}), name="process"),
             hist.axis.StrCategory(sorted({k[2] for k in keys}), name="variation"),
             storage=hist.storage.Weight(),
@@ -100,19 +105,20 @@ class HistHistogrammer:
     """Fills hist/boost-histogram objects and writes AGC-named TH1D histograms."""
 
     def fill(self, fills: Iterable[Fill]) -> Counts:
-        fills = list(fills)
-        if not fills:
-            return {}
-        values = np.concatenate([f.values for f in fills])
-        fill_index = np.repeat(np.arange(len(fills)), [len(f.values) for f in fills])
-        factors = np.concatenate([np.asarray(f.factors, dtype=np.float64) for f in fills])
-        sumw = _fixed_point_counts(values, fill_index, factors, len(fills))
-        sumw2 = _fixed_point_counts(values, fill_index, factors * factors, len(fills))
+        by_binning: dict[agc.Binning, list[Fill]] = {}
+        for f in fills:
+            by_binning.setdefault(agc.binning(f.region), []).append(f)
         counts: Counts = {}
-        for i, f in enumerate(fills):
-            key = (f.region, f.process, f.variation)
-            partial = FixedPointHistogram(sumw[:, i].copy(), sumw2[:, i].copy(), f.scale)
-            counts[key] = counts[key] + partial if key in counts else partial
+        for binning, group in by_binning.items():
+            values = np.concatenate([f.values for f in group])
+            fill_index = np.repeat(np.arange(len(group)), [len(f.values) for f in group])
+            factors = np.concatenate([np.asarray(f.factors, dtype=np.float64) for f in group])
+            sumw = _fixed_point_counts(binning, values, fill_index, factors, len(group))
+            sumw2 = _fixed_point_counts(binning, values, fill_index, factors * factors, len(group))
+            for i, f in enumerate(group):
+                key = (f.region, f.process, f.variation)
+                partial = FixedPointHistogram(sumw[:, i].copy(), sumw2[:, i].copy(), f.scale)
+                counts[key] = counts[key] + partial if key in counts else partial
         return counts
 
     def merge(self, left: Counts, right: Counts) -> Counts:
@@ -124,32 +130,36 @@ class HistHistogrammer:
     def yields(self, result: Counts) -> dict[str, float]:
         return {histogram_name(*key): float(h.values.sum()) for key, h in sorted(result.items())}
 
-    def write(self, result: Counts, path: Path) -> list[str]:
+    def write(self, result: Counts, path: Path, regions: Sequence[str]) -> list[str]:
         written = []
         with uproot.recreate(path) as file:
-            for region, h in to_hists(result).items():
+            for region, h in to_hists(result, regions).items():
+                binning = agc.binning(region)
+                if binning.offset:  # as the AGC's ``h += offset``: every bin, flow included, as a fill of that weight
+                    h.view(flow=True).value += binning.offset
+                    h.view(flow=True).variance += binning.offset**2
+                empty_yield = binning.bins * binning.offset * 1.01
                 for process in h.axes["process"]:
                     for variation in h.axes["variation"]:
                         if (region, process, variation) not in result:
                             continue
                         one = h[:, process, variation]
-                        if one.values().sum() > 0:
+                        if one.values().sum() > empty_yield:
                             name = histogram_name(region, process, variation)
-                            file[name] = _titled(one, region)
+                            file[name] = _titled(one, binning)
                             written.append(name)
                 pseudodata = _pseudodata(h, region, written)
-                if pseudodata is not None and pseudodata.values().sum() > 0:
+                if pseudodata is not None:
                     name = f"{region}_pseudodata"
-                    file[name] = _titled(pseudodata, region)
+                    file[name] = _titled(pseudodata, binning)
                     written.append(name)
         return written
 
 
-def _titled(h: hist.Hist, region: str) -> hist.Hist:
-    """``h`` titled with the region's observable (``HT``, ``m_bjj``), its axis with the unit (the ROOT titles)."""
-    observable = agc.OBSERVABLES[region]
-    h.name = observable
-    h.axes[0].label = f"{observable} [GeV]"
+def _titled(h: hist.Hist, binning: agc.Binning) -> hist.Hist:
+    """``h`` titled with its observable (``HT``, ``m_bjj``, the ML feature), its axis with the unit (the ROOT titles)."""
+    h.name = binning.title
+    h.axes[0].label = _axis_title(binning)
     return h
 
 

@@ -17,4 +17,5 @@ def agcframe_processors() -> Iterable[ProcessorSpec]:
         name="numba",
         backend=DeferredBackend("agcframe_numba.processor:NumbaProcessor"),
         description="uproot flat arrays and numba kernels: the AGC at the read limit",
+        ml=True,
     )

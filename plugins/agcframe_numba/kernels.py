@@ -19,7 +19,7 @@ import numpy as np
 from agcframe import analysis as agc
 from agcframe.rng import keyed_normal_one
 
-__all__ = ["N_VARIATIONS", "REGION_4J1B", "REGION_4J2B", "REGION_NONE", "select_events", "trijet_mass"]
+__all__ = ["N_VARIATIONS", "REGION_4J1B", "REGION_4J2B", "REGION_NONE", "ml_inputs", "select_events", "trijet_mass"]
 
 REGION_NONE, REGION_4J1B, REGION_4J2B = 0, 1, 2
 #: the jet-pt variations of a nominal sample, in the rows of select_events' outputs
@@ -36,6 +36,32 @@ _MIN_JETS = agc.MIN_JETS
 _BTAG = agc.BTAG_THRESHOLD
 _EL_PT, _EL_ETA, _EL_CUT_BASED, _EL_SIP3D = agc.ELECTRON_PT_MIN, agc.ELECTRON_ABS_ETA_MAX, agc.ELECTRON_CUT_BASED, agc.ELECTRON_SIP3D_MAX
 _MU_PT, _MU_ETA, _MU_SIP3D, _MU_ISO = agc.MUON_PT_MIN, agc.MUON_ABS_ETA_MAX, agc.MUON_SIP3D_MAX, agc.MUON_ISO_MAX
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _electron_passes(pt, eta, cut_based, sip3d):  # type: ignore[no-untyped-def]
+    return (pt > _EL_PT) & (abs(eta) < _EL_ETA) & (cut_based == _EL_CUT_BASED) & (sip3d < _EL_SIP3D)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _muon_passes(pt, eta, tight, sip3d, iso):  # type: ignore[no-untyped-def]
+    return (pt > _MU_PT) & (abs(eta) < _MU_ETA) & tight & (sip3d < _MU_SIP3D) & (iso < _MU_ISO)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _jet_passes_eta_id(eta, jet_id):  # type: ignore[no-untyped-def]
+    return (abs(eta) < _JET_ABS_ETA_MAX) & ((jet_id & _JET_ID_BIT) != 0)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _varied_pt(pt, variation, seed, run, luminosity_block, event, jet_index):  # type: ignore[no-untyped-def]
+    """The float32 pt of a jet in variation 0 (nominal), 1 (``pt_scale_up``) or 2 (``pt_res_up``)."""
+    if variation == 0:
+        return pt
+    if variation == 1:
+        return pt * _JET_PT_SCALE_UP
+    deviate = keyed_normal_one(seed, run, luminosity_block, event, jet_index)
+    return pt * np.float32(1.0 + _JET_PT_RESOLUTION * deviate)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -102,11 +128,11 @@ def select_events(
     # count is a difference, with no loop and no branch per event
     el_passed = np.zeros(len(el_pt) + 1, np.int32)
     for j in range(len(el_pt)):
-        passed = (el_pt[j] > _EL_PT) & (abs(el_eta[j]) < _EL_ETA) & (el_cut_based[j] == _EL_CUT_BASED) & (el_sip3d[j] < _EL_SIP3D)
+        passed = _electron_passes(el_pt[j], el_eta[j], el_cut_based[j], el_sip3d[j])
         el_passed[j + 1] = el_passed[j] + passed
     mu_passed = np.zeros(len(mu_pt) + 1, np.int32)
     for j in range(len(mu_pt)):
-        passed = (mu_pt[j] > _MU_PT) & (abs(mu_eta[j]) < _MU_ETA) & mu_tight[j] & (mu_sip3d[j] < _MU_SIP3D) & (mu_iso[j] < _MU_ISO)
+        passed = _muon_passes(mu_pt[j], mu_eta[j], mu_tight[j], mu_sip3d[j], mu_iso[j])
         mu_passed[j + 1] = mu_passed[j] + passed
     for i in range(n):
         n_leptons = (
@@ -124,16 +150,15 @@ def select_events(
             pts[0, m] = pt
             is_b[m] = jet_btag[j] > _BTAG
             index[m] = j
-            keep = (pt * _JET_PT_MAX_FACTOR > _JET_PT_MIN) & (abs(jet_eta[j]) < _JET_ABS_ETA_MAX) & ((jet_id[j] & _JET_ID_BIT) != 0)
+            keep = (pt * _JET_PT_MAX_FACTOR > _JET_PT_MIN) & _jet_passes_eta_id(jet_eta[j], jet_id[j])
             n_b += keep & is_b[m]
             m += keep
         if m < _MIN_JETS or n_b == 0:
             continue
         if n_var > 1:
             for c in range(m):
-                pts[1, c] = pts[0, c] * _JET_PT_SCALE_UP
-                deviate = keyed_normal_one(seed, run[i], luminosity_block[i], event[i], index[c] - start)
-                pts[2, c] = pts[0, c] * np.float32(1.0 + _JET_PT_RESOLUTION * deviate)
+                for v in range(1, n_var):
+                    pts[v, c] = _varied_pt(pts[0, c], v, seed, run[i], luminosity_block[i], event[i], index[c] - start)
         trig_done = False
         for v in range(n_var):
             k = 0
@@ -179,3 +204,45 @@ def select_events(
                     k += 1
             observable[v, i] = np.float32(trijet_mass(x, y, z, e, sel_b, k))
     return region, observable, lead_pt
+
+
+@numba.njit(cache=True, nogil=True)
+def ml_inputs(
+    selected: np.ndarray, variation: int, seed: int, run: np.ndarray, luminosity_block: np.ndarray, event: np.ndarray,
+    jet_offsets: np.ndarray, jet_pt: np.ndarray, jet_eta: np.ndarray, jet_id: np.ndarray,
+    el_offsets: np.ndarray, el_pt: np.ndarray, el_eta: np.ndarray, el_cut_based: np.ndarray, el_sip3d: np.ndarray,
+    el_phi: np.ndarray, el_mass: np.ndarray,
+    mu_offsets: np.ndarray, mu_pt: np.ndarray, mu_eta: np.ndarray, mu_tight: np.ndarray, mu_sip3d: np.ndarray,
+    mu_iso: np.ndarray, mu_phi: np.ndarray, mu_mass: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """The selected jets and the lepton of the ``selected`` events (4j2b under ``variation``) for the ML stage.
+
+    Returns the flat indices of their selected jets (stored order), those
+    jets' pt in ``variation``, the offsets of each event's jets, and
+    (events, 4) float32 pt, eta, phi and mass of each event's one selected lepton.
+    """
+    events = np.flatnonzero(selected)
+    offsets = np.zeros(len(events) + 1, np.int64)
+    for k, i in enumerate(events):
+        offsets[k + 1] = offsets[k] + jet_offsets[i + 1] - jet_offsets[i]
+    index = np.empty(offsets[-1], np.int64)
+    pts = np.empty(offsets[-1], np.float32)
+    lepton = np.zeros((len(events), 4), np.float32)
+    n = 0
+    for k, i in enumerate(events):
+        offsets[k] = n
+        start = jet_offsets[i]
+        for j in range(start, jet_offsets[i + 1]):
+            pt = _varied_pt(jet_pt[j], variation, seed, run[i], luminosity_block[i], event[i], j - start)
+            if (pt > _JET_PT_MIN) & _jet_passes_eta_id(jet_eta[j], jet_id[j]):
+                index[n] = j
+                pts[n] = pt
+                n += 1
+        for j in range(el_offsets[i], el_offsets[i + 1]):
+            if _electron_passes(el_pt[j], el_eta[j], el_cut_based[j], el_sip3d[j]):
+                lepton[k, 0], lepton[k, 1], lepton[k, 2], lepton[k, 3] = el_pt[j], el_eta[j], el_phi[j], el_mass[j]
+        for j in range(mu_offsets[i], mu_offsets[i + 1]):
+            if _muon_passes(mu_pt[j], mu_eta[j], mu_tight[j], mu_sip3d[j], mu_iso[j]):
+                lepton[k, 0], lepton[k, 1], lepton[k, 2], lepton[k, 3] = mu_pt[j], mu_eta[j], mu_phi[j], mu_mass[j]
+    offsets[len(events)] = n
+    return index[:n], pts[:n], offsets, lepton

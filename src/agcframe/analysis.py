@@ -23,6 +23,11 @@ __all__ = [
     "JET_KINEMATIC_SYSTEMATICS",
     "LUMINOSITY",
     "MIN_JETS",
+    "ML_BIN_OFFSET",
+    "ML_BRANCHES",
+    "ML_FEATURES",
+    "ML_FIT_FEATURES",
+    "ML_REGION",
     "MODEL_SYSTEMATICS",
     "ModelSystematic",
     "N_BTAG_VARIATIONS",
@@ -31,6 +36,8 @@ __all__ = [
     "SAMPLE_VARIATIONS",
     "SELECTION_BRANCHES",
     "TTBAR_SAMPLE_VARIATIONS",
+    "Binning",
+    "binning",
     "btag_weight_factors",
     "histogram_variations",
     "jet_pt_resolution_factors",
@@ -55,6 +62,66 @@ SAMPLE_VARIATIONS: Final[dict[str, tuple[str, ...]]] = {
 REGIONS: Final = ("4j1b", "4j2b")
 OBSERVABLES: Final[dict[str, str]] = {"4j1b": "HT", "4j2b": "m_bjj"}
 BIN_EDGES: Final = np.linspace(50.0, 550.0, 26)
+
+# The ML stage (ML.md): in ML_REGION, the features of each event's best jet-parton assignment
+ML_REGION: Final = "4j2b"
+ML_BINS: Final = 25
+#: the 20 features, in the BDT's order, with their histogram range (ML_BINS bins from low to high)
+ML_FEATURES: Final[dict[str, tuple[float, float]]] = {
+    "deltar_leptonbtoplep": (0, 6),
+    "deltar_w1w2": (0, 6),
+    "deltar_w1btophad": (0, 6),
+    "deltar_w2btophad": (0, 6),
+    "mass_leptonbtoplep": (50, 300),
+    "mass_w1w2": (50, 300),
+    "mass_w1w2btophad": (50, 550),
+    "pt_w1w2btophad": (50, 550),
+    "pt_w1": (25, 300),
+    "pt_w2": (25, 300),
+    "pt_btophad": (25, 300),
+    "pt_btoplep": (25, 300),
+    "btag_w1": (0, 1),
+    "btag_w2": (0, 1),
+    "btag_btophad": (0, 1),
+    "btag_btoplep": (0, 1),
+    "qgl_w1": (-1, 1),
+    "qgl_w2": (-1, 1),
+    "qgl_btophad": (-1, 1),
+    "qgl_btoplep": (-1, 1),
+}
+#: added to every bin of the ML histograms before writing; one is written only if its sum exceeds
+#: ML_BINS * ML_BIN_OFFSET * 1.01 (the AGC's ``save_histograms(..., add_offset=True)``)
+ML_BIN_OFFSET: Final = 1e-6
+#: the features the ML validation fit keeps (Feature3 and Feature8 to Feature19 are pruned)
+ML_FIT_FEATURES: Final = (0, 1, 2, 4, 5, 6, 7)
+
+
+@dataclass(frozen=True)
+class Binning:
+    """The histogram binning of a region (a main region or an ML feature) and its title."""
+
+    bins: int
+    low: float
+    high: float
+    title: str
+    unit: str = ""
+    #: added to every bin before writing (ML histograms only)
+    offset: float = 0.0
+
+    @property
+    def edges(self) -> np.ndarray:
+        return np.linspace(self.low, self.high, self.bins + 1)
+
+
+def binning(region: str) -> Binning:
+    """The binning of ``region``: ``4j1b``/``4j2b`` (HT, m_bjj) or an ML feature name."""
+    if region in OBSERVABLES:
+        return Binning(len(BIN_EDGES) - 1, float(BIN_EDGES[0]), float(BIN_EDGES[-1]), OBSERVABLES[region], "GeV")
+    if region in ML_FEATURES:
+        low, high = ML_FEATURES[region]
+        unit = "GeV" if region.startswith(("mass", "pt")) else ""
+        return Binning(ML_BINS, float(low), float(high), region, unit, ML_BIN_OFFSET)
+    raise KeyError(f"no binning for region {region!r}; regions are {', '.join((*OBSERVABLES, *ML_FEATURES))}")
 
 # Object selection (GeV)
 ELECTRON_PT_MIN: Final = 30.0
@@ -84,6 +151,9 @@ BRANCHES: Final = (
     *SELECTION_BRANCHES,
     "Electron_phi", "Electron_mass", "Electron_charge", "Muon_phi", "Muon_mass", "Muon_charge",
 )  # fmt: skip
+
+#: the branches the ML stage reads besides the selection's: the jets' quark-gluon likelihood, the lepton's four-vector
+ML_BRANCHES: Final = ("Jet_qgl", "Electron_phi", "Electron_mass", "Muon_phi", "Muon_mass")
 
 # Systematics
 JET_PT_SCALE_UP: Final = 1.03

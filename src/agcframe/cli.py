@@ -163,6 +163,7 @@ def _processing_options(command: F) -> F:
     help="Output directory: histograms, fit results, plots; replaced only when the run succeeds.",
 )  # fmt: skip
 @click.option("--no-fit", is_flag=True, help="Stop after writing histograms.root.")
+@click.option("--ml", is_flag=True, help="Also run the ML stage (BDT jet-parton assignment) and write histograms_ml.root.")
 @click.option("--skip-bad-files", is_flag=True, help="Finish without inputs that fail; histograms are then partial.")
 @click.option("--resume", is_flag=True, help="Reuse the checkpoints of an interrupted run with the same configuration.")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML/JSON run configuration; flags given override it.")
@@ -177,6 +178,7 @@ def run(
     seed: int,
     output: Path,
     no_fit: bool,
+    ml: bool,
     retries: int,
     skip_bad_files: bool,
     resume: bool,
@@ -188,6 +190,7 @@ def run(
     plugin_options: dict[str, dict[str, Any]],
 ) -> None:
     """Run the analysis: files -> histograms.root -> fit and plots."""
+    from .pipeline import ML_HISTOGRAMS_FILE
     from .pipeline import run as run_analysis
 
     flags = {
@@ -199,6 +202,7 @@ def run(
         "seed": ("seed", seed),
         "output": ("output", str(output)),
         "fit": ("no_fit", not no_fit),
+        "ml": ("ml", ml),
         "retries": ("retries", retries),
         "skip_bad_files": ("skip_bad_files", skip_bad_files),
         "resume": ("resume", resume),
@@ -224,6 +228,7 @@ def run(
         f"processed {metrics['events']:,} events in {metrics['chunks']} chunks "
         f"at {metrics['events_per_s'] / 1000:.1f} k events/s; "
         f"wrote {len(result.histogram_names)} histograms to {result.output / 'histograms.root'}"
+        + (f" and {len(result.ml_histogram_names)} to {ML_HISTOGRAMS_FILE}" if config.ml else "")
     )
     if result.empty_regions:
         click.echo(f"regions {', '.join(result.empty_regions)} are empty: no event passed the selection")

@@ -40,6 +40,7 @@ SCHEMA: dict[str, Any] = {
         "seed": {"type": "integer", "minimum": 0, "maximum": 2**64 - 1},
         "output": {"type": "string"},
         "fit": {"type": "boolean"},
+        "ml": {"type": "boolean"},
         "significance": {"type": "boolean"},
         "limit": {"type": "boolean"},
         "plots": {"type": "boolean"},
@@ -67,6 +68,8 @@ class RunConfig:
     seed: int = DEFAULT_SEED
     output: str = "agc-output"
     fit: bool = True
+    #: also run the ML stage (BDT jet-parton assignment in 4j2b) and write histograms_ml.root
+    ml: bool = False
     #: with the fit: discovery significance, CLs upper limits, plots, the impact ranking (ranking.json)
     significance: bool = False
     limit: bool = False

@@ -43,9 +43,13 @@ def split_name(name: str) -> tuple[str, str, str]:
     """``(region, process, variation)`` of an AGC histogram name ``{region}_{process}[_{variation}]``.
 
     The nominal histograms have no variation part: ``4j1b_ttbar`` is
-    ``("4j1b", "ttbar", "nominal")``; the pseudodata is ``(region, "pseudodata", "nominal")``.
+    ``("4j1b", "ttbar", "nominal")``; an ML histogram's region is its feature
+    (``mass_w1w2_ttbar_pt_res_up``); the pseudodata is ``(region, "pseudodata", "nominal")``.
     """
-    region, _, rest = name.partition("_")
+    region = next((r for r in sorted((*agc.REGIONS, *agc.ML_FEATURES), key=len, reverse=True) if name.startswith(f"{r}_")), None)
+    if region is None:
+        region = name.partition("_")[0]
+    rest = name[len(region) + 1 :]
     for process in sorted((*agc.PROCESSES, PSEUDODATA), key=len, reverse=True):
         if rest == process or rest.startswith(f"{process}_"):
             return region, process, rest[len(process) + 1 :] or "nominal"

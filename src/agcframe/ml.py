@@ -20,40 +20,26 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+from collections.abc import Callable, Sequence
 
 import numba
 import numpy as np
 
+from .analysis import ML_FEATURES
 from .bdt import agc_model, predict_proba
+from .data import Fill, WorkItem
+from .fills import region_fills
 
-__all__ = ["FEATURES", "MAX_N_JETS", "best_assignments", "permutations"]
+__all__ = ["FEATURES", "MAX_N_JETS", "Scorer", "best_assignments", "compiled_scores", "feature_fills", "permutations"]
+
+#: scores the rows of features with the AGC model ``"even"`` or ``"odd"``: float32 ``predict_proba(rows)[:, 1]``
+Scorer = Callable[[str, np.ndarray], np.ndarray]
 
 #: jets an event's assignments are drawn from (the first ones, in stored order)
 MAX_N_JETS = 6
 
-#: the 20 features, in the BDT's order, with their histogram binning (25 bins from low to high)
-FEATURES: dict[str, tuple[float, float]] = {
-    "deltar_leptonbtoplep": (0, 6),
-    "deltar_w1w2": (0, 6),
-    "deltar_w1btophad": (0, 6),
-    "deltar_w2btophad": (0, 6),
-    "mass_leptonbtoplep": (50, 300),
-    "mass_w1w2": (50, 300),
-    "mass_w1w2btophad": (50, 550),
-    "pt_w1w2btophad": (50, 550),
-    "pt_w1": (25, 300),
-    "pt_w2": (25, 300),
-    "pt_btophad": (25, 300),
-    "pt_btoplep": (25, 300),
-    "btag_w1": (0, 1),
-    "btag_w2": (0, 1),
-    "btag_btophad": (0, 1),
-    "btag_btoplep": (0, 1),
-    "qgl_w1": (-1, 1),
-    "qgl_w2": (-1, 1),
-    "qgl_btophad": (-1, 1),
-    "qgl_btoplep": (-1, 1),
-}
+#: the 20 features, in the BDT's order (their binning: :data:`agcframe.analysis.ML_FEATURES`)
+FEATURES = tuple(ML_FEATURES)
 
 
 @functools.cache
@@ -80,6 +66,11 @@ def _permutation_table() -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(tables), starts
 
 
+def compiled_scores(model: str, rows: np.ndarray) -> np.ndarray:
+    """The AGC model's scores of ``rows`` from agcframe's compiled trees (:mod:`agcframe.bdt`)."""
+    return predict_proba(agc_model(model), rows)
+
+
 def best_assignments(
     jet_offsets: np.ndarray,
     jet_pt: np.ndarray,
@@ -90,6 +81,8 @@ def best_assignments(
     jet_qgl: np.ndarray,
     lepton: np.ndarray,
     event: np.ndarray,
+    *,
+    scores: Scorer = compiled_scores,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The features, the assignment and the BDT score of each event's best assignment.
 
@@ -101,6 +94,8 @@ def best_assignments(
         (events, 4) float32: pt, eta, phi and mass of each event's one selected lepton.
     event
         The events' numbers; even ones are scored by the model trained on odd events.
+    scores
+        Evaluates a model on feature rows; any scorer equal to XGBoost's gives the same choice.
 
     Returns
     -------
@@ -119,12 +114,38 @@ def best_assignments(
     )  # fmt: skip
     # all rows scored tree by tree (a tree's nodes stay in cache), each by the model of the other parity
     even_rows = np.repeat(np.asarray(event, np.int64) % 2 == 0, np.diff(row_offsets))
-    scores = np.empty(len(rows), np.float32)
-    scores[even_rows] = predict_proba(agc_model("odd"), rows[even_rows])
-    scores[~even_rows] = predict_proba(agc_model("even"), rows[~even_rows])
-    best = _first_best(row_offsets, scores)
+    row_scores = np.empty(len(rows), np.float32)
+    for model, rows_of_model in (("odd", even_rows), ("even", ~even_rows)):
+        if rows_of_model.any():
+            row_scores[rows_of_model] = scores(model, rows[rows_of_model])
+    best = _first_best(row_offsets, row_scores)
     chosen = table[starts[np.minimum(np.diff(offsets), MAX_N_JETS)] + best - row_offsets[:-1]]
-    return rows[best], chosen, scores[best]
+    return rows[best], chosen, row_scores[best]
+
+
+def feature_fills(
+    item: WorkItem,
+    kinematic: str,
+    jet_offsets: np.ndarray,
+    jets: Sequence[np.ndarray],
+    lepton: np.ndarray,
+    event: np.ndarray,
+    leading_jet_pt: Sequence[np.ndarray],
+    *,
+    scores: Scorer = compiled_scores,
+) -> list[Fill]:
+    """The ML histograms' fills for the 4j2b events of ``item`` under the jet-pt variation ``kinematic``.
+
+    ``jets`` are the selected jets' pt (varied), eta, phi, mass, b tag and qgl
+    (flat, with ``jet_offsets``); ``lepton``, ``event`` and ``leading_jet_pt``
+    as for :func:`best_assignments` and :func:`agcframe.fills.region_fills`.
+    Each feature of the best assignment is one region, with the variations
+    (and weights) of the 4j2b histograms.
+    """
+    features = best_assignments(jet_offsets, *jets, lepton, event, scores=scores)[0]
+    return [
+        fill for k, name in enumerate(FEATURES) for fill in region_fills(item, name, kinematic, features[:, k], leading_jet_pt)
+    ]
 
 
 @numba.njit(cache=True, nogil=True)

@@ -24,7 +24,7 @@ from . import analysis
 from .cache import cache_directory
 from .config import RunConfig
 from .data import Dataset, FitOptions, FitResult
-from .errors import AgcframeError, InputError, PluginError
+from .errors import AgcframeError, ConfigError, InputError, PluginError
 from .fileset import load_fileset, select_datasets
 from .defaults import DEFAULT_EVENTS_PER_FILE, DEFAULT_SEED
 from .checkpoints import CheckpointStore, checkpoint_directory
@@ -44,6 +44,7 @@ __all__ = ["RunResult", "default_fileset", "fit", "merge_partials", "process_fil
 log = logging.getLogger(__name__)
 
 HISTOGRAMS_FILE = "histograms.root"
+ML_HISTOGRAMS_FILE = "histograms_ml.root"
 PLOTS_DIR = "plots"
 RANKING_FILE = "ranking.json"
 GENERATOR_VERSION = 4
@@ -69,6 +70,8 @@ class RunResult:
     metrics: dict[str, Any]
     fit: FitResult | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: the histograms of ``histograms_ml.root`` (runs with ``ml``)
+    ml_histogram_names: list[str] = field(default_factory=list)
 
     @functools.cached_property
     def histograms(self) -> hist.Hist:
@@ -94,10 +97,11 @@ def _select(manager: PluginManager, plugins: Mapping[str, str], plugin_options: 
     return selected
 
 
-def _instantiate(registered: RegisteredSpec, plugin_options: Mapping[str, Mapping[str, Any]]) -> Any:
+def _instantiate(registered: RegisteredSpec, plugin_options: Mapping[str, Mapping[str, Any]], **core_options: Any) -> Any:
+    """Start the backend of ``registered`` with its plugin options and the core's (``ml`` for a processor)."""
     options = registered.bind(plugin_options.get(registered.spec.name, {}))
     try:
-        return registered.spec.backend(**options)
+        return registered.spec.backend(**options, **core_options)
     except AgcframeError:
         raise
     except Exception as exc:
@@ -180,7 +184,8 @@ def _run(config: RunConfig, manager: PluginManager, show_progress: bool) -> RunR
         )
 
     with staged_outputs(config.output) as staging:
-        names = histogrammer.write(processed.result, staging / HISTOGRAMS_FILE)
+        names = histogrammer.write(processed.result, staging / HISTOGRAMS_FILE, analysis.REGIONS)
+        ml_names = histogrammer.write(processed.result, staging / ML_HISTOGRAMS_FILE, tuple(analysis.ML_FEATURES)) if config.ml else []
         written = time.perf_counter()
         fit_result = None
         if config.fit:
@@ -214,6 +219,7 @@ def _run(config: RunConfig, manager: PluginManager, show_progress: bool) -> RunR
             "writing_time_s": written - done,
             "fit_time_s": finished - written,
             "histograms": len(names),
+            "ml_histograms": len(ml_names),
         }
         delivery_metrics = getattr(backends["source"], "delivery_metrics", None)
         if callable(delivery_metrics):
@@ -222,7 +228,7 @@ def _run(config: RunConfig, manager: PluginManager, show_progress: bool) -> RunR
         write_json(staging / "metrics.json", metrics)
         write_json(staging / "provenance.json", provenance)
     store.clear()
-    return RunResult(Path(config.output), names, yields, empty_regions, metrics, fit_result, provenance)
+    return RunResult(Path(config.output), names, yields, empty_regions, metrics, fit_result, provenance, ml_names)
 
 
 def process_file(
@@ -311,7 +317,7 @@ def _write_merged(
     registered: RegisteredSpec, merged: Any, histogrammer: Any, paths: Sequence[str | Path], histograms: Path
 ) -> list[str]:
     tmp = histograms.with_name(f".{histograms.name}.tmp")
-    names = histogrammer.write(merged.result, tmp)
+    names = histogrammer.write(merged.result, tmp, analysis.REGIONS)
     os.replace(tmp, histograms)
     write_json(
         histograms.with_name("metrics.json"),
@@ -352,7 +358,19 @@ def _backends(
 ) -> tuple[dict[str, RegisteredSpec], dict[str, Any]]:
     """The registered plugins of ``slots`` the configuration chooses, and their started backends."""
     selected = _select(manager, {slot: config.plugins[slot] for slot in slots}, config.plugin_options)
-    return selected, {slot: _instantiate(registered, config.plugin_options) for slot, registered in selected.items()}
+    core_options: dict[str, dict[str, Any]] = {slot: {} for slot in selected}
+    if config.ml:
+        processor = selected["processor"].spec
+        if not getattr(processor, "ml", False):
+            with_ml = sorted(name for name, registered in manager.specs("processor").items() if getattr(registered.spec, "ml", False))
+            raise ConfigError(
+                f"processor plugin '{processor.name}' has no ML stage, so --ml (config key 'ml') cannot run with it; "
+                f"use --plugin processor={' or '.join(with_ml) or '...'}"
+            )
+        core_options["processor"]["ml"] = True
+    return selected, {
+        slot: _instantiate(registered, config.plugin_options, **core_options[slot]) for slot, registered in selected.items()
+    }
 
 
 def _checkpoint_key(config: RunConfig, selected: Mapping[str, RegisteredSpec]) -> dict[str, Any]:
@@ -360,6 +378,7 @@ def _checkpoint_key(config: RunConfig, selected: Mapping[str, RegisteredSpec]) -
     return {
         "agcframe": _version("agcframe"),
         "seed": config.seed,
+        "ml": config.ml,
         "plugins": {
             slot: [selected[slot].spec.name, selected[slot].distribution, selected[slot].version]
             for slot in ("processor", "histogrammer")

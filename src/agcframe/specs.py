@@ -101,8 +101,13 @@ class Histogrammer(Protocol[Partial]):
         """Sum of weights (with flow) per histogram name of a merged result."""
         ...
 
-    def write(self, result: Partial, path: Path) -> list[str]:
-        """Write ``histograms.root`` to ``path``; return the histogram names written."""
+    def write(self, result: Partial, path: Path, regions: Sequence[str]) -> list[str]:
+        """Write the histograms of ``regions`` to the ROOT file ``path``; return the names written.
+
+        ``regions`` are the main regions (``histograms.root``) or the ML
+        features (``histograms_ml.root``); each region's binning, title and
+        bin offset is :func:`agcframe.analysis.binning`.
+        """
         ...
 
 
@@ -214,6 +219,8 @@ class SourceSpec(PluginSpec[Source]):
 @dataclass(frozen=True)
 class ProcessorSpec(PluginSpec[Processor]):
     slot: ClassVar[str] = "processor"
+    #: the backend takes ``ml=True`` and then also returns the ML stage's fills (``agcframe run --ml``)
+    ml: bool = False
 
 
 @dataclass(frozen=True)

@@ -70,10 +70,11 @@ def _requests_per_chunk(fileset: Path) -> float:
     """uproot's requests to the server for each chunk the numba processor reads (the file already open, as in a run)."""
     items = UprootSource().plan(select_datasets(load_fileset(fileset), -1), agcframe.RunConfig.chunksize)
     requests = 0
+    processor = NumbaProcessor()
     for item in items:
         with open_tree(item.path, item.treename) as tree:
             before = tree.file.source.num_requests
-            NumbaProcessor.read(item)
+            processor.read(item)
             requests += tree.file.source.num_requests - before
     return requests / len(items)
 

@@ -1,0 +1,101 @@
+"""``agcframe run --ml``: histograms_ml.root, coffea ≡ numba bit for bit, and the same whatever the chunking or executor."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import uproot
+
+import agcframe
+from agcframe import analysis as agc
+from agcframe.data import Fill
+from agcframe.errors import ConfigError
+from agcframe import hookimpl
+from agcframe.plugin_manager import PluginManager
+from agcframe.specs import ProcessorSpec
+from agcframe_hist.histogrammer import HistHistogrammer
+from histograms import assert_bit_identical, read_histograms
+
+pytest.importorskip("xgboost", reason="the coffea processor's ML stage scores with xgboost (pip install -e '.[test]')")
+
+
+def _run(fileset: Path, output: Path, processor: str, executor: str = "iterative", **options: object) -> agcframe.RunResult:
+    plugins = {"processor": processor, "executor": executor}
+    config = agcframe.RunConfig(fileset=str(fileset), output=str(output), fit=False, ml=True, plugins=plugins, **options)
+    return agcframe.run(config)
+
+
+@pytest.fixture(scope="module")
+def ml_outputs(small_fileset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    output = tmp_path_factory.mktemp("ml")
+    for processor in ("coffea", "numba"):
+        _run(small_fileset, output / processor, processor)
+    return {processor: output / processor for processor in ("coffea", "numba")}
+
+
+def test_coffea_and_numba_write_the_same_ml_histograms(ml_outputs: dict[str, Path]) -> None:
+    assert_bit_identical(ml_outputs["coffea"] / "histograms_ml.root", ml_outputs["numba"] / "histograms_ml.root")
+    assert_bit_identical(ml_outputs["coffea"] / "histograms.root", ml_outputs["numba"] / "histograms.root")
+
+
+def test_every_feature_has_the_4j2b_histograms(ml_outputs: dict[str, Path]) -> None:
+    """One ML histogram per feature for each 4j2b (process, variation), the pseudodata included, titled by the feature."""
+    main = read_histograms(ml_outputs["numba"] / "histograms.root")
+    ml = read_histograms(ml_outputs["numba"] / "histograms_ml.root")
+    in_4j2b = sorted(name.removeprefix("4j2b") for name in main if name.startswith("4j2b_"))
+    assert "_pseudodata" in in_4j2b and "_ttbar_pt_res_up" in in_4j2b and "_wjets_scale_var_down" in in_4j2b
+    assert sorted(ml) == sorted(f"{feature}{rest}" for feature in agc.ML_FEATURES for rest in in_4j2b)
+    with uproot.open(ml_outputs["numba"] / "histograms_ml.root") as file:
+        h = file["mass_w1w2_ttbar"]
+        assert h.member("fTitle") == "mass_w1w2" and h.axis().member("fTitle") == "mass_w1w2 [GeV]"
+        assert h.axis().edges().tolist() == pytest.approx(np.linspace(50, 300, 26).tolist())
+    for name, (values, _) in ml.items():
+        assert values.min() >= agc.ML_BIN_OFFSET, name  # the AGC's offset on every bin
+
+
+def test_ml_histograms_do_not_depend_on_chunking_or_executor(small_fileset: Path, ml_outputs: dict[str, Path], tmp_path: Path) -> None:
+    _run(small_fileset, tmp_path / "futures", "numba", "futures", chunksize=377, workers=2)
+    assert_bit_identical(ml_outputs["numba"] / "histograms_ml.root", tmp_path / "futures" / "histograms_ml.root")
+
+
+def test_without_ml_no_ml_histograms(small_fileset: Path, tmp_path: Path) -> None:
+    result = agcframe.run(agcframe.RunConfig(fileset=str(small_fileset), output=str(tmp_path), fit=False, plugins={"processor": "numba"}))
+    assert not (tmp_path / "histograms_ml.root").exists() and result.ml_histogram_names == []
+
+
+def test_a_processor_without_an_ml_stage_is_refused(small_fileset: Path, tmp_path: Path) -> None:
+    module = types.ModuleType("plugin_plain")
+
+    @hookimpl
+    def agcframe_processors() -> Iterable[ProcessorSpec]:
+        yield ProcessorSpec(name="plain", backend=object)
+
+    module.agcframe_processors = agcframe_processors  # type: ignore[attr-defined]
+    manager = PluginManager()
+    manager.register(module, name="plain", distribution="plain-dist")
+    config = agcframe.RunConfig(fileset=str(small_fileset), output=str(tmp_path / "out"), fit=False, ml=True, plugins={"processor": "plain"})
+    with pytest.raises(ConfigError, match=r"processor plugin 'plain' has no ML stage.*--plugin processor=coffea or numba"):
+        agcframe.run(config, manager=manager)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_offset_and_the_empty_rule_of_ml_histograms(tmp_path: Path) -> None:
+    """Every bin gets 1e-6; a histogram is written only if its sum exceeds 25 x 1e-6 x 1.01 (the AGC's save_histograms)."""
+    histogrammer = HistHistogrammer()
+    fills = [
+        Fill("pt_w1", "ttbar", "nominal", np.array([40.0, 41.0, 250.0], np.float32), np.ones(3), 2.0),
+        Fill("pt_w1", "ttbar", "ME_var", np.array([], np.float32), np.ones(0), 2.0),
+        Fill("pt_w1", "wjets", "nominal", np.array([1000.0], np.float32), np.ones(1), 1.0),  # overflow only
+    ]
+    names = histogrammer.write(histogrammer.fill(fills), tmp_path / "ml.root", ["pt_w1"])
+    assert names == ["pt_w1_ttbar"]
+    values, variances = read_histograms(tmp_path / "ml.root")["pt_w1_ttbar"]
+    expected = np.full(27, agc.ML_BIN_OFFSET)
+    expected[2] += 4.0  # 40 and 41 GeV: bin [36, 47)
+    expected[21] += 2.0
+    assert values.tolist() == pytest.approx(expected.tolist(), rel=0, abs=1e-15)
+    assert variances[1] == pytest.approx(agc.ML_BIN_OFFSET**2)
