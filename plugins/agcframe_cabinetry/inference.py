@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +19,22 @@ from agcframe.data import FitOptions, FitResult
 from agcframe.errors import InputError, describe_exception
 from agcframe.model import fit_workspace, read_rebinned
 
-__all__ = ["CONFIG_FILE", "CabinetryInference", "build_templates", "cabinetry_config", "located", "user_config"]
+__all__ = ["CONFIG_FILE", "ML_CONFIG_FILE", "CabinetryInference", "build_templates", "cabinetry_config", "located", "user_config"]
 
 
 #: the configuration a run writes beside its templates; ``--cabinetry-config`` takes it back
 CONFIG_FILE = "cabinetry_config.yml"
+#: the ML validation model's configuration (runs with ``--ml``)
+ML_CONFIG_FILE = "cabinetry_config_ml.yml"
 
 
-def cabinetry_config(histograms_name: str = "histograms.root") -> dict[str, Any]:
+def cabinetry_config(histograms_name: str = "histograms.root", regions: Mapping[str, str] = agc.FIT_REGIONS) -> dict[str, Any]:
     """The AGC model as a cabinetry configuration, with paths relative to the output directory.
 
-    Each region's ``Binning`` (110-550 GeV in 40 GeV bins) is the AGC's rebinning
-    of the 20 GeV histograms; agcframe applies it to histogram inputs.
+    Each main region's ``Binning`` (110-550 GeV in 40 GeV bins) is the AGC's
+    rebinning of the 20 GeV histograms; agcframe applies it to histogram
+    inputs. With ``regions=ML_FIT_REGIONS`` it is the ML validation model,
+    whose channels keep the histograms' binning.
     """
     systematics = []
     for syst in agc.MODEL_SYSTEMATICS:
@@ -57,9 +62,7 @@ def cabinetry_config(histograms_name: str = "histograms.root") -> dict[str, Any]
             "InputPath": f"{histograms_name}:{{RegionPath}}_{{SamplePath}}{{VariationPath}}",
             "VariationPath": "",
         },
-        "Regions": [
-            {"Name": name, "RegionPath": path, "Binning": agc.FIT_BIN_EDGES.tolist()} for name, path in agc.FIT_REGIONS.items()
-        ],
+        "Regions": [_region(name, path) for name, path in regions.items()],
         "Samples": [{"Name": agc.DATA_SAMPLE, "SamplePath": "pseudodata", "Data": True}]
         + [{"Name": name, "SamplePath": process} for name, process in agc.FIT_SAMPLES.items()],
         "NormFactors": [
@@ -72,6 +75,11 @@ def cabinetry_config(histograms_name: str = "histograms.root") -> dict[str, Any]
         ],
         "Systematics": systematics,
     }
+
+
+def _region(name: str, path: str) -> dict[str, Any]:
+    edges = agc.fit_edges(path)
+    return {"Name": name, "RegionPath": path} if edges is None else {"Name": name, "RegionPath": path, "Binning": edges.tolist()}
 
 
 def user_config(path: Path) -> dict[str, Any]:
@@ -148,8 +156,20 @@ class CabinetryInference:
     def fit(self, histograms: Path, workdir: Path, options: FitOptions) -> FitResult:
         config = user_config(self.config) if self.config is not None else cabinetry_config(histograms.name)
         (workdir / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))  # workdir is the run's staging directory
-        config = located(config, histograms, workdir)
-        cabinetry.configuration.validate(config)
-        build_templates(config)
-        cabinetry.templates.postprocess(config)
-        return fit_workspace(cabinetry.workspace.build(config), options)
+        return fit_workspace(_workspace(config, histograms, workdir), options)
+
+    def ml_workspace(self, histograms: Path, workdir: Path) -> dict[str, Any]:
+        """The ML validation model of ``histograms_ml.root``, built by cabinetry (its config: ``cabinetry_config_ml.yml``)."""
+        config = cabinetry_config(histograms.name, agc.ML_FIT_REGIONS)
+        (workdir / ML_CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
+        return _workspace(config, histograms, workdir)
+
+
+def _workspace(config: dict[str, Any], histograms: Path, workdir: Path) -> dict[str, Any]:
+    """The pyhf workspace cabinetry builds from ``config``, its templates read from beside ``histograms`` into ``workdir``."""
+    config = located(config, histograms, workdir)
+    cabinetry.configuration.validate(config)
+    build_templates(config)
+    cabinetry.templates.postprocess(config)
+    workspace: dict[str, Any] = cabinetry.workspace.build(config)
+    return workspace

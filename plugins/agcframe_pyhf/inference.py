@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from agcframe import analysis as agc
 from agcframe.data import FitOptions, FitResult
 from agcframe.model import build_workspace, fit_workspace
 
@@ -15,3 +17,7 @@ class PyhfInference:
 
     def fit(self, histograms: Path, workdir: Path, options: FitOptions) -> FitResult:
         return fit_workspace(build_workspace(histograms), options)
+
+    def ml_workspace(self, histograms: Path, workdir: Path) -> dict[str, Any]:
+        """The ML validation model of ``histograms_ml.root``."""
+        return build_workspace(histograms, agc.ML_FIT_REGIONS)

@@ -27,6 +27,7 @@ __all__ = [
     "ML_BRANCHES",
     "ML_FEATURES",
     "ML_FIT_FEATURES",
+    "ML_FIT_REGIONS",
     "ML_REGION",
     "MODEL_SYSTEMATICS",
     "ModelSystematic",
@@ -39,6 +40,7 @@ __all__ = [
     "Binning",
     "binning",
     "btag_weight_factors",
+    "fit_edges",
     "histogram_variations",
     "jet_pt_resolution_factors",
     "sample_weight",
@@ -237,6 +239,13 @@ FIT_REBIN: Final = 2
 #: the fit's bin edges, 110 to 550 GeV in steps of 40 GeV
 FIT_BIN_EDGES: Final = BIN_EDGES[BIN_EDGES >= FIT_LOW_EDGE][::FIT_REBIN]
 LUMINOSITY_UNCERTAINTY: Final = 0.03
+#: the ML validation model's channels (the AGC's ``Feature{k}``) and the features they read, binned as histogrammed
+ML_FIT_REGIONS: Final[dict[str, str]] = {f"Feature{k}": tuple(ML_FEATURES)[k] for k in ML_FIT_FEATURES}
+
+
+def fit_edges(region: str) -> np.ndarray | None:
+    """The bin edges a model channel reads ``region``'s histograms with: the AGC's rebinning, or ``None`` (as histogrammed)."""
+    return FIT_BIN_EDGES if region in OBSERVABLES else None
 
 
 @dataclass(frozen=True)

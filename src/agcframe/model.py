@@ -9,7 +9,7 @@ both inference plugins fit the same likelihood.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,14 +65,20 @@ def _normplusshape(name: str, nominal: np.ndarray, up: np.ndarray, down: np.ndar
     ]
 
 
-def build_workspace(histograms: Path) -> dict[str, Any]:
-    """The pyhf workspace (JSON document) of the AGC model for ``histograms``."""
+def build_workspace(histograms: Path, regions: Mapping[str, str] = agc.FIT_REGIONS) -> dict[str, Any]:
+    """The pyhf workspace (JSON document) of the AGC model for ``histograms``.
+
+    ``regions`` maps channel names to the regions of the histograms: the main
+    model's, or :data:`~agcframe.analysis.ML_FIT_REGIONS` for the ML
+    validation model of ``histograms_ml.root``.
+    """
     channels, observations = [], []
     with uproot.open(histograms) as file:
-        for region_name, region in agc.FIT_REGIONS.items():
+        for region_name, region in regions.items():
+            edges = agc.fit_edges(region)
             samples = []
             for sample_name, process in agc.FIT_SAMPLES.items():
-                nominal_hist = read_rebinned(file, template_key(region, process))
+                nominal_hist = read_rebinned(file, template_key(region, process), edges)
                 nominal = nominal_hist.values()
                 modifiers: list[dict[str, Any]] = [
                     {
@@ -91,12 +97,12 @@ def build_workspace(histograms: Path) -> dict[str, Any]:
                             {"name": syst.name, "type": "normsys", "data": {"hi": 1 + syst.normalization, "lo": 1 - syst.normalization}}
                         )
                         continue
-                    up = read_rebinned(file, template_key(region, process, syst.up)).values()
-                    down = read_rebinned(file, template_key(region, process, syst.down)).values() if syst.down else None
+                    up = read_rebinned(file, template_key(region, process, syst.up), edges).values()
+                    down = read_rebinned(file, template_key(region, process, syst.down), edges).values() if syst.down else None
                     modifiers.extend(_normplusshape(syst.name, nominal, up, down))
                 samples.append({"name": sample_name, "data": nominal.tolist(), "modifiers": modifiers})
             channels.append({"name": region_name, "samples": samples})
-            data = read_rebinned(file, template_key(region, "pseudodata")).values()
+            data = read_rebinned(file, template_key(region, "pseudodata"), edges).values()
             observations.append({"name": region_name, "data": data.tolist()})
     return {
         "channels": channels,

@@ -32,7 +32,7 @@ from .outputs import held_output, staged_outputs, write_json
 from .partials import PartialResult, merged_inputs, read_partial, write_partial
 from .fitlog import fit_log
 from .histogram_file import load_histograms
-from .plots import draw_fit_plots
+from .plots import draw_fit_plots, draw_ml_validation_plots
 from .progress import showing_progress
 from .processing import ChunkCost, ChunkTask, Processed, executor_session, plan, plan_file
 from .processing import process as process_items
@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 HISTOGRAMS_FILE = "histograms.root"
 ML_HISTOGRAMS_FILE = "histograms_ml.root"
+#: the ML validation model (runs with ml and the fit)
+ML_WORKSPACE_FILE = "workspace_ml.json"
 PLOTS_DIR = "plots"
 RANKING_FILE = "ranking.json"
 GENERATOR_VERSION = 4
@@ -197,6 +199,10 @@ def _run(config: RunConfig, manager: PluginManager, show_progress: bool) -> RunR
                     staging,
                     FitOptions(significance=config.significance, limit=config.limit, ranking=config.ranking),
                     plots=config.plots,
+                )
+            if config.ml:
+                _validate_ml(
+                    backends["inference"], selected["inference"], staging / ML_HISTOGRAMS_FILE, staging, fit_result, plots=config.plots
                 )
         finished = time.perf_counter()
         inputs = _inputs(processed)
@@ -423,6 +429,29 @@ def _fit(
             if plots:
                 draw_fit_plots(result, workdir / PLOTS_DIR, asimov=options.asimov)
     return result
+
+
+def _validate_ml(inference: Any, registered: RegisteredSpec, histograms: Path, workdir: Path, result: FitResult, *, plots: bool) -> None:
+    """The ML validation model of ``histograms`` (``workspace_ml.json``) and its observables with the main fit's parameters (``plots/ml``)."""
+    build = getattr(inference, "ml_workspace", None)
+    if build is None:
+        log.warning(
+            "inference plugin '%s' cannot build the ML validation model (it has no ml_workspace); %s is written without it",
+            registered.spec.name, histograms.name,
+        )  # fmt: skip
+        return
+    with fit_log(workdir):
+        try:
+            workspace = build(histograms, workdir)
+        except AgcframeError:
+            raise
+        except Exception as exc:
+            raise PluginError(
+                f"inference plugin '{registered.spec.name}' failed on {histograms.name}: {type(exc).__name__}: {exc}"
+            ) from exc
+        write_json(workdir / ML_WORKSPACE_FILE, workspace)
+        if plots:
+            draw_ml_validation_plots(workspace, result, workdir / PLOTS_DIR / "ml")
 
 
 def fit(

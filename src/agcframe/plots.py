@@ -26,7 +26,7 @@ from . import analysis as agc
 from .data import FitResult
 from .model import model_and_data
 
-__all__ = ["draw_fit_plots"]
+__all__ = ["draw_fit_plots", "draw_ml_validation_plots"]
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,21 @@ DPI = 150
 FONT_SIZES = {"font.size": 13, "axes.labelsize": 13, "legend.fontsize": 11, "xtick.labelsize": 12, "ytick.labelsize": 12}
 #: axis labels of the observables
 OBSERVABLE_LABELS = {"HT": r"$H_{T}$ [GeV]", "m_bjj": r"$m_{bjj}$ [GeV]"}
-VARIABLES = {name: OBSERVABLE_LABELS[agc.OBSERVABLES[path]] for name, path in agc.FIT_REGIONS.items()}
+#: axis labels of the ML validation model's features
+FEATURE_LABELS = {
+    "deltar_leptonbtoplep": r"$\Delta R(\ell, b_{lep})$",
+    "deltar_w1w2": r"$\Delta R(j_{W1}, j_{W2})$",
+    "deltar_w1btophad": r"$\Delta R(j_{W1}, b_{had})$",
+    "mass_leptonbtoplep": r"$m(\ell b_{lep})$ [GeV]",
+    "mass_w1w2": r"$m(j_{W1} j_{W2})$ [GeV]",
+    "mass_w1w2btophad": r"$m(j_{W1} j_{W2} b_{had})$ [GeV]",
+    "pt_w1w2btophad": r"$p_{T}(j_{W1} j_{W2} b_{had})$ [GeV]",
+}
+#: model channel -> (bin edges, axis label), for the main and the ML validation models
+VARIABLES = {
+    **{name: (agc.FIT_BIN_EDGES, OBSERVABLE_LABELS[agc.OBSERVABLES[path]]) for name, path in agc.FIT_REGIONS.items()},
+    **{name: (agc.binning(path).edges, FEATURE_LABELS[path]) for name, path in agc.ML_FIT_REGIONS.items()},
+}
 #: the experiment label's right-hand text: the AGC's integrated luminosity and energy
 LUMI_LABEL = rf"{agc.LUMINOSITY:.0f} pb$^{{-1}}$ (13 TeV)"
 #: free space between the highest bar or point and the lowest legend or label, as a fraction of the axes
@@ -44,12 +58,12 @@ HEADROOM = 0.04
 
 def _plot_config(model: Any) -> dict[str, Any]:
     """A cabinetry config with only what its plots read: each region's binning and variable."""
-    edges = agc.FIT_BIN_EDGES
     regions = []
     for channel, n_bins in zip(model.config.channels, model.config.channel_nbins.values()):
         region: dict[str, Any] = {"Name": channel}
-        if channel in VARIABLES and len(edges) == n_bins + 1:
-            region.update(Binning=edges.tolist(), Variable=VARIABLES[channel])
+        if channel in VARIABLES and len(VARIABLES[channel][0]) == n_bins + 1:
+            edges, label = VARIABLES[channel]
+            region.update(Binning=edges.tolist(), Variable=label)
         regions.append(region)
     return {"Regions": regions}
 
@@ -85,7 +99,9 @@ def _slide_ready(figure: Any, *, asimov: bool) -> Any:
     ]
     lowest = min(to_axes.transform(box)[0][1] for box in boxes)
     bottom, top = main.get_ylim()
-    needed = bottom + (content - bottom) / max(lowest - HEADROOM, 0.2)
+    # the content must end below the legend: on a log axis (cabinetry's choice for a large range) in decades
+    scale, unscale = (np.log10, lambda value: 10**value) if main.get_yscale() == "log" else (float, float)
+    needed = unscale(scale(bottom) + (scale(content) - scale(bottom)) / max(lowest - HEADROOM, 0.2))
     if needed > top:
         main.set_ylim(bottom, needed)
     return figure
@@ -122,6 +138,41 @@ def draw_fit_plots(result: FitResult, directory: Path, *, asimov: bool = False) 
 
     with plt.style.context(_style()):
         return _draw(result, directory, asimov=asimov)
+
+
+def draw_ml_validation_plots(workspace: dict[str, Any], result: FitResult, directory: Path) -> list[Path]:
+    """The ML validation model's observables against the pseudodata, before and with the main fit's parameters.
+
+    ``workspace`` is the ML model (``Feature0``, ...); ``result`` the main fit,
+    whose parameters are matched to it by name (cabinetry's
+    ``match_fit_results``: parameters the main model lacks, such as the ML
+    channels' MC statistics, stay at their pre-fit values).
+    """
+    import cabinetry
+    import matplotlib.pyplot as plt
+
+    directory.mkdir(parents=True, exist_ok=True)
+    model, data = model_and_data(workspace)
+    matched = cabinetry.model_utils.match_fit_results(model, _cabinetry_results(result))
+    with plt.style.context(_style()):
+        return _draw_data_mc(model, data, matched, directory, asimov=False)
+
+
+def _draw_data_mc(model: Any, data: Any, fit_results: Any, directory: Path, *, asimov: bool) -> list[Path]:
+    """Pre- and post-fit (``fit_results``) data/MC figures of every channel of ``model``."""
+    import cabinetry
+
+    config = _plot_config(model)
+    written = []
+    for label, prediction in (
+        ("prefit", cabinetry.model_utils.prediction(model)),
+        ("postfit", cabinetry.model_utils.prediction(model, fit_results=fit_results)),
+    ):
+        figures = cabinetry.visualize.data_mc(prediction, data, config=config, save_figure=False) or []
+        for entry in figures:
+            region = entry["region"].replace(" ", "_")
+            written.append(_save(_slide_ready(entry["figure"], asimov=asimov), directory / f"{region}_{label}.png"))
+    return written
 
 
 def _ranking_figure(result: FitResult) -> Any:
@@ -173,16 +224,7 @@ def _draw(result: FitResult, directory: Path, *, asimov: bool) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     model, data = model_and_data(result.workspace, asimov=asimov)
     fit_results = _cabinetry_results(result)
-    config = _plot_config(model)
-    written = []
-    for label, prediction in (
-        ("prefit", cabinetry.model_utils.prediction(model)),
-        ("postfit", cabinetry.model_utils.prediction(model, fit_results=fit_results)),
-    ):
-        figures = cabinetry.visualize.data_mc(prediction, data, config=config, save_figure=False) or []
-        for entry in figures:
-            region = entry["region"].replace(" ", "_")
-            written.append(_save(_slide_ready(entry["figure"], asimov=asimov), directory / f"{region}_{label}.png"))
+    written = _draw_data_mc(model, data, fit_results, directory, asimov=asimov)
     mc_statistics = [name for name in fit_results.labels if name.startswith("staterror_")]
     pulls = cabinetry.visualize.pulls(fit_results, exclude=[*mc_statistics, result.poi], save_figure=False, close_figure=False)
     written.append(_save(pulls, directory / "pulls.png"))

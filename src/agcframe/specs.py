@@ -139,7 +139,14 @@ class Executor(Protocol):
 
 @runtime_checkable
 class Inference(Protocol):
-    """Builds the statistical model from ``histograms.root`` and fits it."""
+    """Builds the statistical model from ``histograms.root`` and fits it.
+
+    An inference plugin may also define ``ml_workspace(histograms, workdir)
+    -> dict``: the pyhf workspace of the ML validation model (channels
+    ``Feature0``, 1, 2, 4, 5, 6, 7 of ``histograms_ml.root``, the main model's
+    samples and systematics); ``agcframe run --ml`` then draws those
+    observables with the main fit's parameters.
+    """
 
     def fit(self, histograms: Path, workdir: Path, options: FitOptions) -> FitResult:
         """Fit the pseudodata in ``histograms`` (Asimov data of the model if ``options.asimov``).
