@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ from matplotlib.testing.compare import compare_images
 
 import agcframe
 from agcframe import analysis as agc
+from agcframe import ml
 from agcframe.data import Fill
 from agcframe.errors import ConfigError
 from agcframe import hookimpl
@@ -153,3 +155,31 @@ def test_ml_validation_plot_matches_baseline(ml_fits: dict[str, Path]) -> None:
     assert difference is None, difference
     # and the comparison can fail: the pre-fit figure is not the post-fit one
     assert compare_images(str(BASELINES / ML_BASELINE), str(drawn.with_name("Feature6_prefit.png")), tol=1.0) is not None
+
+
+def test_compiled_scores_equal_xgboosts_on_every_assignment_of_the_embedded_dataset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Every assignment the numba processor scores in a run of the embedded dataset (all samples and variations), against XGBoost."""
+    import agcframe_numba.processor as numba_processor
+    from agcframe_coffea.processor import xgboost_scores
+
+    rows, largest_difference = [], []
+
+    def compared(model: str, features: np.ndarray) -> np.ndarray:
+        compiled = ml.compiled_scores(model, features)
+        largest_difference.append(float(np.abs(compiled - xgboost_scores(model, features)).max()))
+        rows.append(len(features))
+        return compiled
+
+    monkeypatch.setattr(numba_processor, "feature_fills", functools.partial(ml.feature_fills, scores=compared))
+    agcframe.run(agcframe.RunConfig(output=str(tmp_path), fit=False, ml=True, plugins={"processor": "numba"}))
+    assert sum(rows) > 1_000_000  # every sample, nominal and jet-pt varied
+    assert max(largest_difference) <= 1e-6
+
+
+def test_the_best_assignment_reconstructs_the_w_and_the_top(ml_fits: dict[str, Path]) -> None:
+    """In generated ttbar, the chosen W jets peak at the W mass and W jets + b_had at the top mass (README: realism)."""
+    with uproot.open(ml_fits["cabinetry"] / "histograms_ml.root") as file:
+        for feature, mass in (("mass_w1w2", 80.4), ("mass_w1w2btophad", 172.5)):
+            h = file[f"{feature}_ttbar"]
+            edges, values = h.axis().edges(), h.values()
+            assert edges[values.argmax()] <= mass < edges[values.argmax() + 1], feature
