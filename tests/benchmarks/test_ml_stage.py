@@ -1,6 +1,7 @@
-"""The ML stage's compiled parts on one core: the BDT kernel against XGBoost, and the whole per-event choice.
+"""The ML stage on one core: whole runs with and without ``--ml`` for both processors, the BDT kernel against XGBoost,
+and the whole per-event choice.
 
-``extra_info`` holds rows (or events) per second; compare them within one run.
+``extra_info`` holds events (or rows) per second; compare them within one run.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import agcframe
 from agcframe import bdt, ml
 from test_bdt import _features
 from test_ml import _selected_4j2b_events
@@ -18,6 +20,20 @@ from test_ml import _selected_4j2b_events
 xgboost = pytest.importorskip("xgboost", reason="xgboost is a test dependency (pip install -e '.[test]')")
 
 ROWS = 100_000
+
+
+@pytest.mark.parametrize("with_ml", [False, True], ids=["without-ml", "ml"])
+@pytest.mark.parametrize("processor", ["coffea", "numba"])
+def test_run_rate(benchmark: Any, processor: str, with_ml: bool, benchmark_fileset: Path, tmp_path: Path) -> None:
+    """``agcframe run --no-fit [--ml]`` on one worker; events/s over the processing time (median of the rounds)."""
+    config = agcframe.RunConfig(
+        fileset=str(benchmark_fileset), output=str(tmp_path), fit=False, ml=with_ml, plugins={"processor": processor}
+    )
+    agcframe.run(config)  # numba's cache, XGBoost's model loaded
+    runs: list[dict[str, Any]] = []
+    benchmark.pedantic(lambda: runs.append(agcframe.run(config).metrics), rounds=3, iterations=1)
+    median = sorted(runs, key=lambda metrics: metrics["events_per_s"])[len(runs) // 2]
+    benchmark.extra_info.update(events=median["events"], events_per_s=median["events_per_s"], wall_time_s=median["wall_time_s"])
 
 
 @pytest.fixture(scope="module")
