@@ -183,3 +183,17 @@ def test_the_best_assignment_reconstructs_the_w_and_the_top(ml_fits: dict[str, P
             h = file[f"{feature}_ttbar"]
             edges, values = h.axis().edges(), h.values()
             assert edges[values.argmax()] <= mass < edges[values.argmax() + 1], feature
+
+
+def test_the_cli_runs_the_ml_stage_and_fit_ml_needs_its_histograms(small_fileset: Path, tmp_path: Path) -> None:
+    from test_cli import agcframe_cli
+
+    output = tmp_path / "run"
+    result = agcframe_cli("run", "--ml", "--no-fit", "--plugin", "processor=numba", "--fileset", str(small_fileset), "--output", str(output))
+    assert result.returncode == 0, result.stderr
+    assert "and 1240 to histograms_ml.root" in result.stdout and (output / "histograms_ml.root").is_file()
+    (output / "histograms_ml.root").unlink()
+    refused = agcframe_cli("fit", str(output / "histograms.root"), "--ml", "--output", str(tmp_path / "fit"))
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "histograms_ml.root does not exist; the ML validation needs the output of 'agcframe run --ml'" in refused.stderr
+    assert not (tmp_path / "fit").exists()

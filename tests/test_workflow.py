@@ -32,12 +32,12 @@ def workflow_fileset() -> Path:
 
 @pytest.fixture(scope="module")
 def workflow_run(workflow_fileset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A snakemake run of the whole workflow, fit included; its working directory."""
+    """A snakemake run of the whole workflow, the ML stage and the fit included; its working directory."""
     workdir = tmp_path_factory.mktemp("snakemake")
     result = subprocess.run(
         [
             sys.executable, "-m", "snakemake", "-s", str(ROOT / "workflows" / "Snakefile"), "--cores", "2",
-            "--directory", str(workdir), "--config", f"fileset={workflow_fileset}", "ranking=false",
+            "--directory", str(workdir), "--config", f"fileset={workflow_fileset}", "ranking=false", "ml=true",
         ],
         capture_output=True, text=True, check=False, env=_with_this_python_on_path(),
     )  # fmt: skip
@@ -46,8 +46,10 @@ def workflow_run(workflow_fileset: Path, tmp_path_factory: pytest.TempPathFactor
 
 
 def test_snakemake_histograms_bit_identical_to_agcframe_run(workflow_run: Path, workflow_fileset: Path, tmp_path: Path) -> None:
-    run(RunConfig(fileset=str(workflow_fileset), output=str(tmp_path), fit=False))
-    assert_bit_identical(workflow_run / "results" / "histograms.root", tmp_path / "histograms.root")
+    run(RunConfig(fileset=str(workflow_fileset), output=str(tmp_path), fit=False, ml=True))
+    for name in ("histograms.root", "histograms_ml.root"):
+        assert_bit_identical(workflow_run / "results" / name, tmp_path / name)
+    assert (workflow_run / "results" / "fit" / "plots" / "ml" / "Feature0_postfit.png").is_file()
     # one job per file: 9 samples, one file each, each merged on its own
     assert len(list((workflow_run / "results" / "partials").glob("*/*.pkl"))) == 9
     assert len(list((workflow_run / "results" / "samples").glob("*.pkl"))) == 9

@@ -150,6 +150,7 @@ def _processing_options(command: F) -> F:
             click.option("--workers", type=int, default=1, show_default=True, help="Parallel workers for executors that use them."),
             click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Seed of the jet resolution smearing."),
             click.option("--retries", type=int, default=3, show_default=True, help="Tries after the first for a chunk that raises."),
+            click.option("--ml", is_flag=True, help="Also run the ML stage (BDT jet-parton assignment in 4j2b): histograms_ml.root."),
         )
     ):
         command = decorator(command)
@@ -163,7 +164,6 @@ def _processing_options(command: F) -> F:
     help="Output directory: histograms, fit results, plots; replaced only when the run succeeds.",
 )  # fmt: skip
 @click.option("--no-fit", is_flag=True, help="Stop after writing histograms.root.")
-@click.option("--ml", is_flag=True, help="Also run the ML stage (BDT jet-parton assignment) and write histograms_ml.root.")
 @click.option("--skip-bad-files", is_flag=True, help="Finish without inputs that fail; histograms are then partial.")
 @click.option("--resume", is_flag=True, help="Reuse the checkpoints of an interrupted run with the same configuration.")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML/JSON run configuration; flags given override it.")
@@ -176,10 +176,10 @@ def run(
     chunksize: int,
     workers: int,
     seed: int,
+    retries: int,
+    ml: bool,
     output: Path,
     no_fit: bool,
-    ml: bool,
-    retries: int,
     skip_bad_files: bool,
     resume: bool,
     config_file: Path | None,
@@ -251,6 +251,7 @@ def process_file_command(
     workers: int,
     seed: int,
     retries: int,
+    ml: bool,
     process: str,
     variation: str,
     file_index: int,
@@ -269,6 +270,7 @@ def process_file_command(
             "workers": workers,
             "seed": seed,
             "retries": retries,
+            "ml": ml,
             "plugin_options": plugin_options,
         }
     )
@@ -325,6 +327,7 @@ def _echo_fit(result: FitResult, output: Path) -> None:
 )  # fmt: skip
 @click.option("--plugin", "plugins", multiple=True, metavar="inference=NAME", help="Choose the inference plugin.")
 @click.option("--asimov", is_flag=True, help="Fit the model's expectation at nominal parameters instead of the pseudodata.")
+@click.option("--ml", is_flag=True, help="Also draw the ML validation model of histograms_ml.root (beside HISTOGRAMS) with this fit.")
 @_fit_options
 @_reports_errors
 def fit(
@@ -332,6 +335,7 @@ def fit(
     output: Path,
     plugins: tuple[str, ...],
     asimov: bool,
+    ml: bool,
     significance: bool,
     limit: bool,
     no_plots: bool,
@@ -354,6 +358,7 @@ def fit(
         plots=not no_plots,
         plugin_options=plugin_options,
         show_progress=console.is_terminal,
+        ml=ml,
     )
     _echo_fit(result, output)
 

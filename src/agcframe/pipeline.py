@@ -309,7 +309,9 @@ def write_merged(
 ) -> list[str]:
     """Merge partial result files and write ``histograms`` with ``metrics.json`` and ``provenance.json`` beside it.
 
-    Each file is written under a temporary name and renamed into place.
+    Partial results of the ML stage (``process_file`` with ``ml``) also give
+    ``histograms_ml.root`` beside it. Each file is written under a temporary
+    name and renamed into place.
     """
     registered, merged, histogrammer = _merge(paths, manager or PluginManager())
     if merged.result is None:
@@ -322,12 +324,13 @@ def write_merged(
 def _write_merged(
     registered: RegisteredSpec, merged: Any, histogrammer: Any, paths: Sequence[str | Path], histograms: Path
 ) -> list[str]:
-    tmp = histograms.with_name(f".{histograms.name}.tmp")
-    names = histogrammer.write(merged.result, tmp, analysis.REGIONS)
-    os.replace(tmp, histograms)
+    names = _write_atomically(histogrammer, merged.result, histograms, analysis.REGIONS)
+    ml_names = []
+    if any(name.startswith(f"{feature}_") for name in histogrammer.yields(merged.result) for feature in analysis.ML_FEATURES):
+        ml_names = _write_atomically(histogrammer, merged.result, histograms.with_name(ML_HISTOGRAMS_FILE), tuple(analysis.ML_FEATURES))
     write_json(
         histograms.with_name("metrics.json"),
-        {"events": merged.events, "partials": len(paths), "histograms": len(names),
+        {"events": merged.events, "partials": len(paths), "histograms": len(names), "ml_histograms": len(ml_names),
          "input_bytes": sum(entry["size_bytes"] or 0 for entry in merged.inputs)},
     )  # fmt: skip
     write_json(
@@ -339,6 +342,14 @@ def _write_merged(
             "inputs": merged.inputs,
         },
     )
+    return names
+
+
+def _write_atomically(histogrammer: Any, result: Any, path: Path, regions: Sequence[str]) -> list[str]:
+    """The histograms of ``regions`` written under a temporary name and renamed to ``path``."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    names: list[str] = histogrammer.write(result, tmp, regions)
+    os.replace(tmp, path)
     return names
 
 
@@ -464,6 +475,7 @@ def fit(
     plugin_options: Mapping[str, Mapping[str, Any]] | None = None,
     manager: PluginManager | None = None,
     show_progress: bool = False,
+    ml: bool = False,
 ) -> FitResult:
     """Fit an existing ``histograms.root``; write ``fit_results.json``, ``workspace.json`` and plots into ``output``.
 
@@ -484,18 +496,26 @@ def fit(
         Options of the inference plugin, ``{plugin: {option: value}}``.
     show_progress
         Draw progress bars (ranking refits, limit scan) on the terminal.
+    ml
+        Also build the ML validation model of the ``histograms_ml.root`` beside
+        ``histograms`` (``workspace_ml.json``) and draw it with this fit's parameters.
     """
     histograms = Path(histograms).resolve()
     if not histograms.is_file():
         raise InputError(f"histograms file {histograms} does not exist; run 'agcframe run --no-fit' first")
+    ml_histograms = histograms.with_name(ML_HISTOGRAMS_FILE)
+    if ml and not ml_histograms.is_file():
+        raise InputError(f"{ml_histograms} does not exist; the ML validation needs the output of 'agcframe run --ml'")
     manager = manager or PluginManager()
     plugin_options = plugin_options or {}
     selected = _select(manager, {"inference": inference}, plugin_options)
     backend = _instantiate(selected["inference"], plugin_options)
+    options = options or FitOptions(ranking=True)
     with held_output(output), staged_outputs(output) as staging, showing_progress(show_progress):
-        return _fit(
-            backend, selected["inference"], histograms, staging, options or FitOptions(ranking=True), plots=plots
-        )
+        result = _fit(backend, selected["inference"], histograms, staging, options, plots=plots)
+        if ml:
+            _validate_ml(backend, selected["inference"], ml_histograms, staging, result, plots=plots)
+        return result
 
 
 def _version(distribution: str) -> str | None:
