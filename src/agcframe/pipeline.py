@@ -7,13 +7,14 @@ writes appears in the output directory together, or not at all.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata
 import logging
 import os
 import platform
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -422,14 +423,8 @@ def _fit(
     MINUIT's output and the libraries' messages go to ``workdir/fit.log``.
     """
     with fit_log(workdir):
-        try:
+        with _failures_of(registered, histograms):
             result: FitResult = inference.fit(histograms, workdir, options)
-        except AgcframeError:
-            raise
-        except Exception as exc:
-            raise PluginError(
-                f"inference plugin '{registered.spec.name}' failed on {histograms.name}: {type(exc).__name__}: {exc}"
-            ) from exc
         if result.status is not None and not result.status.valid:
             log.warning("the fit is NOT VALID: %s (see fit_results.json and fit.log)", result.status.describe())
         write_json(workdir / "fit_results.json", result.to_json())
@@ -442,6 +437,19 @@ def _fit(
     return result
 
 
+@contextlib.contextmanager
+def _failures_of(registered: RegisteredSpec, histograms: Path) -> Iterator[None]:
+    """An exception of the inference plugin (other than agcframe's own errors) as one line naming it and the file."""
+    try:
+        yield
+    except AgcframeError:
+        raise
+    except Exception as exc:
+        raise PluginError(
+            f"inference plugin '{registered.spec.name}' failed on {histograms.name}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
 def _validate_ml(inference: Any, registered: RegisteredSpec, histograms: Path, workdir: Path, result: FitResult, *, plots: bool) -> None:
     """The ML validation model of ``histograms`` (``workspace_ml.json``) and its observables with the main fit's parameters (``plots/ml``)."""
     build = getattr(inference, "ml_workspace", None)
@@ -452,14 +460,8 @@ def _validate_ml(inference: Any, registered: RegisteredSpec, histograms: Path, w
         )  # fmt: skip
         return
     with fit_log(workdir):
-        try:
+        with _failures_of(registered, histograms):
             workspace = build(histograms, workdir)
-        except AgcframeError:
-            raise
-        except Exception as exc:
-            raise PluginError(
-                f"inference plugin '{registered.spec.name}' failed on {histograms.name}: {type(exc).__name__}: {exc}"
-            ) from exc
         write_json(workdir / ML_WORKSPACE_FILE, workspace)
         if plots:
             draw_ml_validation_plots(workspace, result, workdir / PLOTS_DIR / "ml")
