@@ -197,3 +197,28 @@ def test_the_cli_runs_the_ml_stage_and_fit_ml_needs_its_histograms(small_fileset
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
     assert "histograms_ml.root does not exist; the ML validation needs the output of 'agcframe run --ml'" in refused.stderr
     assert not (tmp_path / "fit").exists()
+
+
+def test_an_ml_validation_that_raises_is_one_error_naming_the_plugin(small_fileset: Path, tmp_path: Path) -> None:
+    from agcframe.errors import PluginError
+    from agcframe.specs import InferenceSpec
+    from agcframe_pyhf.inference import PyhfInference
+
+    class BrokenMLInference(PyhfInference):
+        def ml_workspace(self, histograms: Path, workdir: Path) -> dict[str, object]:
+            raise RuntimeError("no such channel")
+
+    module = types.ModuleType("plugin_broken_ml")
+
+    @hookimpl
+    def agcframe_inferences() -> Iterable[InferenceSpec]:
+        yield InferenceSpec(name="broken-ml", backend=BrokenMLInference)
+
+    module.agcframe_inferences = agcframe_inferences  # type: ignore[attr-defined]
+    manager = PluginManager()
+    manager.register(module, name="broken-ml", distribution="broken-ml-dist")
+    plugins = {"processor": "numba", "inference": "broken-ml"}
+    config = agcframe.RunConfig(fileset=str(small_fileset), output=str(tmp_path / "out"), ml=True, plots=False, ranking=False, plugins=plugins)
+    with pytest.raises(PluginError, match=r"^inference plugin 'broken-ml' failed on histograms_ml.root: RuntimeError: no such channel$"):
+        agcframe.run(config, manager=manager)
+    assert not (tmp_path / "out").exists()  # nothing half-written
