@@ -222,3 +222,17 @@ def test_an_ml_validation_that_raises_is_one_error_naming_the_plugin(small_files
     with pytest.raises(PluginError, match=r"^inference plugin 'broken-ml' failed on histograms_ml.root: RuntimeError: no such channel$"):
         agcframe.run(config, manager=manager)
     assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_the_ml_histograms_as_hist_objects(ml_outputs: dict[str, Path]) -> None:
+    """One ``hist.Hist`` per feature (feature x process x variation), with the values of the file."""
+    by_feature = agcframe.load_ml_histograms(ml_outputs["numba"] / "histograms_ml.root")
+    assert list(by_feature) == list(agc.ML_FEATURES)
+    h = by_feature["mass_w1w2btophad"]
+    assert [axis.name for axis in h.axes] == ["observable", "process", "variation"]
+    assert h.axes["observable"].edges.tolist() == pytest.approx(np.linspace(50, 550, 26).tolist())
+    stored = read_histograms(ml_outputs["numba"] / "histograms_ml.root")
+    assert h[:, "ttbar", "btag_var_1_up"].values(flow=True).tolist() == stored["mass_w1w2btophad_ttbar_btag_var_1_up"][0].tolist()
+    assert h[:, "pseudodata", "nominal"].values().sum() > 0
+    with pytest.raises(agcframe.AgcframeError, match="holds no ML histograms; write one with 'agcframe run --ml'"):
+        agcframe.load_ml_histograms(ml_outputs["numba"] / "histograms.root")

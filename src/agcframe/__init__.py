@@ -26,6 +26,7 @@ __all__ = [
     "fit",
     "hookimpl",
     "load_histograms",
+    "load_ml_histograms",
     "run",
 ]
 
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from .config import RunConfig
     from .data import FitOptions, FitResult
     from .errors import AgcframeError
-    from .histogram_file import load_histograms
+    from .histogram_file import load_histograms, load_ml_histograms
     from .pipeline import RunResult, fit, run
     from .plugin_manager import PluginManager
 
@@ -56,6 +57,7 @@ _LAZY = {
     "RunResult": "pipeline",
     "fit": "pipeline",
     "load_histograms": "histogram_file",
+    "load_ml_histograms": "histogram_file",
     "run": "pipeline",
 }
 

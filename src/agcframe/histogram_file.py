@@ -6,6 +6,8 @@ observable x region x process x variation, so that a plot is one slice::
     h = agcframe.load_histograms("agc-output/histograms.root")
     h[:, "4j1b", :, "nominal"].stack("process").plot(stack=True, histtype="fill")
 
+:func:`load_ml_histograms` does the same for ``histograms_ml.root``, one histogram per feature.
+
 :func:`load_histograms` builds that histogram from the AGC-named TH1D of any
 histogrammer plugin; the pseudodata is the process ``pseudodata``.
 """
@@ -21,7 +23,7 @@ import uproot
 from . import analysis as agc
 from .errors import InputError
 
-__all__ = ["PSEUDODATA", "load_histograms", "read_histograms", "split_name"]
+__all__ = ["PSEUDODATA", "load_histograms", "load_ml_histograms", "read_histograms", "split_name"]
 
 #: process name of the pseudodata in :func:`load_histograms`' histogram
 PSEUDODATA = "pseudodata"
@@ -72,11 +74,37 @@ def load_histograms(path: str | Path) -> hist.Hist:
         raise InputError(f"histograms file {path} mixes binnings; load_histograms needs one observable binning")
     regions = [region for region in agc.REGIONS if any(key[0] == region for key in keys.values())]
     regions += sorted({key[0] for key in keys.values()} - set(regions))
-    processes = [process for process in (*agc.PROCESSES, PSEUDODATA) if any(key[1] == process for key in keys.values())]
-    variations = sorted({key[2] for key in keys.values()}, key=lambda variation: (variation != "nominal", variation))
+    return _stacked(by_name, keys, first.edges, "observable [GeV]", regions)
+
+
+def load_ml_histograms(path: str | Path) -> dict[str, hist.Hist]:
+    """The histograms of a ``histograms_ml.root`` by ML feature, each a ``hist.Hist``: feature x process x variation.
+
+    ``h = agcframe.load_ml_histograms("agc-output/histograms_ml.root")["mass_w1w2"]``;
+    ``h[:, "ttbar", "nominal"].plot()``. Raises as :func:`load_histograms`.
+    """
+    by_name = read_histograms(path)
+    keys = {name: split_name(name) for name in by_name}
+    features = [feature for feature in agc.ML_FEATURES if any(key[0] == feature for key in keys.values())]
+    if not features:
+        raise InputError(f"histograms file {path} holds no ML histograms; write one with 'agcframe run --ml'")
+    stacked = {}
+    for feature in features:
+        names = [name for name in by_name if keys[name][0] == feature]
+        stacked[feature] = _stacked({name: by_name[name] for name in names}, keys, by_name[names[0]].axes[0].edges, feature, None)
+    return stacked
+
+
+def _stacked(
+    by_name: dict[str, hist.Hist], keys: dict[str, tuple[str, str, str]], edges: np.ndarray, label: str, regions: list[str] | None
+) -> hist.Hist:
+    """``by_name`` in one histogram: observable [x region, if ``regions``] x process x variation, with variances."""
+    processes = [process for process in (*agc.PROCESSES, PSEUDODATA) if any(keys[name][1] == process for name in by_name)]
+    variations = sorted({keys[name][2] for name in by_name}, key=lambda variation: (variation != "nominal", variation))
+    region_axes = [] if regions is None else [hist.axis.StrCategory(regions, name="region", label="Region")]
     stacked = hist.Hist(
-        hist.axis.Variable(first.edges, name="observable", label="observable [GeV]"),
-        hist.axis.StrCategory(regions, name="region", label="Region"),
+        hist.axis.Variable(edges, name="observable", label=label),
+        *region_axes,
         hist.axis.StrCategory(processes, name="process", label="Process"),
         hist.axis.StrCategory(variations, name="variation", label="Systematic variation"),
         storage=hist.storage.Weight(),
@@ -84,7 +112,8 @@ def load_histograms(path: str | Path) -> hist.Hist:
     view = stacked.view(flow=True)
     for name, h in by_name.items():
         region, process, variation = keys[name]
-        index = (slice(None), regions.index(region), processes.index(process), variations.index(variation))
+        region_index = [] if regions is None else [regions.index(region)]
+        index = (slice(None), *region_index, processes.index(process), variations.index(variation))
         view.value[index] = h.values(flow=True)
         view.variance[index] = h.variances(flow=True)
     return stacked

@@ -32,7 +32,7 @@ from .checkpoints import CheckpointStore, checkpoint_directory
 from .outputs import held_output, staged_outputs, write_json
 from .partials import PartialResult, merged_inputs, read_partial, write_partial
 from .fitlog import fit_log
-from .histogram_file import load_histograms
+from .histogram_file import load_histograms, load_ml_histograms
 from .plots import draw_fit_plots, draw_ml_validation_plots
 from .progress import showing_progress
 from .processing import ChunkCost, ChunkTask, Processed, executor_session, plan, plan_file
@@ -80,6 +80,11 @@ class RunResult:
     def histograms(self) -> hist.Hist:
         """Every histogram of the run as one ``hist.Hist``: observable x region x process x variation."""
         return load_histograms(self.output / HISTOGRAMS_FILE)
+
+    @functools.cached_property
+    def ml_histograms(self) -> dict[str, hist.Hist]:
+        """The ML stage's histograms (runs with ``ml``), by feature: feature x process x variation."""
+        return load_ml_histograms(self.output / ML_HISTOGRAMS_FILE)
 
 
 def default_fileset() -> Path:
