@@ -191,7 +191,7 @@ def test_the_cli_runs_the_ml_stage_and_fit_ml_needs_its_histograms(small_fileset
     output = tmp_path / "run"
     result = agcframe_cli("run", "--ml", "--no-fit", "--plugin", "processor=numba", "--fileset", str(small_fileset), "--output", str(output))
     assert result.returncode == 0, result.stderr
-    assert "and 1240 to histograms_ml.root" in result.stdout and (output / "histograms_ml.root").is_file()
+    assert f"and 1240 to {output / 'histograms_ml.root'}" in result.stdout and (output / "histograms_ml.root").is_file()
     (output / "histograms_ml.root").unlink()
     refused = agcframe_cli("fit", str(output / "histograms.root"), "--ml", "--output", str(tmp_path / "fit"))
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1

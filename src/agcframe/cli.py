@@ -228,7 +228,7 @@ def run(
         f"processed {metrics['events']:,} events in {metrics['chunks']} chunks "
         f"at {metrics['events_per_s'] / 1000:.1f} k events/s; "
         f"wrote {len(result.histogram_names)} histograms to {result.output / 'histograms.root'}"
-        + (f" and {len(result.ml_histogram_names)} to {ML_HISTOGRAMS_FILE}" if config.ml else "")
+        + (f" and {len(result.ml_histogram_names)} to {result.output / ML_HISTOGRAMS_FILE}" if config.ml else "")
     )
     if result.empty_regions:
         click.echo(f"regions {', '.join(result.empty_regions)} are empty: no event passed the selection")
