@@ -52,19 +52,31 @@ def no_events_tree(directory: Path, good: Path) -> tuple[list[str], str]:
     return ["--fileset", str(_one_file_fileset(directory, path))], f"input file {path} has no 'Events' tree"
 
 
-def missing_branch(directory: Path, good: Path) -> tuple[list[str], str]:
-    path = directory / "no_btag.root"
-    with uproot.open(good) as source:
-        events = source["Events"]
-        keep = [name for name in events.keys() if name != "Jet_btagCSVV2" and not name.startswith("n")]
-        arrays = events.arrays(keep, how=dict)
+def _without_branch(directory: Path, good: Path, branch: str) -> Path:
+    """A copy of ``good`` without ``branch``."""
     import awkward as ak
 
+    path = directory / f"no_{branch}.root"
+    with uproot.open(good) as source:
+        events = source["Events"]
+        keep = [name for name in events.keys() if name != branch and not name.startswith("n")]
+        arrays = events.arrays(keep, how=dict)
     jets = {name.removeprefix("Jet_"): arrays.pop(name) for name in list(arrays) if name.startswith("Jet_")}
     electrons = {name.removeprefix("Electron_"): arrays.pop(name) for name in list(arrays) if name.startswith("Electron_")}
     muons = {name.removeprefix("Muon_"): arrays.pop(name) for name in list(arrays) if name.startswith("Muon_")}
     write_events(path, {**arrays, "Jet": ak.zip(jets), "Electron": ak.zip(electrons), "Muon": ak.zip(muons)})
+    return path
+
+
+def missing_branch(directory: Path, good: Path) -> tuple[list[str], str]:
+    path = _without_branch(directory, good, "Jet_btagCSVV2")
     return ["--fileset", str(_one_file_fileset(directory, path))], f"input file {path} lacks branch Jet_btagCSVV2"
+
+
+def missing_ml_branch(directory: Path, good: Path) -> tuple[list[str], str]:
+    """The ML stage's own branch: only runs with --ml need it."""
+    path = _without_branch(directory, good, "Jet_qgl")
+    return ["--ml", "--fileset", str(_one_file_fileset(directory, path))], f"input file {path} lacks branch Jet_qgl"
 
 
 def malformed_fileset_json(directory: Path, good: Path) -> tuple[list[str], str]:
@@ -94,7 +106,7 @@ def unknown_config_key(directory: Path, good: Path) -> tuple[list[str], str]:
 @pytest.mark.parametrize(
     "make",
     [
-        missing_file, truncated_file, empty_file, no_events_tree, missing_branch, malformed_fileset_json,
+        missing_file, truncated_file, empty_file, no_events_tree, missing_branch, missing_ml_branch, malformed_fileset_json,
         n_files_below_minus_one, unknown_plugin, unknown_slot, unknown_config_key,
     ],
 )  # fmt: skip
@@ -131,8 +143,7 @@ def test_skip_bad_files_finishes_and_says_histograms_are_partial(small_fileset: 
     good = Path(good_paths[0])
     truncated = tmp_path / "truncated.root"
     truncated.write_bytes(good.read_bytes()[:5000])
-    no_branch_args, _ = missing_branch(tmp_path, good)
-    no_branch = tmp_path / "no_btag.root"
+    no_branch = _without_branch(tmp_path, good, "Jet_btagCSVV2")
     document["ttbar"]["nominal"]["files"] += [{"path": str(truncated), "nevts": 100_000}, {"path": str(no_branch), "nevts": 100_000}]
     fileset = tmp_path / "with_bad.json"
     fileset.write_text(json.dumps(document))
