@@ -236,3 +236,12 @@ def test_the_ml_histograms_as_hist_objects(ml_outputs: dict[str, Path]) -> None:
     assert h[:, "pseudodata", "nominal"].values().sum() > 0
     with pytest.raises(agcframe.AgcframeError, match="holds no ML histograms; write one with 'agcframe run --ml'"):
         agcframe.load_ml_histograms(ml_outputs["numba"] / "histograms.root")
+
+
+@pytest.mark.parametrize("processor", ["coffea", "numba"])
+def test_runs_without_ml_do_not_need_jet_qgl(small_fileset: Path, tmp_path: Path, processor: str) -> None:
+    from test_bad_inputs import _good_file, _one_file_fileset, _without_branch
+
+    fileset = _one_file_fileset(tmp_path, _without_branch(tmp_path, _good_file(small_fileset), "Jet_qgl"))
+    result = agcframe.run(agcframe.RunConfig(fileset=str(fileset), output=str(tmp_path / "out"), fit=False, plugins={"processor": processor}))
+    assert result.yields["4j2b_ttbar"] > 0
