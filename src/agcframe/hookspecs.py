@@ -65,6 +65,9 @@ def agcframe_processors() -> Iterable[ProcessorSpec]:
     Called by the plugin manager when it collects the ``processor`` slot. The
     backend is pickled; ``read`` then ``compute`` are called on executor
     workers, once per work item, in any order, and timed apart for ``metrics.json``.
+    A spec with ``ml=True`` declares the ML stage: for ``agcframe run --ml`` the
+    core starts its backend with ``ml=True``, and ``compute`` also returns the
+    fills of the ML features (one region per feature, :func:`agcframe.ml.feature_fills`).
     """
 
 

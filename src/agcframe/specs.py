@@ -78,7 +78,8 @@ class Processor(Protocol):
         """Select objects and events of ``item`` from ``data`` (what :meth:`read` returned) and return the fills.
 
         Returns one :class:`Fill` per (region, variation) that the item's
-        sample contributes, with empty arrays when no event passes. ``seed``
+        sample contributes, with empty arrays when no event passes; a backend
+        started with ``ml=True`` adds the ML features' fills (a region per feature). ``seed``
         keys the per-jet resolution smearing; the result must not depend on
         how a file is chunked.
         """
