@@ -13,19 +13,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import uproot
+from agcframe_hist.histogrammer import HistHistogrammer
+from histograms import assert_bit_identical, read_histograms
 from matplotlib.testing.compare import compare_images
+from test_plots import BASELINES, UPDATE_ENV
 
 import agcframe
 from agcframe import analysis as agc
-from agcframe import ml
+from agcframe import hookimpl, ml
 from agcframe.data import Fill
 from agcframe.errors import ConfigError
-from agcframe import hookimpl
 from agcframe.plugin_manager import PluginManager
 from agcframe.specs import ProcessorSpec
-from agcframe_hist.histogrammer import HistHistogrammer
-from histograms import assert_bit_identical, read_histograms
-from test_plots import BASELINES, UPDATE_ENV
 
 pytest.importorskip("xgboost", reason="the coffea processor's ML stage scores with xgboost (pip install -e '.[test]')")
 
@@ -200,9 +199,10 @@ def test_the_cli_runs_the_ml_stage_and_fit_ml_needs_its_histograms(small_fileset
 
 
 def test_an_ml_validation_that_raises_is_one_error_naming_the_plugin(small_fileset: Path, tmp_path: Path) -> None:
+    from agcframe_pyhf.inference import PyhfInference
+
     from agcframe.errors import PluginError
     from agcframe.specs import InferenceSpec
-    from agcframe_pyhf.inference import PyhfInference
 
     class BrokenMLInference(PyhfInference):
         def ml_workspace(self, histograms: Path, workdir: Path) -> dict[str, object]:

@@ -17,8 +17,8 @@ import numpy as np
 from agcframe import analysis as agc
 from agcframe.data import Fill, WorkItem
 from agcframe.fills import needs_btag_weights, region_fills
-from agcframe.ml import feature_fills
 from agcframe.inputs import isal_inflate, open_tree, require_branches
+from agcframe.ml import feature_fills
 
 from .kernels import N_VARIATIONS, REGION_4J1B, REGION_4J2B, ml_inputs, select_events
 
