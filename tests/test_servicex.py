@@ -41,9 +41,11 @@ def _run(fileset: Path, output: Path, source: str, **options: object) -> dict[st
 
 
 def test_histograms_bit_identical_to_the_uproot_source(small_fileset: Path, tmp_path: Path) -> None:
-    metrics = _run(small_fileset, tmp_path / "servicex", "servicex", chunksize=700)
-    _run(small_fileset, tmp_path / "uproot", "uproot")
-    assert_bit_identical(tmp_path / "servicex" / "histograms.root", tmp_path / "uproot" / "histograms.root")
+    """The main and the ML stage's histograms (the preselection keeps every 4j2b event, the query the ML branches)."""
+    metrics = _run(small_fileset, tmp_path / "servicex", "servicex", chunksize=700, ml=True)
+    _run(small_fileset, tmp_path / "uproot", "uproot", ml=True)
+    for name in ("histograms.root", "histograms_ml.root"):
+        assert_bit_identical(tmp_path / "servicex" / name, tmp_path / "uproot" / name)
     delivery = metrics["source"]
     assert isinstance(delivery, dict)
     assert delivery["backend"] == "local"
@@ -63,7 +65,7 @@ def test_the_query_the_plugin_builds_is_the_query_that_runs(small_fileset: Path)
     with uproot.open(items[0].path) as file:
         branches = set(file["Events"].keys())
     counters = {"nJet", "nElectron", "nMuon"}
-    assert branches == set(analysis.BRANCHES) | counters
+    assert branches == set(analysis.BRANCHES) | set(analysis.ML_BRANCHES) | counters
     with uproot.open(items[0].path) as file:
         jet_pt = file["Events"]["Jet_pt"].array()
     # every delivered event has the jets the preselection asks for

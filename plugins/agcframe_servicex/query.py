@@ -1,5 +1,9 @@
 """The UprootRaw query agcframe sends to ServiceX: the analysis branches and a loose event preselection.
 
+The branches are those of the selection and of the ML stage (``Jet_qgl``), so
+that one delivery serves runs with and without ``--ml``; a file without the ML
+stage's branch is delivered without it, and only an ``--ml`` run refuses it.
+
 The preselection keeps every event that could enter a histogram, for every
 systematic, so delivering through it changes no bin:
 
@@ -23,7 +27,10 @@ from servicex.uproot_raw.uproot_raw import TreeSubQuery, UprootRawQuery
 
 from agcframe import analysis as agc
 
-__all__ = ["PRESELECTION_JET_PT_MIN", "analysis_query", "preselection"]
+__all__ = ["DELIVERED_BRANCHES", "PRESELECTION_JET_PT_MIN", "analysis_query", "preselection"]
+
+#: what the query asks for: the analysis branches and the ML stage's (each once, in order)
+DELIVERED_BRANCHES = tuple(dict.fromkeys((*agc.BRANCHES, *agc.ML_BRANCHES)))
 
 _LARGEST_JET_PT_FACTOR = max(agc.JET_PT_SCALE_UP, agc.JET_PT_RESOLUTION_MAX_FACTOR)
 PRESELECTION_JET_PT_MIN = agc.JET_PT_MIN / _LARGEST_JET_PT_FACTOR * (1 - 1e-4)
@@ -41,7 +48,7 @@ def preselection() -> str:
 
 
 def analysis_query(treename: str = "Events") -> UprootRawQuery:
-    """Exactly the analysis branches (:data:`agcframe.analysis.BRANCHES`) of events passing :func:`preselection`."""
+    """Exactly the :data:`DELIVERED_BRANCHES` of events passing :func:`preselection`."""
     return UprootRawQuery(
-        TreeSubQuery(treename=treename, filter_name=list(agc.BRANCHES), cut=preselection(), fail_on_missing_trees=True)
+        TreeSubQuery(treename=treename, filter_name=list(DELIVERED_BRANCHES), cut=preselection(), fail_on_missing_trees=True)
     )
