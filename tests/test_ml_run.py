@@ -73,16 +73,21 @@ def test_without_ml_no_ml_histograms(small_fileset: Path, tmp_path: Path) -> Non
     assert not (tmp_path / "histograms_ml.root").exists() and result.ml_histogram_names == []
 
 
-def test_a_processor_without_an_ml_stage_is_refused(small_fileset: Path, tmp_path: Path) -> None:
-    module = types.ModuleType("plugin_plain")
+def _manager_with(hook: str, spec: object) -> PluginManager:
+    """All installed plugins and a third-party one whose hook ``hook`` declares ``spec``."""
+    module = types.ModuleType(f"plugin_{spec.name}")  # type: ignore[attr-defined]
 
-    @hookimpl
-    def agcframe_processors() -> Iterable[ProcessorSpec]:
-        yield ProcessorSpec(name="plain", backend=object)
+    def declare() -> Iterable[object]:
+        yield spec
 
-    module.agcframe_processors = agcframe_processors  # type: ignore[attr-defined]
+    setattr(module, hook, hookimpl(declare, specname=hook))
     manager = PluginManager()
-    manager.register(module, name="plain", distribution="plain-dist")
+    manager.register(module, name=spec.name, distribution=f"{spec.name}-dist")  # type: ignore[attr-defined]
+    return manager
+
+
+def test_a_processor_without_an_ml_stage_is_refused(small_fileset: Path, tmp_path: Path) -> None:
+    manager = _manager_with("agcframe_processors", ProcessorSpec(name="plain", backend=object))
     config = agcframe.RunConfig(fileset=str(small_fileset), output=str(tmp_path / "out"), fit=False, ml=True, plugins={"processor": "plain"})
     with pytest.raises(ConfigError, match=r"processor plugin 'plain' has no ML stage.*--plugin processor=coffea or numba"):
         agcframe.run(config, manager=manager)
@@ -208,15 +213,7 @@ def test_an_ml_validation_that_raises_is_one_error_naming_the_plugin(small_files
         def ml_workspace(self, histograms: Path, workdir: Path) -> dict[str, object]:
             raise RuntimeError("no such channel")
 
-    module = types.ModuleType("plugin_broken_ml")
-
-    @hookimpl
-    def agcframe_inferences() -> Iterable[InferenceSpec]:
-        yield InferenceSpec(name="broken-ml", backend=BrokenMLInference)
-
-    module.agcframe_inferences = agcframe_inferences  # type: ignore[attr-defined]
-    manager = PluginManager()
-    manager.register(module, name="broken-ml", distribution="broken-ml-dist")
+    manager = _manager_with("agcframe_inferences", InferenceSpec(name="broken-ml", backend=BrokenMLInference))
     plugins = {"processor": "numba", "inference": "broken-ml"}
     config = agcframe.RunConfig(fileset=str(small_fileset), output=str(tmp_path / "out"), ml=True, plots=False, ranking=False, plugins=plugins)
     with pytest.raises(PluginError, match=r"^inference plugin 'broken-ml' failed on histograms_ml.root: RuntimeError: no such channel$"):
