@@ -163,7 +163,6 @@ def test_ml_validation_plot_matches_baseline(ml_fits: dict[str, Path]) -> None:
 
 def test_compiled_scores_equal_xgboosts_on_every_assignment_of_the_embedded_dataset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Every assignment the numba processor scores in a run of the embedded dataset (all samples and variations), against XGBoost."""
-    import agcframe_numba.processor as numba_processor
     from agcframe_coffea.processor import xgboost_scores
 
     rows, largest_difference = [], []
@@ -174,7 +173,7 @@ def test_compiled_scores_equal_xgboosts_on_every_assignment_of_the_embedded_data
         rows.append(len(features))
         return compiled
 
-    monkeypatch.setattr(numba_processor, "feature_fills", functools.partial(ml.feature_fills, scores=compared))
+    monkeypatch.setattr(ml, "feature_fills", functools.partial(ml.feature_fills, scores=compared))  # the numba processor imports it per call
     agcframe.run(agcframe.RunConfig(output=str(tmp_path), fit=False, ml=True, plugins={"processor": "numba"}))
     assert sum(rows) > 1_000_000  # every sample, nominal and jet-pt varied
     assert max(largest_difference) <= 1e-6

@@ -2,7 +2,7 @@
 
 Arrays come in flat (NanoAOD ``Jet_*`` contents with the ``nJet`` offsets), so
 there is no Python loop over events. Each event is read once: its leptons are
-counted, its ``pt_res_up`` factors drawn (:func:`agcframe.rng.keyed_normal_one`,
+counted, its ``pt_res_up`` factors drawn (:func:`agcframe.rng_numba.keyed_normal_one`,
 the bits every other processor gets), and its jets selected for every variation.
 Cuts are combined with bitwise ``&`` so that no branch is mispredicted per
 object. Four-vector sums use float64 (coffea uses float32 through ``vector``);
@@ -17,13 +17,12 @@ import numba
 import numpy as np
 
 from agcframe import analysis as agc
-from agcframe.rng import keyed_normal_one
+from agcframe.rng_numba import keyed_normal_one
 
-__all__ = ["N_VARIATIONS", "REGION_4J1B", "REGION_4J2B", "REGION_NONE", "ml_inputs", "select_events", "trijet_mass"]
+from .compiled import REGION_4J1B, REGION_4J2B
 
-REGION_NONE, REGION_4J1B, REGION_4J2B = 0, 1, 2
-#: the jet-pt variations of a nominal sample, in the rows of select_events' outputs
-N_VARIATIONS = 1 + len(agc.JET_KINEMATIC_SYSTEMATICS)
+__all__ = ["ml_inputs", "select_events", "trijet_mass"]
+
 N_BTAG_JETS = agc.N_BTAG_VARIATIONS
 
 _JET_PT_MIN = agc.JET_PT_MIN

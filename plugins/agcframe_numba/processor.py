@@ -3,8 +3,10 @@
 It reads exactly the analysis branches of one entry range and runs one
 compiled pass over the events for all jet-pt variations (lepton and jet
 selection, the ``pt_res_up`` factors, regions, HT, the trijet search).
-Compilation is cached on disk (``numba.njit(cache=True)``), so only a first
-run ever pays it.
+The selection kernel is compiled ahead of time once per machine
+(:mod:`agcframe_numba.compiled`), so that a run does not start numba's JIT;
+the ML stage's kernels are JIT-compiled and cached on disk
+(``numba.njit(cache=True)``), so only a first run ever pays their compilation.
 """
 
 from __future__ import annotations
@@ -18,9 +20,8 @@ from agcframe import analysis as agc
 from agcframe.data import Fill, WorkItem
 from agcframe.fills import needs_btag_weights, region_fills
 from agcframe.inputs import isal_inflate, open_tree, require_branches
-from agcframe.ml import feature_fills
 
-from .kernels import N_VARIATIONS, REGION_4J1B, REGION_4J2B, ml_inputs, select_events
+from .compiled import REGION_4J1B, REGION_4J2B, select_events, warm_up
 
 __all__ = ["BRANCHES", "ML_BRANCHES", "NumbaProcessor", "selection_inputs"]
 
@@ -49,9 +50,9 @@ def _flat(array: ak.Array) -> tuple[np.ndarray, np.ndarray]:
 class NumbaProcessor:
     """The AGC analysis with numba kernels; histograms equal to ``coffea``'s.
 
-    Creating one loads the compiled kernels from numba's disk cache (a few
-    tenths of a second, compiling them on the very first use), so that cost
-    is paid at start-up rather than inside the first chunk.
+    Creating one loads the compiled selection kernel (compiling it on the very
+    first use), so that cost is paid at start-up rather than inside the first
+    chunk.
 
     With ``ml``, it also runs the ML stage: the 4j2b events' jets and lepton
     are gathered by a kernel and the BDT is evaluated by agcframe's compiled
@@ -61,7 +62,7 @@ class NumbaProcessor:
     def __init__(self, ml: bool = False) -> None:
         self.ml = ml
         self.branches = ML_BRANCHES if ml else BRANCHES
-        _warm_up()
+        warm_up()
 
     def read(self, item: WorkItem) -> dict[str, ak.Array]:
         """The analysis's branches of ``item``'s entry range, inflated by ISA-L."""
@@ -89,6 +90,11 @@ def _feature_fills(
     leading: list[np.ndarray],
 ) -> list[Fill]:  # fmt: skip
     """The ML stage's fills for the ``selected`` (4j2b) events under the jet-pt variation ``kinematic`` (row ``variation``)."""
+    # imported here: they import numba, which only the ML stage needs
+    from agcframe.ml import feature_fills
+
+    from .kernels import ml_inputs
+
     event_ids = [np.asarray(arrays[name]) for name in _EVENT_ID]
     jet_offsets, jet_pt = _flat(arrays["Jet_pt"])
     collections = [
@@ -115,13 +121,3 @@ def selection_inputs(item: WorkItem, arrays: dict[str, ak.Array], seed: int) -> 
         flat += [offsets, *(_flat(arrays[f"{collection}_{field}"])[1] for field in fields)]
     event_ids = [np.asarray(arrays[name]) for name in _EVENT_ID]
     return kinematics, (*flat, *event_ids, seed, len(kinematics))
-
-
-def _warm_up() -> None:
-    """Load (or compile) the kernel with NanoAOD's dtypes on empty arrays."""
-    f32, i32, offsets = np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros(1, np.int64)
-    electrons = (offsets, f32, f32, i32, f32)
-    muons = (offsets, f32, f32, np.zeros(0, np.bool_), f32, f32)
-    jets = (offsets, f32, f32, f32, f32, f32, i32)
-    event_ids = (np.zeros(0, np.uint32), np.zeros(0, np.uint32), np.zeros(0, np.uint64))
-    select_events(*electrons, *muons, *jets, *event_ids, 0, N_VARIATIONS)

@@ -1,5 +1,5 @@
 """``python -m agcframe``."""
 
-from .cli import main
+from .cli import command
 
-main(prog_name="agcframe")
+command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 # Each command imports the modules it runs when it runs: ``agcframe --help``,
 # ``agcframe plugins`` and a run that does not fit never import what they do not use.
 
-__all__ = ["main"]
+__all__ = ["command", "main"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 console = Console(stderr=True)
@@ -506,3 +507,18 @@ def build(tag: str, base_image: str | None, context: Path | None, docker_host: s
     image_id = build_image(context, tag=tag, base_image=base_image, docker_host=docker_host)
     click.echo(f"built {tag} ({image_id})")
 
+
+
+def command() -> None:
+    """The ``agcframe`` command (and ``python -m agcframe``): :func:`main`, then an exit that frees nothing one by one.
+
+    The trees a run opened are ~10^5 Python objects per file in reference
+    cycles; at exit, Python's last collection would free them one by one (0.6 s
+    on nine NanoAOD files) just before the operating system reclaims the whole
+    process. Frozen, they are left to the operating system. Outputs are written
+    and closed before, and the log handlers are flushed after (``atexit``).
+    """
+    try:
+        main(prog_name="agcframe")
+    finally:
+        gc.freeze()

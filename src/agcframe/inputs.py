@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import math
 import mmap
@@ -69,7 +70,8 @@ def open_tree(path: str, treename: str = "Events") -> Iterator[Any]:
     global _bytes_read
     if not is_remote(path) and not os.path.exists(path):
         raise InputError(f"input file {path} does not exist; check the fileset paths")
-    tree = _open_tree(path, treename, file_identity(path))
+    with _collector_paused():
+        tree = _open_tree(path, treename, file_identity(path))
     source = tree.file.source
     before = source.num_requested_bytes
     try:
@@ -138,6 +140,23 @@ def _open_tree(path: str, treename: str, identity: tuple[int, int] | None) -> An
         file.close()
         raise InputError(f"input file {path}: '{treename}' is a {type(tree).__name__}, not a TTree")
     return tree
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused while a file is opened and its tree's metadata parsed.
+
+    A NanoAOD tree's metadata (~1,000 branches) is ~40,000 Python objects: the
+    collector, triggered every 700 allocations, would traverse them over and
+    over, a third of the parsing time. Nothing the parse allocates is garbage.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def checked_entries(path: str, treename: str, branches: Sequence[str] = (), nevts: int | None = None) -> int:

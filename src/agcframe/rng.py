@@ -7,19 +7,17 @@ so a systematic built from it is reproducible across executors.
 The mixing function is SplitMix64's finaliser (Steele, Lea & Flood 2014),
 applied once per key component. numpy's bit generators are stream-based and
 have no vectorised keyed interface, which is why this small function exists.
-It is compiled with numba so that a numba kernel can draw inline
-(:func:`keyed_normal_one`) the very bits the array form (:func:`keyed_normal`)
-gives every other caller.
+It is compiled with numba (:mod:`agcframe.rng_numba`) so that a numba kernel
+can draw inline (:func:`agcframe.rng_numba.keyed_normal_one`) the very bits
+the array form (:func:`keyed_normal`) gives every other caller; numba is
+imported when the array form is first called, not with this module.
 """
 
 from __future__ import annotations
 
-import math
-
-import numba
 import numpy as np
 
-__all__ = ["MAX_ABS_DEVIATE", "keyed_normal", "keyed_normal_one"]
+__all__ = ["MAX_ABS_DEVIATE", "keyed_normal"]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -29,41 +27,6 @@ _SHIFT1, _SHIFT2, _SHIFT3, _TO_53_BITS = np.uint64(30), np.uint64(27), np.uint64
 _TO_UNIT = 2.0**-53
 #: the largest |deviate| keyed_normal can return: Box-Muller at the smallest uniform, 2**-54
 MAX_ABS_DEVIATE = float(np.sqrt(-2.0 * np.log(0.5 * _TO_UNIT)))
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _mix(x: np.uint64) -> np.uint64:
-    z = x + _GOLDEN
-    z = (z ^ (z >> _SHIFT1)) * _MIX1
-    z = (z ^ (z >> _SHIFT2)) * _MIX2
-    return z ^ (z >> _SHIFT3)
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _unit_open(bits: np.uint64) -> float:
-    """Uniform float64 in (0, 1) from the top 53 bits."""
-    return (np.float64(bits >> _TO_53_BITS) + 0.5) * _TO_UNIT
-
-
-@numba.njit(cache=True, nogil=True)
-def keyed_normal_one(seed: int, run: int, luminosity_block: int, event: int, index: int) -> float:
-    """The standard normal deviate of one key (Box-Muller on two keyed uniforms)."""
-    state = _mix(np.uint64(seed))
-    state = _mix(state ^ np.uint64(run))
-    state = _mix(state ^ np.uint64(luminosity_block))
-    state = _mix(state ^ np.uint64(event))
-    state = _mix(state ^ np.uint64(index))
-    u1 = _unit_open(state)
-    u2 = _unit_open(_mix(state ^ _SECOND_DRAW))
-    return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
-
-
-@numba.njit(cache=True, nogil=True)
-def _keyed_normals(seed: int, run: np.ndarray, luminosity_block: np.ndarray, event: np.ndarray, index: np.ndarray) -> np.ndarray:
-    out = np.empty(len(event))
-    for i in range(len(event)):
-        out[i] = keyed_normal_one(seed, run[i], luminosity_block[i], event[i], index[i])
-    return out
 
 
 def keyed_normal(
@@ -88,6 +51,8 @@ def keyed_normal(
     numpy.ndarray
         float64 deviates from Box-Muller on two keyed uniforms.
     """
+    from .rng_numba import keyed_normals
+
     keys = np.broadcast_arrays(*(np.asarray(key).astype(np.uint64) for key in (run, luminosity_block, event, index)))
     shape = keys[0].shape
-    return _keyed_normals(seed, *(np.ascontiguousarray(key).ravel() for key in keys)).reshape(shape)
+    return keyed_normals(seed, *(np.ascontiguousarray(key).ravel() for key in keys)).reshape(shape)
