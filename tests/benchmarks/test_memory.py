@@ -48,7 +48,7 @@ def _run(fileset: Path, output: Path) -> dict[str, Any]:
 
 def test_peak_memory_does_not_grow_with_events(benchmark: Any, benchmark_fileset: Path, tmp_path: Path) -> None:
     """numba processor, 10k-event chunks: ten times the events raise peak memory by less than 1.3 times."""
-    _run(benchmark_fileset, tmp_path / "compile")  # numba's cache is written once, outside the comparison
+    _run(benchmark_fileset, tmp_path / "compile")  # the kernel is compiled once, outside the comparison
     small = _run(benchmark_fileset, tmp_path / "small")
     large_fileset = _linked_fileset(benchmark_fileset, tmp_path / "linked", COPIES)
     large = benchmark.pedantic(lambda: _run(large_fileset, tmp_path / "large"), rounds=1, iterations=1)
