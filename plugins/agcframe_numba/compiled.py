@@ -8,11 +8,11 @@ process (numba initialises its CPU target and imports the packages of its
 :func:`ensure_built` compiles it once per machine, in a subprocess (a few
 seconds, with the C compiler ``numba.pycc`` uses), into
 ``<agcframe cache>/numba-kernels/<key>/``, where the key hashes the kernels'
-sources, numba's and Python's versions; later runs import it.
+sources and the versions of numba, numpy and Python; later runs import it.
 :func:`select_events` calls it when the arrays have NanoAOD's dtypes, and
 :func:`agcframe_numba.kernels.select_events` (the same code, JIT-compiled)
-otherwise, or where it could not be built (no C compiler, a numba without
-``pycc``): the results are the same.
+otherwise, or where it could not be built (no C compiler, a read-only cache, a
+numba without ``pycc``): the results are the same.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def _key() -> str:
     origins = [spec.origin for spec in map(importlib.util.find_spec, _AGCFRAME_SOURCES) if spec and spec.origin]
     for source in (*_SOURCES, *map(Path, origins)):
         digest.update(source.read_bytes())
-    digest.update(f"{version('numba')} {sys.version} {platform.machine()}".encode())
+    digest.update(f"{version('numba')} {version('numpy')} {sys.version} {platform.machine()}".encode())
     return digest.hexdigest()[:16]
 
 
