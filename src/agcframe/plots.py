@@ -90,7 +90,7 @@ def _slide_ready(figure: Any, *, asimov: bool) -> Any:
         if text.get_text() == "Data":
             text.set_text(data_name)
     mplhep.cms.label("Open Data", data=True, rlabel=LUMI_LABEL, ax=main, loc=0)
-    figure.canvas.draw()
+    figure.draw_without_rendering()  # lays out the texts to measure them, without drawing a pixel
     # the lowest edge of the legend and of the labels inside the axes, as axes fractions
     content = main.dataLim.y1  # the highest bar, band or data point
     to_axes = main.transAxes.inverted()
