@@ -74,6 +74,34 @@ def test_tree_metadata_is_parsed_without_garbage_collections() -> None:
     assert len(collections) <= 1 and gc.isenabled()  # the one the first allocation after the pause starts; unpaused, ~60
 
 
+def test_trees_evicted_from_the_open_ones_are_collected(tmp_path: Path) -> None:
+    """With the collector paused while trees are parsed, a full collection runs every few trees dropped from the open ones."""
+    import gc
+
+    from agcframe import inputs
+    from conftest import REAL_FILE
+
+    paths = [tmp_path / f"file{index}.root" for index in range(inputs.OPEN_TREES + 2 * inputs.EVICTIONS_PER_COLLECTION)]
+    for path in paths:
+        path.symlink_to(REAL_FILE)
+    full: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and info["generation"] == 2:
+            full.append(1)
+
+    inputs.forget_open_trees()
+    gc.callbacks.append(count)
+    try:
+        for path in paths:
+            with inputs.open_tree(str(path)):
+                pass
+    finally:
+        gc.callbacks.remove(count)
+        inputs.forget_open_trees()
+    assert len(full) >= 2
+
+
 def test_the_command_leaves_its_objects_to_the_operating_system(small_fileset: Path, tmp_path: Path) -> None:
     """``agcframe`` freezes the collector before exiting, so that Python's last collection does not free the trees one by one."""
     script = (
