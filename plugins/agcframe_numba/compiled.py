@@ -63,7 +63,9 @@ _SOURCES = (Path(__file__), Path(__file__).with_name("kernels.py"))
 _AGCFRAME_SOURCES = ("agcframe.rng", "agcframe.rng_numba", "agcframe.analysis")
 
 
+@functools.cache
 def _key() -> str:
+    """The hash of the kernel sources and versions (read once per process: start-up asks twice)."""
     digest = hashlib.sha256()
     origins = [spec.origin for spec in map(importlib.util.find_spec, _AGCFRAME_SOURCES) if spec and spec.origin]
     for source in (*_SOURCES, *map(Path, origins)):
