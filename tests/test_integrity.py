@@ -60,7 +60,8 @@ def test_one_flipped_bit_of_the_entry_count_is_an_error_naming_the_file(
         choices += ["--servicex-endpoint", "local"]
     result = agcframe_cli("run", "--no-fit", *choices, "--fileset", str(copied_fileset), "--output", str(tmp_path / "out"))
     assert result.returncode == 2, result.stderr
-    assert result.stderr.count("\n") == 1, result.stderr
+    # one error line; the first numba run of a test session may also say it compiles the kernels (INFO)
+    assert [line for line in result.stderr.splitlines() if not line.startswith("INFO")] == [result.stderr.splitlines()[-1]], result.stderr
     assert f"input file {damaged}: its 'Events' tree says {flipped:,} entries but branch" in result.stderr
     assert f"holds {entries:,}" in result.stderr and "metadata is corrupt" in result.stderr
     assert not (tmp_path / "out").exists()
@@ -161,7 +162,7 @@ def test_no_space_left_keeps_the_previous_outputs(small_fileset: Path, tmp_path:
         output = mount / "out"
         output.mkdir()
         (output / "histograms.root").write_bytes(b"previous run")
-        (output / ".agcframe-outputs.json").write_text(json.dumps({"written": ["histograms.root"]}))
+        (output / ".agcframe-outputs.json").write_text(json.dumps({"commands": {"run": ["histograms.root"]}}))
         (mount / "filler").write_bytes(bytes(2 * 2**20 - 64 * 2**10))  # leaves less than the outputs need
         result = agcframe_cli("run", "--no-fit", "--fileset", str(small_fileset), "--output", str(output))
         assert result.returncode == 2, result.stderr

@@ -60,3 +60,19 @@ def test_plot_is_a_loadable_nonblank_png(plots: Path, name: str) -> None:
 def test_a_changed_plot_fails_the_comparison(plots: Path, tmp_path: Path) -> None:
     """The comparison can fail: the post-fit plot of one region is not the pre-fit one."""
     assert compare_images(str(BASELINES / "4j2b_SR_prefit.png"), str(plots / "4j2b_SR_postfit.png"), tol=1.0) is not None
+
+
+def test_a_negative_predicted_yield_is_drawn_as_zero_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    import cabinetry
+    import pyhf
+
+    from agcframe.plots import _drawable
+
+    model = pyhf.simplemodels.uncorrelated_background(signal=[1.0, 5.0], bkg=[10.0, 10.0], bkg_uncertainty=[1.0, 1.0])
+    prediction = cabinetry.model_utils.prediction(model)
+    negative = prediction._replace(model_yields=[[[-0.5, 5.0], [0.2, 10.0]]])
+    drawable = _drawable(negative)
+    assert drawable.model_yields == [[[0.0, 5.0], [0.2, 10.0]]]
+    assert "negative in bin(s) [0]" in caplog.text and "singlechannel" in caplog.text
+    figures = cabinetry.visualize.data_mc(drawable, [10.0, 15.0], save_figure=False, close_figure=True)
+    assert len(figures) == 1

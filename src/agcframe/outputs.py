@@ -1,9 +1,13 @@
-"""Outputs: held by one run at a time, written atomically, and holding exactly one run.
+"""Outputs: held by one command at a time, written atomically, and holding one run and one fit.
 
-A run holds its output (a lock beside it) from start to end; it writes into a
-staging directory whose entries replace the output's only on success; and the
-files an earlier run wrote there that this run does not write are removed, so
-``provenance.json`` describes every file beside it.
+A command holds its output (a lock beside it) from start to end; it writes
+into a staging directory whose entries replace the output's only on success.
+The manifest beside the outputs lists, per command, the files it wrote. A
+command removes what an earlier command of the kinds it supersedes wrote and
+it does not write again: a ``run`` supersedes earlier runs and fits (a fit of
+other histograms is stale), a ``fit`` only earlier fits, so a ``fit`` never
+removes the run's ``histograms.root``, ``metrics.json`` or ``provenance.json``.
+Files no agcframe command wrote are left alone.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ from typing import Any
 
 from .errors import AgcframeError, ConfigError
 
-__all__ = ["MANIFEST", "held_output", "staged_outputs", "write_json"]
+__all__ = ["MANIFEST", "SUPERSEDES", "held_output", "staged_outputs", "write_json"]
 
-#: the names a run wrote into its output directory; the next run removes those it does not write
+#: the names each command wrote into an output directory, ``{"commands": {command: [name, ...]}}``
 MANIFEST = ".agcframe-outputs.json"
+#: the commands whose earlier files each command replaces (their files it does not write again are removed)
+SUPERSEDES: dict[str, tuple[str, ...]] = {"run": ("run", "fit"), "fit": ("fit",)}
 
 
 @contextmanager
@@ -77,12 +83,15 @@ def _locked(lock: Path, path: Path) -> Iterator[Any]:
 
 
 @contextmanager
-def staged_outputs(directory: str | Path) -> Iterator[Path]:
+def staged_outputs(directory: str | Path, command: str) -> Iterator[Path]:
     """Yield a fresh staging directory; on success move its entries into ``directory``.
 
     The staging directory sits next to ``directory`` (same file system), so each
     entry is moved with an atomic rename. If the body raises, nothing in
-    ``directory`` is created or changed.
+    ``directory`` is created or changed. On success, the files that earlier
+    commands of the kinds ``command`` supersedes (:data:`SUPERSEDES`) wrote and
+    this one did not are removed; the manifest then lists this command's files
+    under its name and keeps the other commands' lists (less what was replaced).
     """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +100,10 @@ def staged_outputs(directory: str | Path) -> Iterator[Path]:
         try:
             yield staging
             written = sorted(entry.name for entry in staging.iterdir())
-            write_json(staging / MANIFEST, {"written": written})
+            earlier = _written_by_earlier_commands(directory)
+            stale = {name for other in SUPERSEDES[command] for name in earlier.pop(other, [])} - set(written)
+            kept = {other: [name for name in names if name not in written] for other, names in earlier.items()}
+            write_json(staging / MANIFEST, {"commands": {**{k: v for k, v in kept.items() if v}, command: written}})
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise AgcframeError(
@@ -100,21 +112,25 @@ def staged_outputs(directory: str | Path) -> Iterator[Path]:
                 ) from None
             raise
         directory.mkdir(exist_ok=True)
-        earlier = _written_by_earlier_run(directory)
         for name in [*written, MANIFEST]:
             _replace(staging / name, directory / name)
-        for name in sorted(earlier - set(written)):
+        for name in sorted(stale):
             _remove(directory / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _written_by_earlier_run(directory: Path) -> set[str]:
+def _written_by_earlier_commands(directory: Path) -> dict[str, list[str]]:
+    """The manifest's lists by command; empty where there is none or it is unreadable (then everything is left)."""
     try:
-        names = json.loads((directory / MANIFEST).read_text())["written"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return set()  # no earlier agcframe run, or its manifest is unreadable: leave everything
-    return {name for name in names if isinstance(name, str) and "/" not in name and name not in ("", ".", "..")}
+        commands = json.loads((directory / MANIFEST).read_text())["commands"]
+        return {
+            str(command): [name for name in names if isinstance(name, str) and "/" not in name and name not in ("", ".", "..", MANIFEST)]
+            for command, names in commands.items()
+            if isinstance(names, list)
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
 
 
 def _replace(entry: Path, target: Path) -> None:

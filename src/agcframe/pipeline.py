@@ -191,7 +191,7 @@ def _run(config: RunConfig, manager: PluginManager, show_progress: bool) -> RunR
             "run over more events or pass --no-fit"
         )
 
-    with staged_outputs(config.output) as staging:
+    with staged_outputs(config.output, "run") as staging:
         names = histogrammer.write(processed.result, staging / HISTOGRAMS_FILE, analysis.REGIONS)
         ml_names = histogrammer.write(processed.result, staging / ML_HISTOGRAMS_FILE, tuple(analysis.ML_FEATURES)) if config.ml else []
         written = time.perf_counter()
@@ -518,7 +518,7 @@ def fit(
     selected = _select(manager, {"inference": inference}, plugin_options)
     backend = _instantiate(selected["inference"], plugin_options)
     options = options or FitOptions(ranking=True)
-    with held_output(output), staged_outputs(output) as staging, showing_progress(show_progress):
+    with held_output(output), staged_outputs(output, "fit") as staging, showing_progress(show_progress):
         result = _fit(backend, selected["inference"], histograms, staging, options, plots=plots)
         if ml:
             _validate_ml(backend, selected["inference"], ml_histograms, staging, result, plots=plots)

@@ -168,11 +168,32 @@ def _draw_data_mc(model: Any, data: Any, fit_results: Any, directory: Path, *, a
         ("prefit", cabinetry.model_utils.prediction(model)),
         ("postfit", cabinetry.model_utils.prediction(model, fit_results=fit_results)),
     ):
-        figures = cabinetry.visualize.data_mc(prediction, data, config=config, save_figure=False) or []
+        figures = cabinetry.visualize.data_mc(_drawable(prediction), data, config=config, save_figure=False) or []
         for entry in figures:
             region = entry["region"].replace(" ", "_")
             written.append(_save(_slide_ready(entry["figure"], asimov=asimov), directory / f"{region}_{label}.png"))
     return written
+
+
+def _drawable(prediction: Any) -> Any:
+    """``prediction`` with negative sample yields drawn as zero, each such channel named in a warning.
+
+    pyhf's interpolation of systematics can take a sample's prediction below
+    zero in a bin with few MC events (generated datasets of a few thousand
+    events do); cabinetry refuses to draw a negative total. The fit result is
+    unchanged: only the figure shows zero there.
+    """
+    yields = []
+    for channel, channel_yields in zip(prediction.model.config.channels, prediction.model_yields):
+        samples = np.asarray(channel_yields, dtype=np.float64)
+        negative = np.flatnonzero((samples < 0).any(axis=0))
+        if negative.size:
+            log.warning(
+                "%s prediction of %s is negative in bin(s) %s (total %s): drawn as zero",
+                prediction.label, channel, negative.tolist(), np.round(samples.sum(axis=0)[negative], 3).tolist(),
+            )
+        yields.append(np.clip(samples, 0.0, None).tolist())
+    return prediction._replace(model_yields=yields)
 
 
 def _ranking_figure(result: FitResult) -> Any:
