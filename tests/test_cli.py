@@ -211,3 +211,10 @@ def test_output_option_has_help(command: str) -> None:
 def test_run_outputs_are_ignored_by_git() -> None:
     ignored = (Path(__file__).resolve().parents[1] / ".gitignore").read_text().split()
     assert {"agc-output/", "results/", ".snakemake/"} <= set(ignored)
+
+
+def test_generate_help_says_how_many_events_a_ttbar_file_holds() -> None:
+    from agcframe.defaults import EVENTS_FACTOR
+
+    help_text = " ".join(agcframe_cli("generate", "--help").stdout.split())
+    assert f"ttbar files hold {EVENTS_FACTOR['ttbar']}x as many" in help_text

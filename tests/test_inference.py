@@ -9,7 +9,7 @@ import pytest
 
 import agcframe
 from agcframe.analysis import FIT_SAMPLES, REGIONS
-from agcframe.data import FitOptions
+from agcframe.data import FitOptions, Significance
 from agcframe.histogram_file import read_histograms
 from agcframe.histogram_json import write_histograms
 from agcframe.model import build_workspace, model_and_data
@@ -176,3 +176,8 @@ def test_cls_upper_limit_on_real_data(real_histograms: Path, tmp_path: Path) -> 
     finally:
         pyhf.set_backend(backend, optimizer)
     assert cls == pytest.approx(0.05, abs=1e-3)
+
+
+def test_a_p_value_below_a_double_prints_as_a_bound() -> None:
+    line = Significance(observed_p_value=0.0, observed=65.51, expected_p_value=2.5e-5, expected=4.06).describe("ttbar_norm")
+    assert line == "discovery significance of ttbar_norm: observed 65.51 σ (p < 1e-300), expected 4.06 σ (p = 2.5e-05)"

@@ -76,3 +76,22 @@ def test_a_negative_predicted_yield_is_drawn_as_zero_with_a_warning(caplog: pyte
     assert "negative in bin(s) [0]" in caplog.text and "singlechannel" in caplog.text
     figures = cabinetry.visualize.data_mc(drawable, [10.0, 15.0], save_figure=False, close_figure=True)
     assert len(figures) == 1
+
+
+def test_the_ranking_plot_leaves_out_mc_statistics_that_ranking_json_keeps() -> None:
+    import matplotlib.pyplot as plt
+
+    from agcframe.data import FitParameter, FitResult, Impact
+    from agcframe.plots import _ranking_figure
+
+    names = ["ttbar_norm", "Luminosity", "staterror_4j1b-CR[0]"]
+    result = FitResult(
+        poi="ttbar_norm",
+        parameters=tuple(FitParameter(name, 1.0 if name != "Luminosity" else 0.1, 0.2) for name in names),
+        correlation=tuple(tuple(float(i == j) for j in range(3)) for i in range(3)),
+        ranking=(Impact("Luminosity", 0.01, -0.01, 0.008, -0.008), Impact("staterror_4j1b-CR[0]", 0.05, -0.05, 0.04, -0.04)),
+    )
+    figure = _ranking_figure(result)
+    labels = {label.get_text() for axes in figure.axes for label in axes.get_yticklabels()}
+    plt.close(figure)
+    assert "Luminosity" in labels and not any(label.startswith("staterror_") for label in labels)

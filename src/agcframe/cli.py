@@ -20,7 +20,7 @@ from rich.table import Table
 from . import __version__
 from .config import DEFAULT_PLUGINS, RunConfig, parse_plugin_choices
 from .container import DEFAULT_TAG
-from .defaults import DEFAULT_COMPRESSION, DEFAULT_EVENTS_PER_FILE, DEFAULT_SEED
+from .defaults import DEFAULT_COMPRESSION, DEFAULT_EVENTS_PER_FILE, DEFAULT_SEED, EVENTS_FACTOR
 from .errors import AgcframeError, ConfigError
 from .plugin_manager import PROCESSING_SLOTS, SLOTS, PluginManager
 
@@ -307,11 +307,7 @@ def _echo_fit(result: FitResult, output: Path) -> None:
     if result.status is not None:
         click.echo(result.status.describe())
     if result.significance is not None:
-        found = result.significance
-        click.echo(
-            f"discovery significance of {result.poi}: observed {found.observed:.2f} σ (p = {found.observed_p_value:.3g}), "
-            f"expected {found.expected:.2f} σ (p = {found.expected_p_value:.3g})"
-        )
+        click.echo(result.significance.describe(result.poi))
     if result.limit is not None:
         bound = result.limit
         click.echo(
@@ -367,7 +363,15 @@ def fit(
 @main.command()
 @click.option("--output", type=click.Path(path_type=Path), required=True, help="Directory for the files and fileset.json.")
 @click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True)
-@click.option("--events-per-file", type=click.IntRange(min=1), default=DEFAULT_EVENTS_PER_FILE, show_default=True)
+@click.option(
+    "--events-per-file",
+    type=click.IntRange(min=1),
+    default=DEFAULT_EVENTS_PER_FILE,
+    show_default=True,
+    help="Events in each file; "
+    + ", ".join(f"{process} files hold {factor}x as many" for process, factor in EVENTS_FACTOR.items())
+    + " (their templates' tails need the statistics).",
+)
 @click.option("--files-per-sample", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--compression", default=DEFAULT_COMPRESSION, show_default=True, help="ALGORITHM:LEVEL (zlib, lzma, lz4, zstd) or none.")
 @click.option("--all-branches", is_flag=True, help="Also write the other branches of real NanoAOD (947 in all).")

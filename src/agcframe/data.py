@@ -207,6 +207,21 @@ class Significance:
         """JSON has no infinity: an infinite significance is written as ``null``."""
         return {key: (value if math.isfinite(value) else None) for key, value in asdict(self).items()}
 
+    def describe(self, poi: str) -> str:
+        """One line for people; a p-value below :data:`SMALLEST_P_VALUE` (0 once it underflows) is shown as that bound."""
+        return (
+            f"discovery significance of {poi}: observed {self.observed:.2f} σ ({_p_value(self.observed_p_value)}), "
+            f"expected {self.expected:.2f} σ ({_p_value(self.expected_p_value)})"
+        )
+
+
+#: p-values below this print as a bound: a double's p-value underflows to 0 near 38 σ
+SMALLEST_P_VALUE = 1e-300
+
+
+def _p_value(value: float) -> str:
+    return f"p < {SMALLEST_P_VALUE:.0e}" if value < SMALLEST_P_VALUE else f"p = {value:.3g}"
+
 
 @dataclass(frozen=True)
 class UpperLimit:

@@ -6,11 +6,14 @@ The command line reads them to build its options; keeping them here means that
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_COMPRESSION", "DEFAULT_EVENTS_PER_FILE", "DEFAULT_SEED"]
+__all__ = ["DEFAULT_COMPRESSION", "DEFAULT_EVENTS_PER_FILE", "DEFAULT_SEED", "EVENTS_FACTOR"]
 
 #: seed of the jet resolution smearing and of the embedded dataset
 DEFAULT_SEED = 42
-#: events per generated file (the ttbar samples get more, see ``generate.EVENTS_FACTOR``)
+#: events per generated file (the ttbar samples get more, see EVENTS_FACTOR)
 DEFAULT_EVENTS_PER_FILE = 20_000
+#: events generated per file relative to ``events_per_file``: the ttbar templates' low-HT and
+#: high-HT tails (a few per mille of the region) need the statistics to have no empty fit bin
+EVENTS_FACTOR = {"ttbar": 2}
 #: the compression of the real AGC files
 DEFAULT_COMPRESSION = "zlib:1"

@@ -32,7 +32,7 @@ import uproot
 import vector
 
 from .analysis import SAMPLE_VARIATIONS
-from .defaults import DEFAULT_COMPRESSION, DEFAULT_EVENTS_PER_FILE, DEFAULT_SEED
+from .defaults import DEFAULT_COMPRESSION, DEFAULT_EVENTS_PER_FILE, DEFAULT_SEED, EVENTS_FACTOR
 from .errors import ConfigError
 
 #: entries per basket of the generated files
@@ -100,9 +100,6 @@ class SampleModel:
 #: top pT of pair production relative to single top: fills the low-HT end of 4j1b as real ttbar does
 #: (fraction of 4j1b ttbar in 130-150 GeV: real 0.28 %, 0.08 % before, 0.24 % with it)
 TTBAR_TOP_PT_SCALE = 0.85
-#: events generated per file relative to ``events_per_file``: the ttbar templates' low-HT and
-#: high-HT tails (a few per mille of the region) need the statistics to have no empty fit bin
-EVENTS_FACTOR = {"ttbar": 2}
 
 SAMPLE_MODELS: dict[tuple[str, str], SampleModel] = {
     ("ttbar", "nominal"): SampleModel(top_pt_scale=TTBAR_TOP_PT_SCALE),

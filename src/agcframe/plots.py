@@ -52,6 +52,8 @@ VARIABLES = {
 }
 #: the experiment label's right-hand text: the AGC's integrated luminosity and energy
 LUMI_LABEL = rf"{agc.LUMINOSITY:.0f} pb$^{{-1}}$ (13 TeV)"
+#: the names of the per-bin MC-statistics parameters (pyhf's staterror modifiers)
+MC_STATISTICS_PREFIX = "staterror_"
 #: free space between the highest bar or point and the lowest legend or label, as a fraction of the axes
 HEADROOM = 0.04
 
@@ -197,11 +199,16 @@ def _drawable(prediction: Any) -> Any:
 
 
 def _ranking_figure(result: FitResult) -> Any:
-    """cabinetry's ranking plot of the valid impacts of ``result.ranking`` (as in ranking.json)."""
+    """cabinetry's ranking plot of the valid impacts of ``result.ranking`` (as in ranking.json).
+
+    The per-bin MC-statistics parameters (``staterror_*``) are left out: cabinetry
+    draws their pulls around 1, which reads as a one-sigma pull beside the
+    other parameters' 0; their impacts stay in ``ranking.json``.
+    """
     import cabinetry
 
     assert result.ranking is not None
-    shown = [impact for impact in result.ranking if impact.valid]
+    shown = [impact for impact in result.ranking if impact.valid and not impact.name.startswith(MC_STATISTICS_PREFIX)]
     left_out = [impact.name for impact in result.ranking if not impact.valid]
     if left_out:
         log.warning("ranking plot without %s: their impact refits did not converge", ", ".join(left_out))
@@ -246,7 +253,7 @@ def _draw(result: FitResult, directory: Path, *, asimov: bool) -> list[Path]:
     model, data = model_and_data(result.workspace, asimov=asimov)
     fit_results = _cabinetry_results(result)
     written = _draw_data_mc(model, data, fit_results, directory, asimov=asimov)
-    mc_statistics = [name for name in fit_results.labels if name.startswith("staterror_")]
+    mc_statistics = [name for name in fit_results.labels if name.startswith(MC_STATISTICS_PREFIX)]
     pulls = cabinetry.visualize.pulls(fit_results, exclude=[*mc_statistics, result.poi], save_figure=False, close_figure=False)
     written.append(_save(pulls, directory / "pulls.png"))
     correlations = cabinetry.visualize.correlation_matrix(
