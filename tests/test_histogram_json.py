@@ -43,8 +43,29 @@ def test_validate_names_the_changed_bin(real_histograms: Path, tmp_path: Path, s
     result = agcframe_cli("validate", str(real_histograms), "--reference", str(changed))
     assert result.returncode == (1 if fails else 0)
     if fails:
-        assert "FAIL 4j2b_ttbar_btag_var_1_up: bin 7:" in result.stdout
+        assert "FAIL 4j2b_ttbar_btag_var_1_up: 1 bins differ; worst bin 7:" in result.stdout
         assert result.stdout.count("FAIL") == 1
+
+
+def test_validate_prints_one_line_per_failing_histogram_and_every_bin_with_verbose(real_histograms: Path, tmp_path: Path) -> None:
+    document = json.loads((REFERENCE / "histos_5_file_per_process.json").read_text())
+    contents = document["4j1b_wjets"]["contents"]
+    changed_bins = sorted(sorted(range(len(contents)), key=lambda index: -contents[index])[:3])  # far above the 2.0 migrations
+    for index in changed_bins:
+        contents[index] *= 1.5
+    worst = max(changed_bins, key=lambda index: contents[index])  # the largest difference: a third of the changed content
+    del document["4j2b_ttbar"]
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps(document))
+    result = agcframe_cli("validate", str(real_histograms), "--reference", str(changed))
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines[:-1]] == ["FAIL 4j1b_wjets", "FAIL 4j2b_ttbar"]
+    assert f"3 bins differ; worst bin {worst}:" in lines[0] and "(ratio 0.6667)" in lines[0]
+    assert lines[1] == "FAIL 4j2b_ttbar: not in the reference"
+    assert lines[-1].startswith("2 of 123 histograms disagree with ")
+    verbose = agcframe_cli("validate", str(real_histograms), "--reference", str(changed), "--verbose").stdout.splitlines()
+    assert [line.split(":")[0].strip() for line in verbose[1:4]] == [f"bin {index}" for index in changed_bins]
 
 
 def test_migration_between_adjacent_bins_passes(real_histograms: Path, tmp_path: Path) -> None:

@@ -478,17 +478,23 @@ def realism(histograms: Path, reference: Path) -> None:
 @main.command()
 @click.argument("histograms", type=click.Path(path_type=Path))
 @click.option("--reference", type=click.Path(path_type=Path), required=True, help="AGC reference histogram JSON.")
+@click.option("--verbose", is_flag=True, help="List every disagreeing bin, not only each histogram's worst.")
 @_reports_errors
-def validate(histograms: Path, reference: Path) -> None:
-    """Compare HISTOGRAMS.root with a reference by the AGC validation rule (exit 1 on failure)."""
+def validate(histograms: Path, reference: Path, verbose: bool) -> None:
+    """Compare HISTOGRAMS.root with a reference by the AGC validation rule (exit 1 on failure).
+
+    One line per histogram that disagrees, with its worst bin, then a summary line.
+    """
     from .histogram_file import read_histograms
     from .histogram_json import read_json, to_json, validate as validate_histograms
 
     report = validate_histograms(to_json(read_histograms(histograms)), read_json(reference))
-    for problem in report.problems:
-        click.echo(f"FAIL {problem}")
+    for failure in report.failures:
+        click.echo(f"FAIL {failure.summary()}")
+        if verbose:
+            click.echo("\n".join(failure.details()))
     if not report.ok:
-        click.echo(f"{len(report.problems)} problems in {report.checked} histograms compared with {reference}")
+        click.echo(f"{len(report.failures)} of {report.checked} histograms disagree with {reference}")
         sys.exit(1)
     click.echo(f"all {report.checked} histograms agree with {reference}")
 

@@ -21,6 +21,7 @@ from .fileset import load_fileset, select_datasets
 from .histogram_file import split_name
 
 __all__ = [
+    "HistogramFailure",
     "ValidationReport",
     "histograms_from_json",
     "read_json",
@@ -109,16 +110,37 @@ def write_histograms(histograms: dict[str, hist.Hist], path: Path) -> None:
             file[name] = h
 
 
+@dataclass(frozen=True)
+class HistogramFailure:
+    """One histogram that does not agree with the reference: why, and its disagreeing bins (bin, actual, expected)."""
+
+    name: str
+    reason: str
+    bins: tuple[tuple[int, float, float], ...] = ()
+
+    def summary(self) -> str:
+        """One line: the reason, or how many bins disagree and the worst of them (largest difference)."""
+        if not self.bins:
+            return f"{self.name}: {self.reason}"
+        index, actual, expected = max(self.bins, key=lambda item: abs(item[1] - item[2]))
+        ratio = f"ratio {actual / expected:.4g}" if expected else "expected 0"
+        return f"{self.name}: {len(self.bins)} bins differ; worst bin {index}: {actual:.6g} vs {expected:.6g} ({ratio})"
+
+    def details(self) -> list[str]:
+        """Every disagreeing bin, one line each."""
+        return [f"  bin {index}: {actual:.6g} vs {expected:.6g}" for index, actual, expected in self.bins]
+
+
 @dataclass
 class ValidationReport:
-    """Outcome of comparing histograms with a reference, one line per problem."""
+    """Outcome of comparing histograms with a reference: the histograms compared and those that disagree."""
 
     checked: int = 0
-    problems: list[str] = field(default_factory=list)
+    failures: list[HistogramFailure] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.failures
 
 
 def validate(histograms: dict[str, dict[str, list[float]]], reference: dict[str, dict[str, list[float]]]) -> ValidationReport:
@@ -133,24 +155,27 @@ def validate(histograms: dict[str, dict[str, list[float]]], reference: dict[str,
     for name, expected in sorted(reference.items()):
         if name not in histograms:
             if not name.endswith("_pseudodata"):
-                report.problems.append(f"{name}: missing")
+                report.failures.append(HistogramFailure(name, "missing"))
             continue
         report.checked += 1
         actual = histograms[name]
         if not np.array_equal(actual["edges"], expected["edges"]):
-            report.problems.append(f"{name}: bin edges differ")
+            report.failures.append(HistogramFailure(name, "bin edges differ"))
             continue
         if name.endswith("_pt_res_up"):
             continue
-        report.problems.extend(_compare_contents(name, np.asarray(actual["contents"]), np.asarray(expected["contents"])))
+        bins = _disagreeing_bins(np.asarray(actual["contents"]), np.asarray(expected["contents"]))
+        if bins:
+            report.failures.append(HistogramFailure(name, "contents differ", bins))
     for name in sorted(set(histograms) - set(reference)):
-        report.problems.append(f"{name}: not in the reference")
+        report.failures.append(HistogramFailure(name, "not in the reference"))
     return report
 
 
-def _compare_contents(name: str, actual: np.ndarray, expected: np.ndarray) -> list[str]:
+def _disagreeing_bins(actual: np.ndarray, expected: np.ndarray) -> tuple[tuple[int, float, float], ...]:
+    """The bins outside the rule: runs of adjacent mismatching bins that are not a migration."""
     close = np.isclose(actual, expected)
-    problems = []
+    bins: list[tuple[int, float, float]] = []
     i = 0
     while i < len(close):
         if close[i]:
@@ -162,7 +187,5 @@ def _compare_contents(name: str, actual: np.ndarray, expected: np.ndarray) -> li
         run = slice(start, i)
         within = np.all(np.abs(actual[run] - expected[run]) <= MIGRATION_TOLERANCE)
         if not (within and np.isclose(actual[run].sum(), expected[run].sum())):
-            bins = ", ".join(f"bin {b}: {actual[b]:.6g} vs {expected[b]:.6g}" for b in range(start, i))
-            problems.append(f"{name}: {bins}")
-    return problems
-
+            bins.extend((b, float(actual[b]), float(expected[b])) for b in range(start, i))
+    return tuple(bins)
