@@ -218,3 +218,19 @@ def test_generate_help_says_how_many_events_a_ttbar_file_holds() -> None:
 
     help_text = " ".join(agcframe_cli("generate", "--help").stdout.split())
     assert f"ttbar files hold {EVENTS_FACTOR['ttbar']}x as many" in help_text
+
+
+def test_the_cache_follows_xdg_cache_home_and_agcframe_cache_dir_overrides_it(tmp_path: Path) -> None:
+    without_override = {key: value for key, value in os.environ.items() if key != "AGCFRAME_CACHE_DIR"}
+    xdg = tmp_path / "xdg"
+    result = subprocess.run(
+        [sys.executable, "-m", "agcframe", "cache", "info"],
+        capture_output=True, text=True, check=False, env={**without_override, "XDG_CACHE_HOME": str(xdg)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"cache: {xdg / 'agcframe'} (the user's cache directory; set AGCFRAME_CACHE_DIR")
+    chosen = tmp_path / "chosen"
+    (chosen / "numba-kernels").mkdir(parents=True)
+    (chosen / "numba-kernels" / "kernel.so").write_bytes(b"\0" * 2_000_000)
+    result = agcframe_cli("cache", "info", env={"AGCFRAME_CACHE_DIR": str(chosen), "XDG_CACHE_HOME": str(xdg)})
+    assert result.stdout.splitlines() == [f"cache: {chosen} (from $AGCFRAME_CACHE_DIR)", "  numba-kernels: 2.0 MB"]

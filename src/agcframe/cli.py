@@ -500,6 +500,27 @@ def validate(histograms: Path, reference: Path, verbose: bool) -> None:
 
 
 @main.group()
+def cache() -> None:
+    """agcframe's cache: the embedded dataset, compiled kernels, ServiceX deliveries."""
+
+
+@cache.command()
+def info() -> None:
+    """Where the cache is, what sets it, and the size of each of its folders."""
+    from .cache import CACHE_ENV, cache_directory
+
+    directory = cache_directory()
+    source = f"from ${CACHE_ENV}" if os.environ.get(CACHE_ENV) else f"the user's cache directory; set {CACHE_ENV} to move it"
+    click.echo(f"cache: {directory} ({source})")
+    entries = sorted(directory.iterdir()) if directory.is_dir() else []
+    for entry in entries:
+        files = [entry] if entry.is_file() else [path for path in entry.rglob("*") if path.is_file()]
+        click.echo(f"  {entry.name}: {sum(path.stat().st_size for path in files) / 1e6:,.1f} MB")
+    if not entries:
+        click.echo("  (empty)")
+
+
+@main.group()
 def container() -> None:
     """The runtime container image (containers/Dockerfile)."""
 
