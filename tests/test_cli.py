@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -234,3 +235,19 @@ def test_the_cache_follows_xdg_cache_home_and_agcframe_cache_dir_overrides_it(tm
     (chosen / "numba-kernels" / "kernel.so").write_bytes(b"\0" * 2_000_000)
     result = agcframe_cli("cache", "info", env={"AGCFRAME_CACHE_DIR": str(chosen), "XDG_CACHE_HOME": str(xdg)})
     assert result.stdout.splitlines() == [f"cache: {chosen} (from $AGCFRAME_CACHE_DIR)", "  numba-kernels: 2.0 MB"]
+
+
+@pytest.mark.parametrize(
+    ("logger", "level", "shown"),
+    [
+        ("matplotlib.font_manager", logging.INFO, False),  # "generated new fontManager" on a first import
+        ("jax._src.xla_bridge", logging.INFO, False),
+        ("agcframe.pipeline", logging.INFO, True),
+        ("agcframe_numba.compiled", logging.INFO, True),
+        ("matplotlib", logging.WARNING, True),
+    ],
+)
+def test_the_terminal_shows_agcframe_information_and_only_warnings_of_libraries(logger: str, level: int, shown: bool) -> None:
+    from agcframe.cli import _ours_or_warnings
+
+    assert _ours_or_warnings(logging.LogRecord(logger, level, __file__, 1, "a message", None, None)) is shown

@@ -109,17 +109,23 @@ class PluginOptionsCommand(click.Command):
         return super().invoke(ctx)
 
 
+def _ours_or_warnings(record: logging.LogRecord) -> bool:
+    """The terminal's filter: agcframe's (and its plugins') information, other libraries' warnings and errors only.
+
+    matplotlib, for one, says ``generated new fontManager`` at INFO on its first import.
+    """
+    return record.levelno >= logging.WARNING or record.name.split(".")[0].startswith("agcframe")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="agcframe")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 def main(debug: bool) -> None:
     """agcframe: the AGC CMS ttbar analysis, from NanoAOD files to a fitted result."""
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False, show_time=False)],
-        force=True,
-    )
+    terminal = RichHandler(console=console, show_path=False, show_time=False)
+    if not debug:
+        terminal.addFilter(_ours_or_warnings)
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(message)s", handlers=[terminal], force=True)
     for noisy in ("pyhf", "cabinetry", "numba", "fsspec", "asyncio", "distributed"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
     if not debug:  # distributed sets its loggers' levels from dask's configuration when it is imported, later
