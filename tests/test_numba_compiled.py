@@ -87,3 +87,13 @@ def test_without_a_c_compiler_runs_the_jit_kernel(small_fileset: Path, tmp_path:
     kernel_directory = tmp_path / "cache" / "numba-kernels"
     assert [path.name for path in kernel_directory.rglob("*") if path.is_file()] == []
     assert_bit_identical(Path(reference.output) / "histograms.root", tmp_path / "jit" / "histograms.root")
+
+
+def test_a_fresh_build_leaves_nothing_in_the_temporary_directory(tmp_path: Path) -> None:
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {**os.environ, "TMPDIR": str(temporary), "AGCFRAME_CACHE_DIR": str(tmp_path / "cache")}
+    script = "from agcframe_numba import compiled; assert compiled.ensure_built()"
+    subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert list((tmp_path / "cache" / "numba-kernels").rglob("*.so"))
+    assert sorted(path.name for path in temporary.iterdir()) == []

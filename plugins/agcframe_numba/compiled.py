@@ -93,7 +93,11 @@ def ensure_built() -> bool:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=path.parent) as build_dir:
-            result = subprocess.run([sys.executable, "-m", __name__, build_dir], capture_output=True, text=True, check=False)
+            # numba's build (distutils) makes its own temporary folders: inside build_dir, removed with it
+            result = subprocess.run(
+                [sys.executable, "-m", __name__, build_dir],
+                capture_output=True, text=True, check=False, env={**os.environ, "TMPDIR": build_dir},
+            )  # fmt: skip
             built = Path(build_dir) / path.name
             if result.returncode != 0 or not built.is_file():
                 log.debug("the kernels could not be compiled ahead of time; numba's JIT runs them:\n%s", result.stderr[-4000:])
