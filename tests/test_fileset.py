@@ -86,3 +86,25 @@ def test_part_of_a_coffea_dataset_cannot_be_renormalised(small_fileset: Path, tm
     path.write_text(json.dumps(coffea_form(small_fileset)))
     with pytest.raises(InputError, match="gives nevts for all its 2 files together .* --n-files-max 1 cannot renormalise"):
         select_datasets(load_fileset(path), n_files_max=1)
+
+
+def test_a_misspelt_per_file_nevts_is_one_line_naming_the_key(small_fileset: Path, tmp_path: Path) -> None:
+    document = json.loads(small_fileset.read_text())
+    entry = document["wjets"]["nominal"]["files"][0]
+    entry["nevt"] = entry.pop("nevts")
+    document["wjets"]["nominal"]["nevts_total"] = 3000  # a total beside it must not hide the missing per-file count
+    path = small_fileset.parent / "misspelt.json"
+    path.write_text(json.dumps(document))
+    result = agcframe_cli("run", "--no-fit", "--fileset", str(path), "--output", str(tmp_path / "out"))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "['wjets']['nominal']['files'][0] must have a non-negative integer 'nevts' (it has 'nevt')" in result.stderr
+
+
+def test_a_key_agcframe_does_not_read_is_named_in_a_warning(small_fileset: Path, caplog: pytest.LogCaptureFixture) -> None:
+    document = json.loads(small_fileset.read_text())
+    document["ttbar"]["nominal"]["nevts_totl"] = 1
+    path = small_fileset.parent / "unknown-key.json"
+    path.write_text(json.dumps(document))
+    load_fileset(path)
+    assert "['ttbar']['nominal'] has 'nevts_totl', which agcframe does not read (it reads 'files', 'nevts_total')" in caplog.text

@@ -15,6 +15,7 @@ dataset is used whole.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,12 @@ from .errors import InputError
 from .outputs import write_json
 
 __all__ = ["FilesetSummary", "load_fileset", "select_datasets", "summarize", "write_fileset"]
+
+log = logging.getLogger(__name__)
+
+#: the keys of a sample ({process: {variation: sample}}) and of one of its files, in the AGC form
+SAMPLE_KEYS = ("files", "nevts_total")
+FILE_KEYS = ("path", "nevts")
 
 
 def load_fileset(path: str | Path) -> dict[str, dict[str, dict[str, Any]]]:
@@ -130,14 +137,28 @@ def _check_structure(path: Path, document: object) -> None:
             key = f"[{process!r}][{variation!r}]"
             if not isinstance(sample, dict) or not isinstance(sample.get("files"), list):
                 fail(key, "must have a 'files' list")
+            _warn_unknown(path, key, sample, SAMPLE_KEYS)
             for i, entry in enumerate(sample["files"]):
+                where = f"{key}['files'][{i}]"
                 if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
-                    fail(f"{key}['files'][{i}]", "must have a string 'path'")
+                    fail(where, "must have a string 'path'")
                 nevts = entry.get("nevts")
-                if nevts is None and isinstance(sample.get("nevts_total"), int):
-                    continue  # the dataset's total only: it is used whole
-                if not isinstance(nevts, int) or isinstance(nevts, bool) or nevts < 0:
-                    fail(f"{key}['files'][{i}]", "must have a non-negative integer 'nevts'")
+                total_only = "nevts" in entry and nevts is None and isinstance(sample.get("nevts_total"), int)
+                if not total_only and (not isinstance(nevts, int) or isinstance(nevts, bool) or nevts < 0):
+                    unknown = [name for name in entry if name not in FILE_KEYS]
+                    besides = f" (it has {', '.join(map(repr, unknown))})" if unknown else ""
+                    fail(where, f"must have a non-negative integer 'nevts'{besides}")
+                _warn_unknown(path, where, entry, FILE_KEYS)
+
+
+def _warn_unknown(path: Path, where: str, entry: dict[str, Any], known: tuple[str, ...]) -> None:
+    """Warn of the keys of ``entry`` agcframe does not read: a misspelt key would otherwise be ignored."""
+    unknown = [name for name in entry if name not in known]
+    if unknown:
+        log.warning(
+            "fileset %s: %s has %s, which agcframe does not read (it reads %s)",
+            path, where, ", ".join(map(repr, unknown)), ", ".join(map(repr, known)),
+        )  # fmt: skip
 
 
 def select_datasets(
