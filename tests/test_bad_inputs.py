@@ -86,7 +86,7 @@ def malformed_fileset_json(directory: Path, good: Path) -> tuple[list[str], str]
 
 
 def n_files_below_minus_one(directory: Path, good: Path) -> tuple[list[str], str]:
-    return ["--n-files-max", "-2"], "'n_files_max'"
+    return ["--n-files-max", "-2"], "--n-files-max -2: -2 is less than the minimum of -1"
 
 
 def unknown_plugin(directory: Path, good: Path) -> tuple[list[str], str]:

@@ -72,8 +72,8 @@ def test_plugins_json() -> None:
         (["--plugin", "exekutor=iterative"], "unknown plugin slot 'exekutor'"),
         (["--plugin", "executor"], "must look like slot=name"),
         (["--fileset", "no/such/fileset.json"], "fileset no/such/fileset.json does not exist"),
-        (["--n-files-max", "0"], "'n_files_max'"),
-        (["--chunksize", "0"], "'chunksize'"),
+        (["--n-files-max", "0"], "--n-files-max 0: "),
+        (["--chunksize", "0"], "--chunksize 0: 0 is less than the minimum of 1"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, args: list[str], message: str) -> None:
@@ -83,6 +83,17 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, args: list[str
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("agcframe: error: ") and message in lines[0]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_value_names_the_flag_or_the_config_file_and_key_that_gave_it(tmp_path: Path) -> None:
+    config = tmp_path / "run.yml"
+    config.write_text("chunksize: 0\n")
+    from_file = agcframe_cli("run", "--config", str(config), "--output", str(tmp_path / "out"))
+    assert from_file.returncode == 2
+    assert from_file.stderr == f"agcframe: error: {config}: config key 'chunksize': 0 is less than the minimum of 1\n"
+    from_flag = agcframe_cli("run", "--config", str(config), "--chunksize", "-3", "--output", str(tmp_path / "out"))
+    assert from_flag.stderr == "agcframe: error: --chunksize -3: -3 is less than the minimum of 1\n"
+    assert not (tmp_path / "out").exists()
 
 
 def test_malformed_fileset(tmp_path: Path) -> None:

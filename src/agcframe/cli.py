@@ -218,9 +218,10 @@ def run(
         "plots": ("no_plots", not no_plots),
         "ranking": ("no_ranking", not no_ranking),
     }
+    flag_names = {key: "--" + param.replace("_", "-") for key, (param, _) in flags.items()}
     if config_file is None:
         values = {key: value for key, (_, value) in flags.items()}
-        config = RunConfig.from_mapping({**values, "plugin_options": plugin_options})
+        config = RunConfig.from_mapping({**values, "plugin_options": plugin_options}, flags=flag_names)
     else:
         context = click.get_current_context()
         given = {
@@ -228,7 +229,9 @@ def run(
             for key, (param, value) in flags.items()
             if context.get_parameter_source(param) is not click.core.ParameterSource.DEFAULT
         }
-        config = RunConfig.from_file(config_file, {**given, "plugin_options": plugin_options})
+        config = RunConfig.from_file(
+            config_file, {**given, "plugin_options": plugin_options}, flags={key: flag_names[key] for key in given}
+        )
     result = run_analysis(config, show_progress=console.is_terminal)
     metrics = result.metrics
     click.echo(

@@ -89,17 +89,24 @@ class RunConfig:
         object.__setattr__(self, "plugins", {**DEFAULT_PLUGINS, **self.plugins})
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], *, source: str | None = None) -> RunConfig:
+    def from_mapping(
+        cls, values: Mapping[str, Any], *, source: str | None = None, flags: Mapping[str, str] | None = None
+    ) -> RunConfig:
         """Validate ``values`` against the schema and fill in defaults.
 
         Raises :class:`ConfigError` naming the offending key (with a suggestion
-        for a misspelt one), prefixed by ``source`` (a file name) if given.
+        for a misspelt one), prefixed by ``source`` (a file name) if given; a
+        key that a command-line flag gave (``flags``: key -> flag, e.g.
+        ``{"chunksize": "--chunksize"}``) is named by its flag instead.
         """
         values = dict(values)
         if isinstance(values.get("fileset"), Path):
             values["fileset"] = str(values["fileset"])
         if isinstance(values.get("output"), Path):
             values["output"] = str(values["output"])
+        flag = _flag_error(values, flags or {})
+        if flag is not None:
+            raise ConfigError(flag)
         try:
             _validate(values)
         except ConfigError as exc:
@@ -107,12 +114,14 @@ class RunConfig:
         return cls(**values)
 
     @classmethod
-    def from_file(cls, path: str | Path, overrides: Mapping[str, Any] | None = None) -> RunConfig:
-        """Read a YAML or JSON run configuration; ``overrides`` (e.g. command-line flags) win.
+    def from_file(
+        cls, path: str | Path, overrides: Mapping[str, Any] | None = None, *, flags: Mapping[str, str] | None = None
+    ) -> RunConfig:
+        """Read a YAML or JSON run configuration; ``overrides`` (e.g. command-line flags, named in ``flags``) win.
 
         ``plugins`` and ``plugin_options`` are merged key by key.
         """
-        return cls.from_mapping(merge_config(read_config_file(path), overrides or {}), source=str(path))
+        return cls.from_mapping(merge_config(read_config_file(path), overrides or {}), source=str(path), flags=flags)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -145,6 +154,17 @@ def merge_config(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[
         if isinstance(base.get(key), dict) and isinstance(overrides.get(key), dict):
             merged[key] = {**base[key], **overrides[key]}
     return merged
+
+
+def _flag_error(values: Mapping[str, Any], flags: Mapping[str, str]) -> str | None:
+    """The schema's complaint about a value a flag gave, worded for the flag; ``None`` if the flags' values are valid."""
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    for key, flag in flags.items():
+        if key in values and key in SCHEMA["properties"]:
+            error = next(iter(validator.iter_errors({key: values[key]})), None)
+            if error is not None:
+                return f"{flag} {values[key]}: {error.message}"
+    return None
 
 
 def _validate(values: Mapping[str, Any]) -> None:
