@@ -282,7 +282,8 @@ def process_file_command(
             "retries": retries,
             "ml": ml,
             "plugin_options": plugin_options,
-        }
+        },
+        flags={key: f"--{key.replace('_', '-')}" for key in ("n_files_max", "chunksize", "workers", "seed", "retries")},
     )
     partial = process_file(config, process, variation, file_index, output, show_progress=console.is_terminal)
     click.echo(f"processed {partial.events:,} events of {process}/{variation} file {file_index}; wrote {output}")
