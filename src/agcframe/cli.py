@@ -109,6 +109,11 @@ class PluginOptionsCommand(click.Command):
         return super().invoke(ctx)
 
 
+def _flag(param: str) -> str:
+    """The command-line flag of a click parameter: ``n_files_max`` -> ``--n-files-max``."""
+    return "--" + param.replace("_", "-")
+
+
 def _ours_or_warnings(record: logging.LogRecord) -> bool:
     """The terminal's filter: agcframe's (and its plugins') information, other libraries' warnings and errors only.
 
@@ -218,7 +223,7 @@ def run(
         "plots": ("no_plots", not no_plots),
         "ranking": ("no_ranking", not no_ranking),
     }
-    flag_names = {key: "--" + param.replace("_", "-") for key, (param, _) in flags.items()}
+    flag_names = {key: _flag(param) for key, (param, _) in flags.items()}
     if config_file is None:
         values = {key: value for key, (_, value) in flags.items()}
         config = RunConfig.from_mapping({**values, "plugin_options": plugin_options}, flags=flag_names)
@@ -283,7 +288,7 @@ def process_file_command(
             "ml": ml,
             "plugin_options": plugin_options,
         },
-        flags={key: f"--{key.replace('_', '-')}" for key in ("n_files_max", "chunksize", "workers", "seed", "retries")},
+        flags={key: _flag(key) for key in ("n_files_max", "chunksize", "workers", "seed", "retries")},
     )
     partial = process_file(config, process, variation, file_index, output, show_progress=console.is_terminal)
     click.echo(f"processed {partial.events:,} events of {process}/{variation} file {file_index}; wrote {output}")

@@ -145,15 +145,19 @@ def _check_structure(path: Path, document: object) -> None:
                 nevts = entry.get("nevts")
                 total_only = "nevts" in entry and nevts is None and isinstance(sample.get("nevts_total"), int)
                 if not total_only and (not isinstance(nevts, int) or isinstance(nevts, bool) or nevts < 0):
-                    unknown = [name for name in entry if name not in FILE_KEYS]
+                    unknown = _unknown(entry, FILE_KEYS)
                     besides = f" (it has {', '.join(map(repr, unknown))})" if unknown else ""
                     fail(where, f"must have a non-negative integer 'nevts'{besides}")
                 _warn_unknown(path, where, entry, FILE_KEYS)
 
 
+def _unknown(entry: dict[str, Any], known: tuple[str, ...]) -> list[str]:
+    return [name for name in entry if name not in known]
+
+
 def _warn_unknown(path: Path, where: str, entry: dict[str, Any], known: tuple[str, ...]) -> None:
     """Warn of the keys of ``entry`` agcframe does not read: a misspelt key would otherwise be ignored."""
-    unknown = [name for name in entry if name not in known]
+    unknown = _unknown(entry, known)
     if unknown:
         log.warning(
             "fileset %s: %s has %s, which agcframe does not read (it reads %s)",
