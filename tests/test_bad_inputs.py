@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -166,3 +167,37 @@ def test_skip_bad_files_finishes_and_says_histograms_are_partial(small_fileset: 
     assert metrics["events"] == sum(uproot.open(path)["Events"].num_entries for path in good_paths)
     assert str(no_branch) not in {i["path"] for i in provenance["inputs"]}
     shutil.rmtree(tmp_path / "out")
+
+
+def _without_modules(directory: Path, *modules: str) -> dict[str, str]:
+    """The environment of a Python that cannot import ``modules``, as if their agcframe extra were not installed."""
+    directory.mkdir()
+    (directory / "sitecustomize.py").write_text(f"import sys\nsys.modules.update(dict.fromkeys({modules!r}))\n")
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(directory), os.environ.get("PYTHONPATH")]))}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--plugin", "source=servicex"], "needs servicex, which is not installed: pip install 'agcframe[servicex]'"),
+        (["run", "--ml", "--plugin", "processor=coffea"], "needs xgboost, which is not installed: pip install 'agcframe[ml]'"),
+        (["container", "build"], "agcframe container build needs docker, which is not installed: pip install 'agcframe[container]'"),
+    ],
+)
+def test_a_missing_extra_is_one_line_saying_what_to_install(
+    args: list[str], message: str, small_fileset: Path, tmp_path: Path
+) -> None:
+    environment = _without_modules(tmp_path / "site", "servicex", "xgboost", "docker")
+    fileset = ["--fileset", str(small_fileset), "--output", str(tmp_path / "out")] if args[0] == "run" else []
+    result = agcframe_cli(*args, *fileset, env=environment)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [f"agcframe: error: {result.stderr.strip().partition('error: ')[2]}"]
+    assert message in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_readme_run_needs_none_of_the_extras(tmp_path: Path) -> None:
+    environment = _without_modules(tmp_path / "site", "servicex", "xgboost", "docker", "boto3", "aioboto3")
+    result = agcframe_cli("run", cwd=tmp_path, env=environment)  # the README's first command, on the embedded dataset
+    assert result.returncode == 0, result.stderr
+    assert {"histograms.root", "fit_results.json"} <= {p.name for p in (tmp_path / "agc-output").iterdir()}

@@ -11,7 +11,7 @@ import numpy as np
 
 from agcframe import analysis as agc
 from agcframe.data import Fill, WorkItem
-from agcframe.errors import PluginError
+from agcframe.errors import import_extra
 from agcframe.fills import needs_btag_weights, region_fills
 from agcframe.inputs import open_tree, require_branches
 from agcframe.ml import feature_fills
@@ -129,10 +129,7 @@ def xgboost_scores(model: str, rows: np.ndarray) -> np.ndarray:
 
 @functools.cache
 def _booster(model: str):  # type: ignore[no-untyped-def]
-    try:
-        import xgboost
-    except ImportError:
-        raise PluginError("the coffea processor's ML stage needs xgboost: pip install 'agcframe[ml]', or use --plugin processor=numba") from None
+    xgboost = import_extra("xgboost", "ml", "the coffea processor's ML stage", "use --plugin processor=numba")
     path = resources.files("agcframe") / "models" / f"model_{model}.json"
     return xgboost.Booster(model_file=str(path), params={"nthread": 1})
 

@@ -16,7 +16,7 @@ from agcframe.specs import DeferredBackend, PluginOption, SourceSpec
 def agcframe_sources() -> Iterable[SourceSpec]:
     yield SourceSpec(
         name="servicex",
-        backend=DeferredBackend("agcframe_servicex.source:ServiceXSource"),
+        backend=DeferredBackend("agcframe_servicex.source:ServiceXSource", extra="servicex"),
         description="the analysis columns of preselected events, delivered by ServiceX (or its local backend)",
         options=(
             PluginOption("endpoint", "'local', a name in servicex.yaml, or a URL (default: servicex.yaml, else local)"),

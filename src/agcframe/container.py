@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from . import __version__
-from .errors import AgcframeError, ConfigError, describe_exception
+from .errors import AgcframeError, ConfigError, describe_exception, import_extra
 
 __all__ = ["DEFAULT_TAG", "DOCKERFILE", "ContainerError", "build_image", "source_checkout"]
 
@@ -40,7 +40,7 @@ def build_image(
     ``BASE_IMAGE``; ``docker_host`` the engine (default: ``DOCKER_HOST`` or the
     local socket).
     """
-    import docker  # the SDK is only needed here
+    docker = import_extra("docker", "container", "agcframe container build")  # the SDK is only needed here
     from docker.errors import DockerException
 
     context = context or source_checkout()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["AgcframeError", "ConfigError", "InputError", "PluginError", "ServerError", "describe_exception"]
+import importlib
+from types import ModuleType
+
+__all__ = ["AgcframeError", "ConfigError", "InputError", "PluginError", "ServerError", "describe_exception", "import_extra", "missing_extra"]
 
 
 class AgcframeError(Exception):
@@ -38,3 +41,17 @@ def describe_exception(exc: BaseException) -> str:
     """``Type: first line of the message``, for one-line reports of a library's exception."""
     lines = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def import_extra(module: str, extra: str, needed_by: str, alternative: str = "") -> ModuleType:
+    """Import ``module``, which comes with agcframe's optional ``extra``; without it, one line saying what to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise missing_extra(module, extra, needed_by, alternative) from None
+
+
+def missing_extra(module: str, extra: str, needed_by: str, alternative: str = "") -> PluginError:
+    """The error for ``needed_by`` lacking ``module`` of agcframe's optional ``extra``: what to install, or ``alternative``."""
+    instead = f", or {alternative}" if alternative else ""
+    return PluginError(f"{needed_by} needs {module}, which is not installed: pip install 'agcframe[{extra}]'{instead}")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from .data import Dataset, Fill, FitOptions, FitResult, WorkItem
+from .errors import missing_extra
 
 __all__ = [
     "DeferredBackend",
@@ -193,6 +194,9 @@ class DeferredBackend:
     """
 
     target: str
+    #: the agcframe extra that installs the backend's libraries (``pip install 'agcframe[extra]'``):
+    #: without it, starting the backend is one line saying what to install
+    extra: str = ""
 
     def __post_init__(self) -> None:
         module, _, attribute = self.target.partition(":")
@@ -201,7 +205,13 @@ class DeferredBackend:
 
     def __call__(self, **options: Any) -> Any:
         module, _, attribute = self.target.partition(":")
-        return getattr(importlib.import_module(module), attribute)(**options)
+        try:
+            backend_module = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if not self.extra or not exc.name:
+                raise
+            raise missing_extra(exc.name.partition(".")[0], self.extra, f"backend {self.target}") from None
+        return getattr(backend_module, attribute)(**options)
 
 
 @dataclass(frozen=True)
