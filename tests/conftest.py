@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import getpass
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,24 @@ REAL_DATA = Path(__file__).resolve().parent / "data" / "agc"
 REAL_FILE = REAL_DATA / "data" / "nanoAOD_2015_CMS_Open_Data_ttbar.root"
 REAL_FILESET = REAL_DATA / "nanoaod_inputs.json"
 REFERENCE = REAL_DATA / "reference"
+
+#: the temporary directory's entries when the session started (checked again when it ends)
+_TEMPORARY_AT_START = pytest.StashKey[set[str]]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_TEMPORARY_AT_START] = set(os.listdir(tempfile.gettempdir()))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The suite leaves nothing in the temporary directory but pytest's own ``pytest-of-<user>`` (its tmp_path retention)."""
+    before = session.config.stash.get(_TEMPORARY_AT_START, None)
+    if before is None:
+        return
+    left = sorted(set(os.listdir(tempfile.gettempdir())) - before - {f"pytest-of-{getpass.getuser()}"})
+    if left:
+        session.config.get_terminal_writer().line(f"the tests left {left} in {tempfile.gettempdir()}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

@@ -217,3 +217,15 @@ def test_a_local_dask_cluster_keeps_its_logs_off_the_terminal(small_fileset: Pat
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("processed ") and result.stdout.count("\n") == 1
     assert [line.split()[:2] for line in result.stderr.splitlines()] == [["INFO", "dask:"]], result.stderr  # agcframe's one line: where the dashboard is
+
+
+@pytest.mark.parametrize("executor", ["dask", "futures"])
+def test_a_run_leaves_nothing_in_the_temporary_directory(executor: str, small_fileset: Path, tmp_path: Path) -> None:
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    result = agcframe_cli(
+        "run", "--fileset", str(small_fileset), "--output", str(tmp_path / "out"), "--no-fit",
+        "--plugin", f"executor={executor}", "--plugin", "processor=numba", "--workers", "2", env={"TMPDIR": str(temporary)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert sorted(path.name for path in temporary.iterdir()) == []

@@ -34,7 +34,9 @@ DASK = str(Path(sys.executable).with_name("dask"))
 
 
 def _start(*args: str, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    """Start a dask command; its scratch space (by default in the temporary directory, left behind) beside ``log``."""
+    scratch = {"DASK_TEMPORARY_DIRECTORY": str(log.with_suffix(".scratch"))}
+    return subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **scratch})
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -134,8 +134,16 @@ def test_no_endpoint_configured(tmp_path: Path) -> None:
     assert "servicex.yaml" in line
 
 
+def _servicex_yaml(directory: Path, endpoint: str, token: str | None = None) -> None:
+    """``directory/servicex.yaml`` with the endpoint ``af``; the client's cache in ``directory`` (its default is under /tmp)."""
+    token_line = f"    token: {token}\n" if token else ""
+    (directory / "servicex.yaml").write_text(
+        f"api_endpoints:\n  - name: af\n    endpoint: {endpoint}\n{token_line}cache_path: {directory / 'servicex-cache'}\n"
+    )
+
+
 def test_endpoint_name_missing_from_servicex_yaml(tmp_path: Path) -> None:
-    (tmp_path / "servicex.yaml").write_text("api_endpoints:\n  - name: af\n    endpoint: http://127.0.0.1:1\n")
+    _servicex_yaml(tmp_path, "http://127.0.0.1:1")
     line = _servicex_error(tmp_path, "--servicex-endpoint", "coffea-casa")
     assert "'coffea-casa' is not configured" in line and "af" in line
 
@@ -148,7 +156,7 @@ def _free_port() -> int:
 
 def test_endpoint_unreachable(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{_free_port()}"
-    (tmp_path / "servicex.yaml").write_text(f"api_endpoints:\n  - name: af\n    endpoint: {url}\n")
+    _servicex_yaml(tmp_path, url)
     line = _servicex_error(tmp_path)
     assert f"ServiceX endpoint {url} is unreachable" in line
 
@@ -180,9 +188,7 @@ def token_rejecting_endpoint() -> Iterator[str]:
 
 
 def test_bad_token(tmp_path: Path, token_rejecting_endpoint: str) -> None:
-    (tmp_path / "servicex.yaml").write_text(
-        f"api_endpoints:\n  - name: af\n    endpoint: {token_rejecting_endpoint}\n    token: not-a-valid-token\n"
-    )
+    _servicex_yaml(tmp_path, token_rejecting_endpoint, token="not-a-valid-token")
     line = _servicex_error(tmp_path, "--servicex-endpoint", "af")
     assert "refused agcframe" in line and "401" in line
     assert "renew the token" in line

@@ -103,7 +103,8 @@ class XRootDServer:
 def start_xrootd(directory: Path, name: str, config: str, port: int | None = None) -> XRootDServer:
     """Start an ``xrootd`` with ``config`` on ``port`` (a free loopback port if ``None``); return once it listens."""
     port = port or free_port()
-    (directory / f"{name}.cfg").write_text(f"{config}xrd.port {port}\n")
+    # the admin and pid paths default to /tmp/<name>: keep them in ``directory``, removed with it
+    (directory / f"{name}.cfg").write_text(f"{config}xrd.port {port}\nall.adminpath {directory}\nall.pidpath {directory}\n")
     pidfile = directory / f"{name}.pid"
     pidfile.unlink(missing_ok=True)
     command = ["xrootd", "-c", str(directory / f"{name}.cfg"), "-l", str(directory / f"{name}.log"), "-b", "-s", str(pidfile), "-n", name]

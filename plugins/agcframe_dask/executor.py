@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -54,9 +55,13 @@ class DaskExecutor:
         return client
 
     def _connect(self, workers: int, stack: contextlib.ExitStack) -> Any:
+        import dask
         from distributed import Client, LocalCluster
 
         if self.scheduler_address is None:
+            # the cluster's scratch space (by default the temporary directory's dask-scratch-space, left behind) goes with it
+            scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="agcframe-dask-"))
+            stack.enter_context(dask.config.set({"temporary-directory": scratch}))
             cluster = stack.enter_context(
                 LocalCluster(
                     n_workers=workers,
