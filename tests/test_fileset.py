@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 import agcframe
 from agcframe import RunConfig
+from agcframe import fileset as fileset_module
 from agcframe.analysis import CROSS_SECTIONS
+from agcframe.cli import main
 from agcframe.errors import InputError
 from agcframe.fileset import load_fileset, select_datasets
 from histograms import assert_bit_identical
@@ -108,3 +113,73 @@ def test_a_key_agcframe_does_not_read_is_named_in_a_warning(small_fileset: Path,
     path.write_text(json.dumps(document))
     load_fileset(path)
     assert "['ttbar']['nominal'] has 'nevts_totl', which agcframe does not read (it reads 'files', 'nevts_total')" in caplog.text
+
+
+#: a small fileset of each form, every key agcframe reads in it present
+FUZZED_FORMS = {
+    "agc": {
+        "ttbar": {"nominal": {"nevts_total": 3000, "files": [{"path": "a.root", "nevts": 1500}, {"path": "b.root", "nevts": 1500}]}},
+        "wjets": {"nominal": {"nevts_total": 100, "files": [{"path": "c.root", "nevts": 100}]}},
+    },
+    "coffea": {
+        "ttbar__nominal": {
+            "files": {"a.root": "Events", "b.root": {"object_path": "Events", "steps": [[0, 10]], "num_entries": 10, "uuid": "0"}},
+            "metadata": {"process": "ttbar", "variation": "nominal", "nevts": 3000, "xsec": CROSS_SECTIONS["ttbar"]},
+        },
+        "wjets__nominal": {"files": ["c.root"], "metadata": {"process": "wjets", "variation": "nominal", "nevts": 100}},
+    },
+}
+#: values of the wrong type for any key
+WRONG_VALUES = (None, True, "text", 1.5, -3, [], {})
+#: keys whose names agcframe reads (a renamed one is either an error or named in a warning)
+READ_KEYS = {*fileset_module.SAMPLE_KEYS, *fileset_module.FILE_KEYS, *fileset_module.COFFEA_DATASET_KEYS,
+             *fileset_module.COFFEA_METADATA_KEYS, *fileset_module.COFFEA_FILE_KEYS}  # fmt: skip
+
+
+def _fileset_mutations(document: Any) -> Iterator[tuple[str, str | None, Any]]:
+    """Every key (and list item) of ``document`` removed, renamed (``key + "x"``) and given each wrong type."""
+
+    def places(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
+        children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, child in children:
+            yield path, key
+            yield from places(child, (*path, key))
+
+    for path, key in places(document):
+        def container(copy: Any) -> Any:
+            for step in path:
+                copy = copy[step]
+            return copy
+
+        removed = copy.deepcopy(document)
+        del container(removed)[key]
+        yield f"remove {[*path, key]}", None, removed
+        if isinstance(key, str):
+            renamed = copy.deepcopy(document)
+            container(renamed)[key + "x"] = container(renamed).pop(key)
+            yield f"rename {[*path, key]}", key + "x", renamed
+        for value in WRONG_VALUES:
+            retyped = copy.deepcopy(document)
+            if type(container(retyped)[key]) is not type(value):
+                container(retyped)[key] = value
+                yield f"{[*path, key]} = {value!r}", None, retyped
+
+
+@pytest.mark.parametrize("form", sorted(FUZZED_FORMS))
+def test_fileset_fuzz_every_key_is_one_line_or_accepted(form: str, tmp_path: Path) -> None:
+    """Every key of both forms removed, renamed, retyped: exit 2 with one line, or accepted (a renamed key named in a warning)."""
+    path = tmp_path / "fileset.json"
+    runner = CliRunner()
+    cases = list(_fileset_mutations(FUZZED_FORMS[form]))
+    assert len(cases) > 100
+    for case, new_key, document in cases:
+        path.write_text(json.dumps(document))
+        result = runner.invoke(main, ["fileset", str(path), "--json"])
+        assert isinstance(result.exception, (SystemExit, type(None))), f"{case}: {result.exception!r}"
+        assert result.exit_code in (0, 2), case
+        if result.exit_code == 2:
+            errors = [line for line in result.stderr.splitlines() if line.startswith("agcframe: error: ")]
+            assert len(errors) == 1 and "Traceback" not in result.stderr, f"{case}: {result.stderr}"
+            assert str(path) in errors[0] or errors[0].startswith("agcframe: error: sample "), f"{case}: {errors[0]}"
+        elif new_key is not None and new_key[:-1] in READ_KEYS:
+            assert f"'{new_key}', which agcframe does not read" in " ".join(result.stderr.split()), case

@@ -1,8 +1,12 @@
 """Reading filesets and choosing the first N files per sample.
 
 The AGC format is ``{process: {variation: {"nevts_total": int, "files": [{"path":
-str, "nevts": int}, ...]}}}``. Relative paths are resolved against the
-fileset's directory, so a generated dataset can be moved as a whole.
+str, "nevts": int}, ...]}}}``, with the AGC's processes and their samples
+(``nominal``; for ttbar also ``scaledown``, ``scaleup``, ``ME_var``, ``PS_var``).
+``nevts_total`` is optional; a file's ``nevts`` may be ``null`` where the
+sample gives ``nevts_total``, and the sample is then used whole. Relative paths
+are resolved against the fileset's directory, so a generated dataset can be
+moved as a whole. Keys agcframe does not read are named in a warning.
 
 coffea's ``dataset_tools`` form, as the AGC notebook writes it, is read too:
 ``{"ttbar__nominal": {"files": {"path.root": "Events"}, "metadata": {"process":
@@ -19,9 +23,9 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from .analysis import CROSS_SECTIONS, sample_weight
+from .analysis import CROSS_SECTIONS, SAMPLE_VARIATIONS, sample_weight
 from .data import Dataset, FileEntry, is_remote
 from .errors import InputError
 from .outputs import write_json
@@ -33,6 +37,10 @@ log = logging.getLogger(__name__)
 #: the keys of a sample ({process: {variation: sample}}) and of one of its files, in the AGC form
 SAMPLE_KEYS = ("files", "nevts_total")
 FILE_KEYS = ("path", "nevts")
+#: the keys of a dataset, of its metadata and of one of its files (a mapping), in coffea's form
+COFFEA_DATASET_KEYS = ("files", "metadata", "form")
+COFFEA_METADATA_KEYS = ("process", "variation", "nevts", "xsec")
+COFFEA_FILE_KEYS = ("object_path", "steps", "num_entries", "uuid")
 
 
 def load_fileset(path: str | Path) -> dict[str, dict[str, dict[str, Any]]]:
@@ -72,11 +80,21 @@ def _resolve(file_path: str, base: Path) -> str:
 
 
 def _is_coffea_form(document: object) -> bool:
-    return (
-        isinstance(document, dict)
-        and bool(document)
-        and all(isinstance(dataset, dict) and "files" in dataset and "metadata" in dataset for dataset in document.values())
-    )
+    """Datasets with ``metadata``: coffea's form (one without is then named as such, not read as the AGC form)."""
+    return isinstance(document, dict) and any(isinstance(dataset, dict) and "metadata" in dataset for dataset in document.values())
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_sample_name(where: str, process: object, variation: object) -> None:
+    """``process`` is an AGC process and ``variation`` one of its samples (ANALYSIS.md); else one line starting with ``where``."""
+    if not isinstance(process, str) or process not in CROSS_SECTIONS:
+        raise InputError(f"{where}: process {process!r} is not an AGC process ({', '.join(CROSS_SECTIONS)})")
+    variations = SAMPLE_VARIATIONS[process]
+    if not isinstance(variation, str) or variation not in variations:
+        raise InputError(f"{where}: variation {variation!r} of {process} is not an AGC sample of it ({', '.join(variations)})")
 
 
 def _from_coffea_form(path: Path, document: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -84,6 +102,13 @@ def _from_coffea_form(path: Path, document: dict[str, Any]) -> dict[str, dict[st
     converted: dict[str, dict[str, dict[str, Any]]] = {}
     for name, dataset in document.items():
         where = f"fileset {path}: dataset {name!r}"
+
+        def fail(what: str) -> NoReturn:
+            raise InputError(f"{where}: {what}")
+
+        if not isinstance(dataset, dict) or not {"files", "metadata"} <= set(dataset):
+            fail("must have 'files' and 'metadata' (coffea's fileset form, as the AGC notebook writes it)")
+        _warn_unknown(path, f"dataset {name!r}", dataset, COFFEA_DATASET_KEYS)
         metadata = dataset["metadata"]
         missing = [key for key in ("process", "variation", "nevts") if not isinstance(metadata, dict) or key not in metadata]
         if missing:
@@ -91,29 +116,35 @@ def _from_coffea_form(path: Path, document: dict[str, Any]) -> dict[str, dict[st
                 f"{where} has no {', '.join(repr(key) for key in missing)} in its metadata; "
                 "coffea-form filesets need metadata process, variation and nevts (the AGC notebook's)"
             )
+        _warn_unknown(path, f"dataset {name!r} metadata", metadata, COFFEA_METADATA_KEYS)
         process, variation, nevts = metadata["process"], metadata["variation"], metadata["nevts"]
-        if process not in CROSS_SECTIONS:
-            raise InputError(f"{where}: process {process!r} is not an AGC process ({', '.join(CROSS_SECTIONS)})")
-        if not isinstance(nevts, int) or isinstance(nevts, bool) or nevts <= 0:
-            raise InputError(f"{where}: metadata nevts must be a positive integer, not {nevts!r}")
+        _check_sample_name(where, process, variation)
+        if not _is_count(nevts) or nevts <= 0:
+            fail(f"metadata nevts must be a positive integer, not {nevts!r}")
         xsec = metadata.get("xsec")
-        if xsec is not None and not math.isclose(float(xsec), CROSS_SECTIONS[process], rel_tol=1e-6):
-            raise InputError(
-                f"{where}: metadata xsec {xsec} differs from the AGC cross section of {process} "
+        if xsec is not None and (
+            not isinstance(xsec, (int, float)) or isinstance(xsec, bool)
+            or not math.isclose(float(xsec), CROSS_SECTIONS[process], rel_tol=1e-6)
+        ):  # fmt: skip
+            fail(
+                f"metadata xsec {xsec!r} differs from the AGC cross section of {process} "
                 f"({CROSS_SECTIONS[process]} pb), with which agcframe normalises; drop it or correct it"
             )
         files = dataset["files"]
         if isinstance(files, dict):
+            for file_path, tree in files.items():
+                if isinstance(tree, dict):
+                    _warn_unknown(path, f"dataset {name!r} file {file_path}", tree, COFFEA_FILE_KEYS)
             trees = {file_path: tree.get("object_path") if isinstance(tree, dict) else tree for file_path, tree in files.items()}
-        elif isinstance(files, list):
+        elif isinstance(files, list) and all(isinstance(file_path, str) for file_path in files):
             trees = {file_path: "Events" for file_path in files}
         else:
-            raise InputError(f"{where}: files must map paths to tree names, or list paths")
+            fail("files must map paths to tree names, or list paths")
         for file_path, tree in trees.items():
             if tree != "Events":
-                raise InputError(f"{where}: file {file_path} names the tree {tree!r}; the AGC analysis reads NanoAOD's 'Events'")
+                fail(f"file {file_path} names the tree {tree!r}; the AGC analysis reads NanoAOD's 'Events'")
         if variation in converted.get(process, {}):
-            raise InputError(f"{where}: a second dataset of {process}/{variation}")
+            fail(f"a second dataset of {process}/{variation}")
         converted.setdefault(process, {})[variation] = {
             "nevts_total": nevts,
             "files": [{"path": file_path, "nevts": None} for file_path in trees],
@@ -122,29 +153,30 @@ def _from_coffea_form(path: Path, document: dict[str, Any]) -> dict[str, dict[st
 
 
 def _check_structure(path: Path, document: object) -> None:
-    def fail(where: str, what: str) -> None:
+    def fail(where: str, what: str) -> NoReturn:
         raise InputError(f"fileset {path}: {where} {what}; expected the AGC fileset format")
 
     if not isinstance(document, dict) or not document:
         fail("top level", "must be a non-empty object {process: {variation: ...}}")
-    assert isinstance(document, dict)
     for process, variations in document.items():
-        if process not in CROSS_SECTIONS:
-            fail(f"process {process!r}", f"is not an AGC process ({', '.join(CROSS_SECTIONS)})")
+        _check_sample_name(f"fileset {path}", process, "nominal")
         if not isinstance(variations, dict) or not variations:
             fail(f"[{process!r}]", "must be a non-empty object {variation: ...}")
         for variation, sample in variations.items():
             key = f"[{process!r}][{variation!r}]"
+            _check_sample_name(f"fileset {path}", process, variation)
             if not isinstance(sample, dict) or not isinstance(sample.get("files"), list):
                 fail(key, "must have a 'files' list")
             _warn_unknown(path, key, sample, SAMPLE_KEYS)
+            if "nevts_total" in sample and (not _is_count(sample["nevts_total"]) or sample["nevts_total"] < 0):
+                fail(f"{key}['nevts_total']", f"must be a non-negative integer, not {sample['nevts_total']!r}")
             for i, entry in enumerate(sample["files"]):
                 where = f"{key}['files'][{i}]"
                 if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
                     fail(where, "must have a string 'path'")
                 nevts = entry.get("nevts")
-                total_only = "nevts" in entry and nevts is None and isinstance(sample.get("nevts_total"), int)
-                if not total_only and (not isinstance(nevts, int) or isinstance(nevts, bool) or nevts < 0):
+                total_only = "nevts" in entry and nevts is None and "nevts_total" in sample
+                if not total_only and (not _is_count(nevts) or nevts < 0):
                     unknown = _unknown(entry, FILE_KEYS)
                     besides = f" (it has {', '.join(map(repr, unknown))})" if unknown else ""
                     fail(where, f"must have a non-negative integer 'nevts'{besides}")
