@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import matplotlib.image
 import numpy as np
@@ -95,3 +96,46 @@ def test_the_ranking_plot_leaves_out_mc_statistics_that_ranking_json_keeps() -> 
     labels = {label.get_text() for axes in figure.axes for label in axes.get_yticklabels()}
     plt.close(figure)
     assert "Luminosity" in labels and not any(label.startswith("staterror_") for label in labels)
+
+
+def test_data_mc_ranges_leave_little_headroom_and_hold_the_ratios(plots: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """At most about 40 % above the content (linear), the legend clear of it, and a ratio panel holding data and band."""
+    import json
+
+    import cabinetry
+
+    from agcframe import plots as plotting
+    from agcframe.model import model_and_data
+
+    model, data = model_and_data(json.loads((plots.parent / "workspace.json").read_text()))
+    drawn: dict[str, tuple[Any, Any]] = {}
+
+    def keep(figure: Any, path: Path) -> Path:
+        main, ratio = figure.axes[:2]
+        drawn[path.name] = (main, ratio)
+        return path
+
+    monkeypatch.setattr(plotting, "_save", keep)
+    fit = cabinetry.fit.fit(model, data)
+    plotting._draw_data_mc(model, data, fit, tmp_path, asimov=False)
+    assert len(drawn) == 4
+    for name, (main, ratio) in drawn.items():
+        tops = [max(patch.get_y() + patch.get_height() for patch in container) for container in main.containers[:-1]]
+        data_points = main.containers[-1].lines[0].get_ydata()
+        content = max(*tops, *data_points)
+        assert main.get_yscale() == "linear" and 1.05 <= main.get_ylim()[1] / content <= 1.45, name
+        (left, bottom), (right, _) = main.transAxes.inverted().transform(main.get_legend().get_window_extent())
+        to_axes = main.transLimits  # data coordinates to axes fractions
+        corners = [
+            to_axes.transform((x, patch.get_y() + patch.get_height()))
+            for container in main.containers[:-1] for patch in container for x in (patch.get_x(), patch.get_x() + patch.get_width())
+        ]  # fmt: skip
+        under = [y for x, y in corners if left <= x <= right]
+        assert under and max(under) < bottom, f"{name}: the content reaches {max(under):.2f}, the legend down to {bottom:.2f}"
+        low, high = ratio.get_ylim()
+        for container in ratio.containers:
+            heights = [(patch.get_y(), patch.get_y() + patch.get_height()) for patch in container] if hasattr(container, "patches") else []
+            points = container.lines[0].get_ydata() if hasattr(container, "lines") and container.lines[0] is not None else []
+            assert all(low <= value <= high for pair in heights for value in pair), f"{name}: band outside {low, high}"
+            assert all(low <= value <= high for value in points), f"{name}: a ratio outside {low, high}"
+        assert high - low <= 2.0, name

@@ -36,6 +36,7 @@ import numpy as np
 
 from agcframe import analysis as agc
 from agcframe.cache import cache_directory
+from agcframe.progress import progress_bar
 
 __all__ = [
     "N_VARIATIONS", "REGION_4J1B", "REGION_4J2B", "REGION_NONE", "SELECT_EVENTS_DTYPES", "empty_arguments", "ensure_built",
@@ -92,7 +93,7 @@ def ensure_built() -> bool:
     log.info("compiling the numba kernels once, ahead of time (a few seconds)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=path.parent) as build_dir:
+        with tempfile.TemporaryDirectory(dir=path.parent) as build_dir, progress_bar("compiling the numba kernels", 1, "module") as built_one:
             # numba's build (distutils) makes its own temporary folders: inside build_dir, removed with it
             result = subprocess.run(
                 [sys.executable, "-m", __name__, build_dir],
@@ -103,6 +104,7 @@ def ensure_built() -> bool:
                 log.debug("the kernels could not be compiled ahead of time; numba's JIT runs them:\n%s", result.stderr[-4000:])
                 return False
             os.replace(built, path)
+            built_one()
     except OSError as error:  # a read-only cache
         log.debug("the kernels could not be compiled ahead of time into %s (%s); numba's JIT runs them", path.parent, error)
         return False

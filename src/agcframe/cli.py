@@ -23,6 +23,7 @@ from .container import DEFAULT_TAG
 from .defaults import DEFAULT_COMPRESSION, DEFAULT_EVENTS_PER_FILE, DEFAULT_SEED, EVENTS_FACTOR
 from .errors import AgcframeError, ConfigError
 from .plugin_manager import PROCESSING_SLOTS, SLOTS, PluginManager
+from .progress import showing_progress
 
 if TYPE_CHECKING:
     from .data import FitResult
@@ -402,7 +403,8 @@ def generate(output: Path, seed: int, events_per_file: int, files_per_sample: in
         compression=compression,
         all_branches=all_branches,
     )
-    path = generate_dataset(output, settings)
+    with showing_progress(console.is_terminal):
+        path = generate_dataset(output, settings)
     click.echo(f"wrote {path}")
 
 

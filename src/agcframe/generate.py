@@ -34,6 +34,7 @@ import vector
 from .analysis import SAMPLE_VARIATIONS
 from .defaults import DEFAULT_COMPRESSION, DEFAULT_EVENTS_PER_FILE, DEFAULT_SEED, EVENTS_FACTOR
 from .errors import ConfigError
+from .progress import progress_bar
 
 #: entries per basket of the generated files
 BASKET_ENTRIES = 10_000
@@ -527,22 +528,8 @@ def generate_dataset(output: str | Path, settings: GenerationSettings = Generati
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}-", dir=output.parent))
     try:
-        fileset: dict[str, dict[str, dict[str, object]]] = {}
-        for sample_index, (process, variations) in enumerate(SAMPLE_VARIATIONS.items()):
-            for variation_index, variation in enumerate(variations):
-                model = SAMPLE_MODELS[(process, variation)]
-                files = []
-                for file_index in range(settings.files_per_sample):
-                    seed = np.random.SeedSequence([settings.seed, sample_index, variation_index, file_index])
-                    rng = np.random.default_rng(seed)
-                    events = settings.events_per_file * EVENTS_FACTOR.get(process, 1)
-                    collections, nevts = _generate_events(rng, process, model, events)
-                    name = f"{process}__{variation}__{file_index:04d}.root"
-                    _write_file(staging / name, collections, rng, model, file_index, settings)
-                    files.append({"path": name, "nevts": nevts})
-                    log.debug("generated %s (%d events standing for %d)", name, events, nevts)
-                nevts_total = sum(int(f["nevts"]) for f in files)
-                fileset.setdefault(process, {})[variation] = {"nevts_total": nevts_total, "files": files}
+        with progress_bar(f"generating {output.name}", total=generated_events(settings), unit="events") as advance:
+            fileset = _generate_files(staging, settings, advance)
         (staging / "fileset.json").write_text(json.dumps(fileset, indent=2) + "\n")
         if output.exists():
             shutil.rmtree(output)
@@ -551,3 +538,27 @@ def generate_dataset(output: str | Path, settings: GenerationSettings = Generati
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return output / "fileset.json"
+
+
+def _generate_files(
+    staging: Path, settings: GenerationSettings, advance: Callable[[int], None]
+) -> dict[str, dict[str, dict[str, object]]]:
+    """Write every sample's files into ``staging``; their fileset, as a dictionary."""
+    fileset: dict[str, dict[str, dict[str, object]]] = {}
+    for sample_index, (process, variations) in enumerate(SAMPLE_VARIATIONS.items()):
+        for variation_index, variation in enumerate(variations):
+            model = SAMPLE_MODELS[(process, variation)]
+            files = []
+            for file_index in range(settings.files_per_sample):
+                seed = np.random.SeedSequence([settings.seed, sample_index, variation_index, file_index])
+                rng = np.random.default_rng(seed)
+                events = settings.events_per_file * EVENTS_FACTOR.get(process, 1)
+                collections, nevts = _generate_events(rng, process, model, events)
+                name = f"{process}__{variation}__{file_index:04d}.root"
+                _write_file(staging / name, collections, rng, model, file_index, settings)
+                files.append({"path": name, "nevts": nevts})
+                log.debug("generated %s (%d events standing for %d)", name, events, nevts)
+                advance(events)
+            nevts_total = sum(int(f["nevts"]) for f in files)
+            fileset.setdefault(process, {})[variation] = {"nevts_total": nevts_total, "files": files}
+    return fileset

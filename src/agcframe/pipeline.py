@@ -137,7 +137,8 @@ def run(
         Draw a progress bar on the terminal.
     """
     config = config or RunConfig()
-    with held_output(config.output):  # fails at once if another run writes there, or it is a file
+    # held: fails at once if another run writes there, or it is a file
+    with held_output(config.output), showing_progress(show_progress):
         return _run(config, manager or PluginManager(), show_progress)
 
 
@@ -197,15 +198,14 @@ def _run(config: RunConfig, manager: PluginManager, show_progress: bool) -> RunR
         written = time.perf_counter()
         fit_result = None
         if config.fit:
-            with showing_progress(show_progress):
-                fit_result = _fit(
-                    backends["inference"],
-                    selected["inference"],
-                    staging / HISTOGRAMS_FILE,
-                    staging,
-                    FitOptions(significance=config.significance, limit=config.limit, ranking=config.ranking),
-                    plots=config.plots,
-                )
+            fit_result = _fit(
+                backends["inference"],
+                selected["inference"],
+                staging / HISTOGRAMS_FILE,
+                staging,
+                FitOptions(significance=config.significance, limit=config.limit, ranking=config.ranking),
+                plots=config.plots,
+            )
             if config.ml:
                 _validate_ml(
                     backends["inference"], selected["inference"], staging / ML_HISTOGRAMS_FILE, staging, fit_result, plots=config.plots
@@ -259,7 +259,7 @@ def process_file(
     whole selection (``config.n_files_max``), and merging the partial files of
     all files (:func:`write_merged`) gives the histograms of :func:`run`, bit for bit.
     """
-    with held_output(output, directory=False):  # for the job's life, as run holds its directory
+    with held_output(output, directory=False), showing_progress(show_progress):  # held for the job's life, as run holds its directory
         return _process_file(config, process, variation, file_index, Path(output), manager or PluginManager(), show_progress)
 
 

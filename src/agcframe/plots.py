@@ -17,6 +17,7 @@ so the plots look the same whichever inference plugin fitted the model.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import numpy as np
 from . import analysis as agc
 from .data import FitResult
 from .model import model_and_data
+from .progress import progress_bar
 
 __all__ = ["draw_fit_plots", "draw_ml_validation_plots"]
 
@@ -55,7 +57,14 @@ LUMI_LABEL = rf"{agc.LUMINOSITY:.0f} pb$^{{-1}}$ (13 TeV)"
 #: the names of the per-bin MC-statistics parameters (pyhf's staterror modifiers)
 MC_STATISTICS_PREFIX = "staterror_"
 #: free space between the highest bar or point and the lowest legend or label, as a fraction of the axes
-HEADROOM = 0.04
+HEADROOM = 0.03
+#: the main panel's range above its highest content, at least and (if two legend columns suffice) at most
+MINIMUM_HEADROOM = 0.05
+MAXIMUM_HEADROOM = 0.4
+#: on a log axis, the most decades above the highest content (the axis then starts higher)
+MAXIMUM_LOG_HEADROOM = 2
+#: the ratio panel's half-ranges about 1 to choose from (the smallest that holds the data and band)
+RATIO_HALF_RANGES = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 
 
 def _plot_config(model: Any) -> dict[str, Any]:
@@ -63,11 +72,20 @@ def _plot_config(model: Any) -> dict[str, Any]:
     regions = []
     for channel, n_bins in zip(model.config.channels, model.config.channel_nbins.values()):
         region: dict[str, Any] = {"Name": channel}
-        if channel in VARIABLES and len(VARIABLES[channel][0]) == n_bins + 1:
+        if _has_variable(channel, n_bins):
             edges, label = VARIABLES[channel]
             region.update(Binning=edges.tolist(), Variable=label)
         regions.append(region)
     return {"Regions": regions}
+
+
+def _has_variable(channel: str, n_bins: int) -> bool:
+    return channel in VARIABLES and len(VARIABLES[channel][0]) == n_bins + 1
+
+
+def _bin_edges(channel: str, n_bins: int) -> np.ndarray:
+    """The bin edges a channel's figure has on its x axis: its variable's, else (as cabinetry draws it) the bin numbers."""
+    return np.asarray(VARIABLES[channel][0], dtype=float) if _has_variable(channel, n_bins) else np.arange(n_bins + 1.0)
 
 
 def _cabinetry_results(result: FitResult) -> Any:
@@ -82,31 +100,102 @@ def _cabinetry_results(result: FitResult) -> Any:
     )
 
 
-def _slide_ready(figure: Any, *, asimov: bool) -> Any:
-    """A cabinetry data/MC figure with the experiment label, pseudodata named so and the legend clear of the content."""
+def _slide_ready(figure: Any, *, asimov: bool, bins: _ChannelBins) -> Any:
+    """A cabinetry data/MC figure with the experiment label, pseudodata named so, the legend clear of the content
+    and a ratio panel whose range follows the data and the band."""
     import mplhep
+    from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
-    main = figure.axes[0]
+    main, ratio = figure.axes[:2]
     data_name = "Asimov data" if asimov else "Pseudodata"
     for text in main.get_legend().get_texts():
         if text.get_text() == "Data":
             text.set_text(data_name)
     mplhep.cms.label("Open Data", data=True, rlabel=LUMI_LABEL, ax=main, loc=0)
-    figure.draw_without_rendering()  # lays out the texts to measure them, without drawing a pixel
-    # the lowest edge of the legend and of the labels inside the axes, as axes fractions
-    content = main.dataLim.y1  # the highest bar, band or data point
-    to_axes = main.transAxes.inverted()
-    boxes = [main.get_legend().get_window_extent()] + [
-        text.get_window_extent() for text in main.texts if 0 <= to_axes.transform(text.get_window_extent())[0][1] <= 1
-    ]
-    lowest = min(to_axes.transform(box)[0][1] for box in boxes)
-    bottom, top = main.get_ylim()
-    # the content must end below the legend: on a log axis (cabinetry's choice for a large range) in decades
-    scale, unscale = (np.log10, lambda value: 10**value) if main.get_yscale() == "log" else (float, float)
-    needed = unscale(scale(bottom) + (scale(content) - scale(bottom)) / max(lowest - HEADROOM, 0.2))
-    if needed > top:
-        main.set_ylim(bottom, needed)
+    main.set_ylim(_main_range(figure, main, bins))
+    ratio.set_ylim(_ratio_range(bins))
+    ratio.yaxis.set_major_locator(MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10], prune="upper"))
+    ratio.yaxis.set_major_formatter(ScalarFormatter())
     return figure
+
+
+@dataclass(frozen=True)
+class _ChannelBins:
+    """What one channel's figure shows, bin by bin: edges, the drawn prediction with its uncertainty, the data."""
+
+    edges: np.ndarray
+    prediction: np.ndarray
+    uncertainty: np.ndarray
+    data: np.ndarray
+
+    @property
+    def heights(self) -> np.ndarray:
+        """The top of the band or of the data's error bar in each bin."""
+        return np.maximum(self.prediction + self.uncertainty, self.data + np.sqrt(self.data))
+
+
+def _main_range(figure: Any, main: Any, bins: _ChannelBins) -> tuple[float, float]:
+    """The y range of the main panel: the content ends below the legend and labels above it (bin by bin), little more.
+
+    Each box (the legend, the region labels) needs the bins under it to end
+    :data:`HEADROOM` below its lower edge; the range is the smallest that gives
+    every box that, and at least :data:`MINIMUM_HEADROOM` above the highest
+    content. Where one column of legend needs more than :data:`MAXIMUM_HEADROOM`,
+    the legend takes two. On a log axis (cabinetry's choice for a large range)
+    the same holds in decades, and the axis starts a decade higher while the
+    range above the content exceeds :data:`MAXIMUM_LOG_HEADROOM` decades.
+    """
+    bottom = main.get_ylim()[0]
+    log_scale = main.get_yscale() == "log"
+    scale, unscale = (np.log10, lambda value: 10**value) if log_scale else (float, float)
+    content = float(np.max(bins.heights))
+    top = _top_clearing_boxes(figure, main, bins, bottom, scale, unscale)
+    if scale(top) - scale(bottom) > (1 + MAXIMUM_HEADROOM) * (scale(content) - scale(bottom)):
+        _legend_in_two_columns(main)
+        top = _top_clearing_boxes(figure, main, bins, bottom, scale, unscale)
+    while log_scale and top > content * 10**MAXIMUM_LOG_HEADROOM and bottom * 10 < content / 10:
+        bottom *= 10  # a decade less at the bottom gives the content more of the axis
+        top = _top_clearing_boxes(figure, main, bins, bottom, scale, unscale)
+    least = unscale(scale(bottom) + (1 + MINIMUM_HEADROOM) * (scale(content) - scale(bottom)))
+    return bottom, max(top, least)
+
+
+def _top_clearing_boxes(figure: Any, main: Any, bins: _ChannelBins, bottom: float, scale: Any, unscale: Any) -> float:
+    figure.draw_without_rendering()  # lays out the texts to measure them, without drawing a pixel
+    to_axes = main.transAxes.inverted()
+    labels = [*main.texts, *main.artists]  # cabinetry's region label is an AnchoredText
+    boxes = [main.get_legend().get_window_extent()] + [
+        box for box in (label.get_window_extent() for label in labels) if 0 <= to_axes.transform(box)[0][1] <= 1
+    ]
+    left, right = main.get_xlim()
+    fractions = (bins.edges - left) / (right - left)
+    top = bottom
+    for box in boxes:
+        (x0, y0), (x1, _) = to_axes.transform(box)
+        under = (fractions[1:] > x0) & (fractions[:-1] < x1)
+        if under.any():
+            highest = float(np.max(bins.heights[under]))
+            top = max(top, unscale(scale(bottom) + (scale(highest) - scale(bottom)) / max(y0 - HEADROOM, 0.2)))
+    return top
+
+
+def _legend_in_two_columns(main: Any) -> None:
+    """cabinetry's legend (its entries: the stack from the top, the band, the data) again, in two columns."""
+    legend = main.get_legend()
+    *stack, band, data = main.containers
+    main.legend([*stack[::-1], band, data], [text.get_text() for text in legend.get_texts()], frameon=False, ncols=2, loc="upper right", labelspacing=0.3)
+
+
+def _ratio_range(bins: _ChannelBins) -> tuple[float, float]:
+    """The ratio panel's range: symmetric about 1, just wide enough for the data with its errors and the band."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = bins.data / bins.prediction
+        spreads = [np.abs(ratio - 1) + np.sqrt(bins.data) / bins.prediction, bins.uncertainty / bins.prediction]
+    deviations = np.concatenate(spreads)
+    deviations = deviations[np.isfinite(deviations)]
+    largest = float(deviations.max()) if deviations.size else 0.0
+    half = next((step for step in RATIO_HALF_RANGES if step >= 1.25 * largest), RATIO_HALF_RANGES[-1])
+    return max(1 - half, 0.0), 1 + half
 
 
 def _without(fit_results: Any, names: list[str]) -> Any:
@@ -166,14 +255,24 @@ def _draw_data_mc(model: Any, data: Any, fit_results: Any, directory: Path, *, a
 
     config = _plot_config(model)
     written = []
-    for label, prediction in (
-        ("prefit", cabinetry.model_utils.prediction(model)),
-        ("postfit", cabinetry.model_utils.prediction(model, fit_results=fit_results)),
-    ):
-        figures = cabinetry.visualize.data_mc(_drawable(prediction), data, config=config, save_figure=False) or []
-        for entry in figures:
-            region = entry["region"].replace(" ", "_")
-            written.append(_save(_slide_ready(entry["figure"], asimov=asimov), directory / f"{region}_{label}.png"))
+    with progress_bar("plots", total=2 * len(model.config.channels), unit="figures") as advance:
+        for label, prediction in (
+            ("prefit", cabinetry.model_utils.prediction(model)),
+            ("postfit", cabinetry.model_utils.prediction(model, fit_results=fit_results)),
+        ):
+            drawable = _drawable(prediction)
+            for index, channel in enumerate(model.config.channels):
+                bins = _ChannelBins(
+                    _bin_edges(channel, model.config.channel_nbins[channel]),
+                    np.sum(drawable.model_yields[index], axis=0),
+                    np.asarray(drawable.total_stdev_model_bins[index][-1]),
+                    np.asarray(data)[model.config.channel_slices[channel]],
+                )
+                for entry in cabinetry.visualize.data_mc(drawable, data, config=config, channels=channel, save_figure=False) or []:
+                    region = entry["region"].replace(" ", "_")
+                    figure = _slide_ready(entry["figure"], asimov=asimov, bins=bins)
+                    written.append(_save(figure, directory / f"{region}_{label}.png"))
+                advance()
     return written
 
 

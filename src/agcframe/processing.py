@@ -27,6 +27,7 @@ from .checkpoints import CheckpointStore
 from .data import Dataset, WorkItem, is_remote
 from .errors import AgcframeError, InputError, PluginError, ServerError, describe_exception
 from .inputs import bytes_read, forget_remote_file, server_of
+from .progress import terminal_progress
 from .reduce import tree_reduce
 from .specs import Executor, Histogrammer, Processor, Source
 
@@ -311,14 +312,13 @@ class Processed:
 
 
 def _progress(enabled: bool) -> Progress:
-    return Progress(
+    return terminal_progress(
         TextColumn("[bold]processing"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("chunks  {task.fields[failed]} failed  {task.fields[rate]}"),
         TimeElapsedColumn(),
-        disable=not enabled,
-        transient=False,
+        shown=enabled,
     )
 
 

@@ -1,4 +1,4 @@
-"""Progress bars of the fit stage, on stderr, drawn only when the caller asked for them.
+"""Progress bars of the long steps (generation, builds, fits, plots), on stderr, drawn only when the caller asked for them.
 
 The library API decides (``show_progress``); code deep in a stage opens a bar
 with :func:`progress_bar` without knowing whether it is shown.
@@ -9,8 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import TYPE_CHECKING
 
-__all__ = ["advance_current", "progress_bar", "showing_progress"]
+if TYPE_CHECKING:
+    from rich.progress import Progress, ProgressColumn
+
+__all__ = ["advance_current", "progress_bar", "showing_progress", "terminal_progress"]
 
 _SHOWN: ContextVar[bool] = ContextVar("agcframe_progress_shown", default=False)
 _CURRENT: ContextVar[Callable[[], None] | None] = ContextVar("agcframe_progress_current", default=None)
@@ -27,25 +31,32 @@ def showing_progress(shown: bool) -> Iterator[None]:
 
 
 @contextmanager
-def progress_bar(label: str, total: int | None, unit: str) -> Iterator[Callable[[], None]]:
-    """A bar for ``total`` steps (``None``: a count with no end); yields the function that advances it."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def progress_bar(label: str, total: int | None, unit: str) -> Iterator[Callable[..., None]]:
+    """A bar for ``total`` steps (``None``: a count with no end); yields the function that advances it (by 1, or by its argument)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     columns = [TextColumn(f"[bold]{label}"), BarColumn()]
     columns.append(MofNCompleteColumn() if total is not None else TextColumn("{task.completed}"))
     columns += [TextColumn(unit), TimeElapsedColumn()]
-    with Progress(*columns, console=Console(stderr=True), disable=not _SHOWN.get(), transient=False) as progress:
+    with terminal_progress(*columns, shown=_SHOWN.get()) as progress:
         task = progress.add_task(label, total=total)
 
-        def advance() -> None:
-            progress.advance(task)
+        def advance(steps: int = 1) -> None:
+            progress.advance(task, steps)
 
         token = _CURRENT.set(advance)
         try:
             yield advance
         finally:
             _CURRENT.reset(token)
+
+
+def terminal_progress(*columns: ProgressColumn, shown: bool) -> Progress:
+    """A rich ``Progress`` of ``columns`` on stderr (stdout is for results), drawn only if ``shown``; it stays when done."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    return Progress(*columns, console=Console(stderr=True), disable=not shown, transient=False)
 
 
 def advance_current() -> None:
