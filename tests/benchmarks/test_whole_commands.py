@@ -3,6 +3,7 @@
 Every benchmark is a fresh process, imports included:
 
 * ``agcframe --help`` and ``agcframe plugins``;
+* the default ``agcframe run`` (the README's first command), with its fit stage;
 * ``agcframe run --no-fit --plugin processor=numba`` and the AGC reference
   analysis as a command (``agc_reference.py``: the AGC notebook's coffea
   processor under ``coffea.processor.Runner``), side by side on the same files:
@@ -59,6 +60,27 @@ def test_agcframe_run_numba_command(benchmark: Any, fileset: Path, tmp_path: Pat
     result = benchmark.pedantic(_command, args=args, kwargs={"cwd": tmp_path}, rounds=3, iterations=1)
     benchmark.extra_info.update(dataset=fileset.parent.name, summary=result.stdout.strip())
     assert (tmp_path / "out" / "histograms.root").is_file()
+
+
+def test_the_default_agcframe_run_command(benchmark: Any, tmp_path: Path) -> None:
+    """``agcframe run`` as the README's first command runs it (the embedded dataset already generated), whole process.
+
+    ``extra_info`` has the median of the fit stage's time (``fit_time_s`` of ``metrics.json``) over the rounds.
+    """
+    import json
+    import statistics
+
+    default_fileset()  # generated once, before the clock starts
+    fit_times: list[float] = []
+
+    def run() -> subprocess.CompletedProcess[str]:
+        result = _command("-m", "agcframe", "run", cwd=tmp_path)
+        fit_times.append(json.loads((tmp_path / "agc-output" / "metrics.json").read_text())["fit_time_s"])
+        return result
+
+    result = benchmark.pedantic(run, rounds=3, iterations=1)
+    benchmark.extra_info.update(fit_time_s=statistics.median(fit_times), lines=result.stdout.count("\n") + result.stderr.count("\n"))
+    assert "ttbar_norm = " in result.stdout
 
 
 def test_agc_reference_coffea_command(benchmark: Any, fileset: Path, tmp_path: Path) -> None:
