@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import getpass
+import multiprocessing
 import os
 import tempfile
 from collections.abc import Iterator
@@ -28,11 +29,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """The suite leaves nothing in the temporary directory but pytest's own ``pytest-of-<user>`` (its tmp_path retention)."""
+    """The suite leaves nothing in the temporary directory but pytest's own ``pytest-of-<user>``."""
     before = session.config.stash.get(_TEMPORARY_AT_START, None)
     if before is None:
         return
-    left = sorted(set(os.listdir(tempfile.gettempdir())) - before - {f"pytest-of-{getpass.getuser()}"})
+    # pytest's own folder stays (its tmp_path retention); multiprocessing removes its pymp-* folder at this process's exit
+    pymp = multiprocessing.current_process()._config.get("tempdir")  # type: ignore[attr-defined]  # util.get_temp_dir's
+    ours = {f"pytest-of-{getpass.getuser()}", *([Path(pymp).name] if pymp else [])}
+    left = sorted(set(os.listdir(tempfile.gettempdir())) - before - ours)
     if left:
         session.config.get_terminal_writer().line(f"the tests left {left} in {tempfile.gettempdir()}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -18,9 +18,13 @@ import agcframe
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["dask-1-worker", "dask-2-workers"])
 def scheduler(request: pytest.FixtureRequest, benchmark_fileset: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]:
+    import dask
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=request.param, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+    scratch = tmp_path_factory.mktemp("dask-scratch")  # not the temporary directory's dask-scratch-space, which stays
+    with dask.config.set({"temporary-directory": str(scratch)}), LocalCluster(
+        n_workers=request.param, threads_per_worker=1, processes=True, dashboard_address=":0"
+    ) as cluster:
         _run(benchmark_fileset, tmp_path_factory.mktemp("warm-up"), cluster.scheduler_address, chunksize=500)
         yield request.param, cluster.scheduler_address
 
