@@ -147,6 +147,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return values
 
 
+#: the schema's validator, for whole configurations and for single flag values
+_VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+
+
 def merge_config(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """``overrides`` over ``base``; ``plugins`` and ``plugin_options`` merged per key."""
     merged = {**base, **overrides}
@@ -158,18 +162,16 @@ def merge_config(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[
 
 def _flag_error(values: Mapping[str, Any], flags: Mapping[str, str]) -> str | None:
     """The schema's complaint about a value a flag gave, worded for the flag; ``None`` if the flags' values are valid."""
-    validator = jsonschema.Draft202012Validator(SCHEMA)
     for key, flag in flags.items():
         if key in values and key in SCHEMA["properties"]:
-            error = next(iter(validator.iter_errors({key: values[key]})), None)
+            error = next(iter(_VALIDATOR.iter_errors({key: values[key]})), None)
             if error is not None:
                 return f"{flag} {values[key]}: {error.message}"
     return None
 
 
 def _validate(values: Mapping[str, Any]) -> None:
-    validator = jsonschema.Draft202012Validator(SCHEMA)
-    error = next(iter(sorted(validator.iter_errors(values), key=lambda e: list(e.path))), None)
+    error = next(iter(sorted(_VALIDATOR.iter_errors(values), key=lambda e: list(e.path))), None)
     if error is None:
         return
     if error.validator == "additionalProperties":

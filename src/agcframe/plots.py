@@ -170,34 +170,40 @@ def _main_range(figure: Any, main: Any, bins: _ChannelBins) -> tuple[float, floa
     log_scale = main.get_yscale() == "log"
     scale, unscale = (np.log10, lambda value: 10**value) if log_scale else (float, float)
     content = float(np.max(bins.heights))
-    top = _top_clearing_boxes(figure, main, bins, bottom, scale, unscale)
+
+    def top_clearing(boxes: list[tuple[float, float, float]], bottom: float) -> float:
+        """The least top at which the bins under each box (x0, y0, x1, axes fractions) end below it."""
+        left, right = main.get_xlim()
+        fractions = (bins.edges - left) / (right - left)
+        top = bottom
+        for x0, y0, x1 in boxes:
+            under = (fractions[1:] > x0) & (fractions[:-1] < x1)
+            if under.any():
+                highest = float(np.max(bins.heights[under]))
+                top = max(top, unscale(scale(bottom) + (scale(highest) - scale(bottom)) / max(y0 - HEADROOM, 0.2)))
+        return top
+
+    boxes = _label_boxes(figure, main)
+    top = top_clearing(boxes, bottom)
     if scale(top) - scale(bottom) > (1 + MAXIMUM_HEADROOM) * (scale(content) - scale(bottom)):
         _legend_in_two_columns(main)
-        top = _top_clearing_boxes(figure, main, bins, bottom, scale, unscale)
+        boxes = _label_boxes(figure, main)
+        top = top_clearing(boxes, bottom)
     while log_scale and top > content * 10**MAXIMUM_LOG_HEADROOM and bottom * 10 < content / 10:
-        bottom *= 10  # a decade less at the bottom gives the content more of the axis
-        top = _top_clearing_boxes(figure, main, bins, bottom, scale, unscale)
+        bottom *= 10  # a decade less at the bottom gives the content more of the axis (the boxes stay where they are)
+        top = top_clearing(boxes, bottom)
     least = unscale(scale(bottom) + (1 + MINIMUM_HEADROOM) * (scale(content) - scale(bottom)))
     return bottom, max(top, least)
 
 
-def _top_clearing_boxes(figure: Any, main: Any, bins: _ChannelBins, bottom: float, scale: Any, unscale: Any) -> float:
+def _label_boxes(figure: Any, main: Any) -> list[tuple[float, float, float]]:
+    """The legend and the labels inside the axes as (left, bottom, right) axes fractions, measured by one layout pass."""
     figure.draw_without_rendering()  # lays out the texts to measure them, without drawing a pixel
     to_axes = main.transAxes.inverted()
     labels = [*main.texts, *main.artists]  # cabinetry's region label is an AnchoredText
-    boxes = [main.get_legend().get_window_extent()] + [
-        box for box in (label.get_window_extent() for label in labels) if 0 <= to_axes.transform(box)[0][1] <= 1
-    ]
-    left, right = main.get_xlim()
-    fractions = (bins.edges - left) / (right - left)
-    top = bottom
-    for box in boxes:
-        (x0, y0), (x1, _) = to_axes.transform(box)
-        under = (fractions[1:] > x0) & (fractions[:-1] < x1)
-        if under.any():
-            highest = float(np.max(bins.heights[under]))
-            top = max(top, unscale(scale(bottom) + (scale(highest) - scale(bottom)) / max(y0 - HEADROOM, 0.2)))
-    return top
+    legend = to_axes.transform(main.get_legend().get_window_extent())
+    inside = [corners for corners in (to_axes.transform(label.get_window_extent()) for label in labels) if 0 <= corners[0][1] <= 1]
+    return [(float(x0), float(y0), float(x1)) for (x0, y0), (x1, _) in (legend, *inside)]
 
 
 def _legend_in_two_columns(main: Any) -> None:
