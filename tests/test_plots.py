@@ -139,3 +139,28 @@ def test_data_mc_ranges_leave_little_headroom_and_hold_the_ratios(plots: Path, m
             assert all(low <= value <= high for pair in heights for value in pair), f"{name}: band outside {low, high}"
             assert all(low <= value <= high for value in points), f"{name}: a ratio outside {low, high}"
         assert high - low <= 2.0, name
+
+
+def test_the_ranking_plot_marks_a_parameter_whose_impact_is_multimodal(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from agcframe.data import FitParameter, FitResult, Impact
+    from agcframe.plots import MULTIMODAL_MARK, _ranking_figure
+
+    names = ["ttbar_norm", "Luminosity", "Jet energy scale"]
+    result = FitResult(
+        poi="ttbar_norm",
+        parameters=tuple(FitParameter(name, 0.1, 0.9) for name in names),
+        correlation=tuple(tuple(float(i == j) for j in range(3)) for i in range(3)),
+        ranking=(
+            Impact("Luminosity", 0.01, -0.01, 0.008, -0.008),
+            Impact("Jet energy scale", 0.03, -0.02, 0.02, -0.01, multimodal=("prefit_down",)),
+        ),
+    )
+    figure = _ranking_figure(result)
+    labels = {label.get_text() for axes in figure.axes for label in axes.get_yticklabels()}
+    note = figure.get_supxlabel()
+    figure.savefig(tmp_path / "ranking.png")
+    plt.close(figure)
+    assert labels >= {"Luminosity", f"Jet energy scale {MULTIMODAL_MARK}"}
+    assert note.startswith(MULTIMODAL_MARK) and "lowest" in note

@@ -178,6 +178,9 @@ class Impact:
 
     A pre-fit impact is ``None`` for an unconstrained parameter; any impact is
     ``None``, and ``valid`` false, where its refit did not converge.
+    ``multimodal`` names the shifts (``"prefit_down"``, ...) where the
+    conditional likelihood has more than one minimum: their refits' starts
+    ended in different minima, and the impact is the lowest one's.
     """
 
     name: str
@@ -186,6 +189,7 @@ class Impact:
     postfit_up: float | None
     postfit_down: float | None
     valid: bool = True
+    multimodal: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)

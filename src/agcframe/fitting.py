@@ -18,8 +18,14 @@ code is cached on disk between runs.
   A failed minimisation is retried with other strategies and starts.
 * An impact refit starts where the global covariance predicts its minimum and
   takes Newton steps (a few milliseconds); MIGRAD takes over where they do not
-  converge. A refit below the global minimum means the global fit was not
-  the minimum: it is redone from there.
+  converge. The conditional likelihood can have a second, lower minimum far
+  from the predicted one (a shoulder of one parameter's profile that holding
+  another one fixed deepens into a well), so every refit starts again from
+  the model's initial values with damped (Levenberg-Marquardt) Newton steps,
+  and from the best fit where the two end in different minima; the lowest
+  minimum is the impact, and the shift is marked ``multimodal``. A refit
+  below the global minimum means the global fit was not the minimum: it is
+  redone from there.
 
 The significance is the q0 test with four fits of the compiled likelihood;
 the limits run pyhf's own hypothesis tests with :func:`gradient_optimizer`, a
@@ -61,6 +67,16 @@ NEWTON_STEPS = 20
 NEWTON_EDM = 1e-6
 #: step fractions a Newton step tries in turn until -2 ln L decreases
 NEWTON_BACKTRACKING = (1.0, 0.5, 0.25, 0.125)
+#: damped Newton steps (Levenberg-Marquardt) at most, the first damping (relative to the Hessian's
+#: diagonal), the factor it changes by after a step that fails or succeeds, and the most it may reach
+DAMPED_STEPS = 100
+DAMPING_START = 1e-3
+DAMPING_FACTOR = 10.0
+DAMPING_MOST = 1e10
+#: the shifts of an impact, in the order of :class:`~agcframe.data.Impact`'s fields
+IMPACT_SHIFTS = ("prefit_up", "prefit_down", "postfit_up", "postfit_down")
+#: two refits of one impact whose -2 ln L differ by more than this ended in different minima
+MULTIMODAL_TOLERANCE = 1e-2
 #: MINUIT strategies of a fit, tried in turn until a minimum is valid and Newton steps confirm it
 FIT_STRATEGIES = (0, 1, 2)
 #: strategies of an impact refit where Newton steps fail, started near its minimum
@@ -298,6 +314,61 @@ def _newton(
     return Minimum(values, value, True, edm, None, likelihood.evaluations - before), hessian
 
 
+def _damped_newton(likelihood: Likelihood, start: np.ndarray, free: np.ndarray, bounds: Sequence[tuple[float, float]]) -> Minimum | None:
+    """The minimum reached from a far ``start`` by Levenberg-Marquardt steps with the exact Hessian.
+
+    Each step solves with the Hessian plus a damping times its diagonal (a
+    short gradient step where the damping is large, a Newton step where it is
+    small); a step that lowers ``-2 ln L`` is taken and the damping falls, one
+    that does not is tried again with more. The steps end where the EDM
+    (exact gradient and Hessian) is far below :data:`EDM_GOAL`; ``None`` where
+    it stays above the goal.
+    """
+    low, high = _bound_arrays(bounds)
+    before = likelihood.evaluations
+    values, value = np.asarray(start, dtype=np.float64).copy(), likelihood.value(start)
+    damping = DAMPING_START
+    edm = np.inf
+    for _ in range(DAMPED_STEPS):
+        hessian = likelihood.hessian(values, free)
+        gradient = likelihood.gradient(values)[free]
+        edm = _edm(hessian, gradient)
+        if edm < EDM_GOAL * NEWTON_EDM:
+            break
+        scale = np.diag(np.maximum(np.abs(np.diag(hessian)), np.finfo(np.float64).tiny))
+        while damping < DAMPING_MOST:
+            try:
+                np.linalg.cholesky(hessian + damping * scale)
+                step = np.linalg.solve(hessian + damping * scale, gradient)
+            except np.linalg.LinAlgError:
+                damping *= DAMPING_FACTOR
+                continue
+            candidate = values.copy()
+            candidate[free] = np.clip(values[free] - step, low[free], high[free])
+            candidate_value = likelihood.value(candidate)
+            if candidate_value < value:
+                values, value = candidate, candidate_value
+                damping /= DAMPING_FACTOR
+                break
+            damping *= DAMPING_FACTOR
+        else:
+            edm = _edm(likelihood.hessian(values, free), likelihood.gradient(values)[free])
+            break  # at the floor of rounding: no step decreases -2 ln L
+    if not edm < EDM_GOAL:
+        return None
+    return Minimum(values, value, True, edm, None, likelihood.evaluations - before)
+
+
+def _edm(hessian: np.ndarray, gradient: np.ndarray) -> float:
+    """The estimated distance to the minimum, ``g^T H^-1 g / 2``; infinite where the Hessian is not positive-definite."""
+    try:
+        np.linalg.cholesky(hessian)
+    except np.linalg.LinAlgError:
+        return np.inf
+    edm = float(gradient @ np.linalg.solve(hessian, gradient)) / 2
+    return edm if np.isfinite(edm) else np.inf
+
+
 def _checked(
     likelihood: Likelihood,
     starts: Sequence[Sequence[float]],
@@ -475,9 +546,10 @@ def impacts(likelihood: Likelihood, fit: _Fit) -> tuple[Impact, ...] | np.ndarra
 
     Each refit holds one parameter at its best-fit value shifted by its pre-fit
     (constraint width; none for unconstrained parameters) or post-fit
-    uncertainty, starts from the best fit, and must converge; a refit that does
-    not is retried with other strategies and from the model's initial values,
-    and if it still fails its impact is ``None`` and the parameter is invalid.
+    uncertainty and keeps the lowest minimum of its starts (:func:`_refit`); a
+    refit none of whose starts converges has the impact ``None`` and makes the
+    parameter invalid. Shifts whose starts ended in different minima are
+    listed in the impact's ``multimodal``.
 
     Returns the impacts, or the parameter values of a refit whose ``-2 ln L``
     lies below the global minimum by more than :data:`TWICE_NLL_TOLERANCE`.
@@ -490,45 +562,64 @@ def impacts(likelihood: Likelihood, fit: _Fit) -> tuple[Impact, ...] | np.ndarra
     fixed = np.asarray(model.config.suggested_fixed(), dtype=bool)
     bounds = model.config.suggested_bounds()
     prefit = cabinetry.model_utils.prefit_uncertainties(model)
-    low, high = _bound_arrays(bounds)
     ranked = [index for index in range(len(best)) if index != poi_index and not fixed[index]]
     found: list[Impact] = []
     with progress_bar("impacts", total=4 * len(ranked), unit="refits") as advance:
         for index in ranked:
-            shifts = (prefit[index] or None, -prefit[index] or None, fit.errors[index], -fit.errors[index])
+            shifts = dict(zip(IMPACT_SHIFTS, (prefit[index] or None, -prefit[index] or None, fit.errors[index], -fit.errors[index])))
             deltas: list[float | None] = []
-            valid = True
-            for shift in shifts:
-                if shift is None:
-                    deltas.append(None)
-                    advance()
-                    continue
-                refit_fixed = fixed.copy()
-                refit_fixed[index] = True
-                value = float(np.clip(best[index] + shift, *bounds[index]))
-                # the conditional minimum as the covariance predicts it, then the model's initial values
-                predicted = np.clip(best + fit.covariance[index] / fit.covariance[index, index] * (value - best[index]), low, high)
-                predicted[index] = value
-                initial = np.asarray(model.config.suggested_init(), dtype=np.float64)
-                initial[index] = value
-                newton = _newton(likelihood, predicted, np.flatnonzero(~refit_fixed), bounds)
-                if newton is not None:
-                    refit = newton[0]
-                else:
-                    refit, _ = _checked(
-                        likelihood, [predicted, initial], refit_fixed, bounds, REFIT_STRATEGIES, fit.errors, REFIT_CALLS, confirmed=False
-                    )
+            multimodal: list[str] = []
+            for key, shift in shifts.items():
+                refit, several = (None, False) if shift is None else _refit(likelihood, fit, index, float(np.clip(best[index] + shift, *bounds[index])))
                 advance()
-                if refit.converged and refit.twice_nll < fit.minimum.twice_nll - TWICE_NLL_TOLERANCE:
+                if refit is not None and refit.twice_nll < fit.minimum.twice_nll - TWICE_NLL_TOLERANCE:
                     return refit.values
-                if not refit.converged:
+                if shift is not None and refit is None:
                     log.warning("impact refit of %s at %+.3g did not converge: left out", model.config.par_names[index], shift)
-                    valid = False
-                    deltas.append(None)
-                    continue
-                deltas.append(float(refit.values[poi_index] - best[poi_index]))
-            found.append(Impact(model.config.par_names[index], *deltas, valid=valid))
+                deltas.append(None if refit is None else float(refit.values[poi_index] - best[poi_index]))
+                if several:
+                    multimodal.append(key)
+            valid = all(delta is not None or shift is None for delta, shift in zip(deltas, shifts.values()))
+            found.append(Impact(model.config.par_names[index], *deltas, valid=valid, multimodal=tuple(multimodal)))
     return tuple(found)
+
+
+def _refit(likelihood: Likelihood, fit: _Fit, index: int, value: float) -> tuple[Minimum | None, bool]:
+    """The lowest conditional minimum with parameter ``index`` held at ``value``, and whether its starts found several.
+
+    The first start is where the global covariance predicts the minimum
+    (Newton steps; MIGRAD from there and from the initial values where they do
+    not converge), the second the model's initial values (damped Newton
+    steps). Where the two end more than :data:`MULTIMODAL_TOLERANCE` apart in
+    ``-2 ln L``, the best fit is a third start. ``None`` where no start converges.
+    """
+    model = likelihood.model
+    best = fit.minimum.values
+    fixed = np.asarray(model.config.suggested_fixed(), dtype=bool)
+    fixed[index] = True
+    free = np.flatnonzero(~fixed)
+    bounds = model.config.suggested_bounds()
+    low, high = _bound_arrays(bounds)
+
+    def held(start: np.ndarray) -> np.ndarray:
+        start = np.clip(start, low, high)
+        start[index] = value
+        return start
+
+    predicted = held(best + fit.covariance[index] / fit.covariance[index, index] * (value - best[index]))
+    initial = held(np.asarray(model.config.suggested_init(), dtype=np.float64))
+    newton = _newton(likelihood, predicted, free, bounds)
+    if newton is not None:
+        first: Minimum | None = newton[0]
+    else:
+        first, _ = _checked(likelihood, [predicted, initial], fixed, bounds, REFIT_STRATEGIES, fit.errors, REFIT_CALLS, confirmed=False)
+    minima = [minimum for minimum in (first, _damped_newton(likelihood, initial, free, bounds)) if minimum is not None and minimum.converged]
+    several = len(minima) == 2 and abs(minima[0].twice_nll - minima[1].twice_nll) > MULTIMODAL_TOLERANCE
+    if several:
+        from_best = _damped_newton(likelihood, held(best), free, bounds)
+        if from_best is not None:
+            minima.append(from_best)
+    return min(minima, key=lambda minimum: minimum.twice_nll, default=None), several
 
 
 _GRADIENT_OPTIMIZER: type | None = None

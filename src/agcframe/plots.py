@@ -63,6 +63,14 @@ MINIMUM_HEADROOM = 0.05
 MAXIMUM_HEADROOM = 0.4
 #: on a log axis, the most decades above the highest content (the axis then starts higher)
 MAXIMUM_LOG_HEADROOM = 2
+#: the data/MC figures' margins (figure fractions of cabinetry's 6 x 6 inch figure), set instead of a
+#: layout engine: the legend and labels are measured without a layout pass and saving lays nothing out;
+#: the left one then moves to fit the y axes' labels (see :func:`_room_for_y_labels`)
+DATA_MC_MARGINS = {"left": 0.15, "right": 0.96, "bottom": 0.11, "top": 0.95}
+#: the space (inches) between the figure's left edge and the y axes' labels
+LEFT_PAD = 0.08
+#: the ranking plot's mark of a parameter with a multimodal impact (see :class:`~agcframe.data.Impact`)
+MULTIMODAL_MARK = "\N{DAGGER}"
 #: the ratio panel's half-ranges about 1 to choose from (the smallest that holds the data and band)
 RATIO_HALF_RANGES = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 
@@ -106,16 +114,34 @@ def _slide_ready(figure: Any, *, asimov: bool, bins: _ChannelBins) -> Any:
     from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
     main, ratio = figure.axes[:2]
+    figure.set_layout_engine("none")  # cabinetry's constrained layout measures every tick label at each draw
+    main.get_gridspec().update(**DATA_MC_MARGINS)
     data_name = "Asimov data" if asimov else "Pseudodata"
     for text in main.get_legend().get_texts():
         if text.get_text() == "Data":
             text.set_text(data_name)
     _experiment_label(main)
-    main.set_ylim(_main_range(figure, main, bins))
     ratio.set_ylim(_ratio_range(bins))
     ratio.yaxis.set_major_locator(MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10], prune="upper"))
     ratio.yaxis.set_major_formatter(ScalarFormatter())
+    bottom = main.get_ylim()[0]
+    for _ in range(2):  # the range's tick labels set the margin, the margin the axes' width, which the range depends on
+        main.set_ylim(_main_range(figure, main, bins, bottom))
+        if not _room_for_y_labels(figure, (main, ratio)):
+            break
     return figure
+
+
+def _room_for_y_labels(figure: Any, panels: tuple[Any, ...]) -> bool:
+    """Move the left margin so that the panels' y labels end :data:`LEFT_PAD` inside the figure; whether it moved."""
+    renderer = figure.canvas.get_renderer()
+    leftmost = min(panel.get_tightbbox(renderer).x0 for panel in panels)
+    shift = (LEFT_PAD * figure.dpi - leftmost) / figure.bbox.width
+    if abs(shift) * figure.bbox.width < 1:  # less than a pixel
+        return False
+    gridspec = panels[0].get_gridspec()
+    gridspec.update(left=gridspec.left + shift)
+    return True
 
 
 def _experiment_label(axes: Any) -> None:
@@ -155,7 +181,7 @@ class _ChannelBins:
         return np.maximum(self.prediction + self.uncertainty, self.data + np.sqrt(self.data))
 
 
-def _main_range(figure: Any, main: Any, bins: _ChannelBins) -> tuple[float, float]:
+def _main_range(figure: Any, main: Any, bins: _ChannelBins, bottom: float) -> tuple[float, float]:
     """The y range of the main panel: the content ends below the legend and labels above it (bin by bin), little more.
 
     Each box (the legend, the region labels) needs the bins under it to end
@@ -163,10 +189,10 @@ def _main_range(figure: Any, main: Any, bins: _ChannelBins) -> tuple[float, floa
     every box that, and at least :data:`MINIMUM_HEADROOM` above the highest
     content. Where one column of legend needs more than :data:`MAXIMUM_HEADROOM`,
     the legend takes two. On a log axis (cabinetry's choice for a large range)
-    the same holds in decades, and the axis starts a decade higher while the
-    range above the content exceeds :data:`MAXIMUM_LOG_HEADROOM` decades.
+    the same holds in decades, and the axis starts a decade higher than
+    ``bottom`` (cabinetry's) while the range above the content exceeds
+    :data:`MAXIMUM_LOG_HEADROOM` decades.
     """
-    bottom = main.get_ylim()[0]
     log_scale = main.get_yscale() == "log"
     scale, unscale = (np.log10, lambda value: 10**value) if log_scale else (float, float)
     content = float(np.max(bins.heights))
@@ -197,12 +223,18 @@ def _main_range(figure: Any, main: Any, bins: _ChannelBins) -> tuple[float, floa
 
 
 def _label_boxes(figure: Any, main: Any) -> list[tuple[float, float, float]]:
-    """The legend and the labels inside the axes as (left, bottom, right) axes fractions, measured by one layout pass."""
-    figure.draw_without_rendering()  # lays out the texts to measure them, without drawing a pixel
+    """The legend and the labels inside the axes as (left, bottom, right) axes fractions.
+
+    The axes have their final place (:data:`DATA_MC_MARGINS`), so the texts are
+    measured with the figure's renderer without drawing anything.
+    """
+    renderer = figure.canvas.get_renderer()
     to_axes = main.transAxes.inverted()
     labels = [*main.texts, *main.artists]  # cabinetry's region label is an AnchoredText
-    legend = to_axes.transform(main.get_legend().get_window_extent())
-    inside = [corners for corners in (to_axes.transform(label.get_window_extent()) for label in labels) if 0 <= corners[0][1] <= 1]
+    legend = to_axes.transform(main.get_legend().get_window_extent(renderer))
+    inside = [
+        corners for corners in (to_axes.transform(label.get_window_extent(renderer)) for label in labels) if 0 <= corners[0][1] <= 1
+    ]
     return [(float(x0), float(y0), float(x1)) for (x0, y0), (x1, _) in (legend, *inside)]
 
 
@@ -329,7 +361,9 @@ def _ranking_figure(result: FitResult) -> Any:
 
     The per-bin MC-statistics parameters (``staterror_*``) are left out: cabinetry
     draws their pulls around 1, which reads as a one-sigma pull beside the
-    other parameters' 0; their impacts stay in ``ranking.json``.
+    other parameters' 0; their impacts stay in ``ranking.json``. A parameter
+    with a multimodal impact (the conditional likelihood has several minima for
+    one of its shifts; the lowest is drawn) is marked with :data:`MULTIMODAL_MARK`.
     """
     import cabinetry
 
@@ -346,13 +380,16 @@ def _ranking_figure(result: FitResult) -> Any:
     ranking = cabinetry.fit.RankingResults(
         np.array([p.value for p in parameters]),
         np.array([p.error for p in parameters]),
-        [p.name for p in parameters],
+        [f"{impact.name} {MULTIMODAL_MARK}" if impact.multimodal else impact.name for impact in shown],
         column("prefit_up"),
         column("prefit_down"),
         column("postfit_up"),
         column("postfit_down"),
     )
-    return cabinetry.visualize.ranking(ranking, max_pars=20, save_figure=False, close_figure=False)
+    figure = cabinetry.visualize.ranking(ranking, max_pars=20, save_figure=False, close_figure=False)
+    if any(MULTIMODAL_MARK in label.get_text() for label in figure.axes[0].get_yticklabels()):
+        figure.supxlabel(f"{MULTIMODAL_MARK} several conditional minima: the lowest one's impact is drawn", x=0.02, ha="left", fontsize="medium")
+    return figure
 
 
 def _draw(result: FitResult, directory: Path, *, asimov: bool) -> list[Path]:
