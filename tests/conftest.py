@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agcframe.generate import GenerationSettings, generate_dataset
+from agcframe.tools.generate import GenerationSettings, generate_dataset
 
 #: events per file of the benchmark dataset (tests/benchmarks); small by default, for the smoke run
 BENCHMARK_EVENTS_PER_FILE_ENV = "AGCFRAME_BENCHMARK_EVENTS_PER_FILE"
@@ -62,7 +62,7 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def real_histograms(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The AGC's reference histograms of real CMS data, 5 files per sample, as histograms.root."""
-    from agcframe.histogram_json import histograms_from_json, read_json, write_histograms
+    from agcframe.io.histogram_json import histograms_from_json, read_json, write_histograms
 
     path = tmp_path_factory.mktemp("real") / "histograms.root"
     document = read_json(REFERENCE / "histos_5_file_per_process.json")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import uproot
 
-from agcframe.analysis import jet_pt_resolution_factors
+from agcframe.analyses.agc_ttbar.analysis import jet_pt_resolution_factors
 
 XSEC = {"ttbar": 729.84, "single_top_s_chan": 3.2944, "single_top_t_chan": 234.79365, "single_top_tW": 75.842, "wjets": 15487.164}
 LUMI = 3378.0

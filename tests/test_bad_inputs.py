@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import uproot
 
-from agcframe.generate import write_events
+from agcframe.tools.generate import write_events
 from test_cli import agcframe_cli
 
 PREVIOUS = b"previous good output"

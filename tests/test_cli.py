@@ -253,8 +253,8 @@ def test_the_cache_follows_xdg_cache_home_and_agcframe_cache_dir_overrides_it(tm
     [
         ("matplotlib.font_manager", logging.INFO, False),  # "generated new fontManager" on a first import
         ("jax._src.xla_bridge", logging.INFO, False),
-        ("agcframe.pipeline", logging.INFO, True),
-        ("agcframe_numba.compiled", logging.INFO, True),
+        ("agcframe.engine.pipeline", logging.INFO, True),
+        ("agcframe.analyses.agc_ttbar.numba.compiled", logging.INFO, True),
         ("matplotlib", logging.WARNING, True),
     ],
 )

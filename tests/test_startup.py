@@ -53,7 +53,7 @@ def test_tree_metadata_is_parsed_without_garbage_collections() -> None:
     """The collector is paused while a tree's 947 branches are parsed (it cost a third of planning), then restored."""
     import gc
 
-    from agcframe import inputs
+    from agcframe.io import inputs
     from conftest import REAL_FILE
 
     collections: list[int] = []
@@ -78,7 +78,7 @@ def test_trees_evicted_from_the_open_ones_are_collected(tmp_path: Path) -> None:
     """With the collector paused while trees are parsed, a full collection runs every few trees dropped from the open ones."""
     import gc
 
-    from agcframe import inputs
+    from agcframe.io import inputs
     from conftest import REAL_FILE
 
     paths = [tmp_path / f"file{index}.root" for index in range(inputs.OPEN_TREES + 2 * inputs.EVICTIONS_PER_COLLECTION)]

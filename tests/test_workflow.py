@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from agcframe.config import RunConfig
-from agcframe.pipeline import default_fileset, run
+from agcframe.engine.pipeline import default_fileset, run
 from histograms import assert_bit_identical
 
 ROOT = Path(__file__).resolve().parents[1]

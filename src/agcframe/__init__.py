@@ -39,12 +39,12 @@ except importlib.metadata.PackageNotFoundError:  # running from a source tree wi
     __version__ = "0.0.0"
 
 if TYPE_CHECKING:
-    from .config import RunConfig
-    from .data import FitOptions, FitResult
-    from .errors import AgcframeError
-    from .histogram_file import load_histograms, load_ml_histograms
-    from .pipeline import RunResult, fit, run
-    from .plugin_manager import PluginManager
+    from agcframe.config import RunConfig
+    from agcframe.data import FitOptions, FitResult
+    from agcframe.errors import AgcframeError
+    from agcframe.io.histogram_file import load_histograms, load_ml_histograms
+    from agcframe.engine.pipeline import RunResult, fit, run
+    from agcframe.plugin.manager import PluginManager
 
 #: public name -> the module that defines it, imported on first use (PEP 562) so
 #: that ``import agcframe`` and the command line start without the analysis libraries
@@ -52,13 +52,13 @@ _LAZY = {
     "AgcframeError": "errors",
     "FitOptions": "data",
     "FitResult": "data",
-    "PluginManager": "plugin_manager",
+    "PluginManager": "plugin.manager",
     "RunConfig": "config",
-    "RunResult": "pipeline",
-    "fit": "pipeline",
-    "load_histograms": "histogram_file",
-    "load_ml_histograms": "histogram_file",
-    "run": "pipeline",
+    "RunResult": "engine.pipeline",
+    "fit": "engine.pipeline",
+    "load_histograms": "io.histogram_file",
+    "load_ml_histograms": "io.histogram_file",
+    "run": "engine.pipeline",
 }
 
 

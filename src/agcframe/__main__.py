@@ -1,5 +1,5 @@
 """``python -m agcframe``."""
 
-from .cli import command
+from agcframe.cli import command
 
 command()

@@ -17,16 +17,16 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from . import __version__
-from .config import DEFAULT_PLUGINS, RunConfig, parse_plugin_choices
-from .container import DEFAULT_TAG
-from .defaults import DEFAULT_COMPRESSION, DEFAULT_EVENTS_PER_FILE, DEFAULT_SEED, EVENTS_FACTOR
-from .errors import AgcframeError, ConfigError
-from .plugin_manager import PROCESSING_SLOTS, SLOTS, PluginManager
-from .progress import showing_progress
+from agcframe import __version__
+from agcframe.config import DEFAULT_PLUGINS, RunConfig, parse_plugin_choices
+from agcframe.tools.container import DEFAULT_TAG
+from agcframe.defaults import DEFAULT_COMPRESSION, DEFAULT_EVENTS_PER_FILE, DEFAULT_SEED, EVENTS_FACTOR
+from agcframe.errors import AgcframeError, ConfigError
+from agcframe.plugin.manager import PROCESSING_SLOTS, SLOTS, PluginManager
+from agcframe.progress import showing_progress
 
 if TYPE_CHECKING:
-    from .data import FitResult
+    from agcframe.data import FitResult
 
 # Each command imports the modules it runs when it runs: ``agcframe --help``,
 # ``agcframe plugins`` and a run that does not fit never import what they do not use.
@@ -203,8 +203,8 @@ def run(
     plugin_options: dict[str, dict[str, Any]],
 ) -> None:
     """Run the analysis: files -> histograms.root -> fit and plots."""
-    from .pipeline import ML_HISTOGRAMS_FILE
-    from .pipeline import run as run_analysis
+    from agcframe.engine.pipeline import ML_HISTOGRAMS_FILE
+    from agcframe.engine.pipeline import run as run_analysis
 
     flags = {
         "fileset": ("fileset", str(fileset) if fileset else None),
@@ -275,7 +275,7 @@ def process_file_command(
     plugin_options: dict[str, dict[str, Any]],
 ) -> None:
     """Process one file of a sample into a partial result (a workflow's fan-out job)."""
-    from .pipeline import process_file
+    from agcframe.engine.pipeline import process_file
 
     config = RunConfig.from_mapping(
         {
@@ -302,8 +302,8 @@ def process_file_command(
 @_reports_errors
 def merge(partials: tuple[Path, ...], output: Path | None, histograms: Path | None) -> None:
     """Merge partial results exactly: into one partial result (--output) or into histograms (--histograms)."""
-    from .partials import write_partial
-    from .pipeline import merge_partials, write_merged
+    from agcframe.engine.partials import write_partial
+    from agcframe.engine.pipeline import merge_partials, write_merged
 
     if (output is None) == (histograms is None):
         raise ConfigError("merge needs exactly one of --output (a partial result) and --histograms (histograms.root)")
@@ -356,8 +356,8 @@ def fit(
     plugin_options: dict[str, dict[str, Any]],
 ) -> None:
     """Fit the statistical model to an existing histograms.root and draw its plots."""
-    from .data import FitOptions
-    from .pipeline import fit as fit_histograms
+    from agcframe.data import FitOptions
+    from agcframe.engine.pipeline import fit as fit_histograms
 
     choices = parse_plugin_choices(plugins)
     other = sorted(set(choices) - {"inference"})
@@ -394,7 +394,7 @@ def fit(
 @_reports_errors
 def generate(output: Path, seed: int, events_per_file: int, files_per_sample: int, compression: str, all_branches: bool) -> None:
     """Generate NanoAOD files for every AGC sample and their fileset.json."""
-    from .generate import GenerationSettings, generate_dataset
+    from agcframe.tools.generate import GenerationSettings, generate_dataset
 
     settings = GenerationSettings(
         seed=seed,
@@ -416,7 +416,7 @@ def generate(output: Path, seed: int, events_per_file: int, files_per_sample: in
 @_reports_errors
 def fileset(fileset_path: Path, n_files_max: int, as_json: bool, write_to: Path | None) -> None:
     """Count files and events of a fileset, per sample and in total."""
-    from .fileset import load_fileset, select_datasets, summarize, write_fileset
+    from agcframe.io.fileset import load_fileset, select_datasets, summarize, write_fileset
 
     datasets = select_datasets(load_fileset(fileset_path), n_files_max)
     if write_to is not None:
@@ -459,9 +459,9 @@ def plugins(as_json: bool) -> None:
 @_reports_errors
 def export_json(histograms: Path, output: Path) -> None:
     """Write the histograms of HISTOGRAMS.root in the AGC reference JSON format."""
-    from .histogram_file import read_histograms
-    from .histogram_json import to_json
-    from .outputs import write_json
+    from agcframe.io.histogram_file import read_histograms
+    from agcframe.io.histogram_json import to_json
+    from agcframe.engine.outputs import write_json
 
     document = to_json(read_histograms(histograms))
     write_json(output, document)
@@ -477,9 +477,9 @@ def export_json(histograms: Path, output: Path) -> None:
 @_reports_errors
 def realism(histograms: Path, reference: Path) -> None:
     """Compare the nominal yields and shapes of HISTOGRAMS.root (generated data) with real AGC histograms."""
-    from .histogram_file import read_histograms
-    from .histogram_json import read_json, to_json
-    from .realism import realism_table
+    from agcframe.io.histogram_file import read_histograms
+    from agcframe.io.histogram_json import read_json, to_json
+    from agcframe.tools.realism import realism_table
 
     rows = realism_table(to_json(read_histograms(histograms)), read_json(reference))
     table = Table(title=f"{histograms} against {reference}")
@@ -502,8 +502,8 @@ def validate(histograms: Path, reference: Path, verbose: bool) -> None:
 
     One line per histogram that disagrees, with its worst bin, then a summary line.
     """
-    from .histogram_file import read_histograms
-    from .histogram_json import read_json, to_json, validate as validate_histograms
+    from agcframe.io.histogram_file import read_histograms
+    from agcframe.io.histogram_json import read_json, to_json, validate as validate_histograms
 
     report = validate_histograms(to_json(read_histograms(histograms)), read_json(reference))
     for failure in report.failures:
@@ -524,7 +524,7 @@ def cache() -> None:
 @cache.command()
 def info() -> None:
     """Where the cache is, what sets it, and the size of each of its folders."""
-    from .cache import CACHE_ENV, cache_directory
+    from agcframe.cache import CACHE_ENV, cache_directory
 
     directory = cache_directory()
     source = f"from ${CACHE_ENV}" if os.environ.get(CACHE_ENV) else f"the user's cache directory; set {CACHE_ENV} to move it"
@@ -550,7 +550,7 @@ def container() -> None:
 @_reports_errors
 def build(tag: str, base_image: str | None, context: Path | None, docker_host: str | None) -> None:
     """Build the runtime image through the docker SDK."""
-    from .container import build_image
+    from agcframe.tools.container import build_image
 
     image_id = build_image(context, tag=tag, base_image=base_image, docker_host=docker_host)
     click.echo(f"built {tag} ({image_id})")

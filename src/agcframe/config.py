@@ -10,9 +10,9 @@ from typing import Any
 
 import jsonschema
 
-from .errors import ConfigError
-from .defaults import DEFAULT_SEED
-from .plugin_manager import SLOTS
+from agcframe.errors import ConfigError
+from agcframe.defaults import DEFAULT_SEED
+from agcframe.plugin.manager import SLOTS
 
 __all__ = ["DEFAULT_PLUGINS", "RunConfig", "merge_config", "parse_plugin_choices", "read_config_file"]
 

@@ -51,7 +51,7 @@ def keyed_normal(
     numpy.ndarray
         float64 deviates from Box-Muller on two keyed uniforms.
     """
-    from .rng_numba import keyed_normals
+    from agcframe.rng_numba import keyed_normals
 
     keys = np.broadcast_arrays(*(np.asarray(key).astype(np.uint64) for key in (run, luminosity_block, event, index)))
     shape = keys[0].shape

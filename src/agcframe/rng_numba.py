@@ -12,7 +12,7 @@ import math
 import numba
 import numpy as np
 
-from .rng import _GOLDEN, _MIX1, _MIX2, _SECOND_DRAW, _SHIFT1, _SHIFT2, _SHIFT3, _TO_53_BITS, _TO_UNIT
+from agcframe.rng import _GOLDEN, _MIX1, _MIX2, _SECOND_DRAW, _SHIFT1, _SHIFT2, _SHIFT3, _TO_53_BITS, _TO_UNIT
 
 __all__ = ["keyed_normal_one", "keyed_normals"]
 

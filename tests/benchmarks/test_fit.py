@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 import agcframe
-from agcframe.model import build_workspace
+from agcframe.stats.model import build_workspace
 
 FULL_ENV = "AGCFRAME_BENCHMARK_FULL_FIT"
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from agcframe.generate import GenerationSettings, generate_dataset, generated_events
+from agcframe.tools.generate import GenerationSettings, generate_dataset, generated_events
 from conftest import BENCHMARK_EVENTS_PER_FILE_ENV
 
 

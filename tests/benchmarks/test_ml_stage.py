@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import agcframe
-from agcframe import bdt, ml
+from agcframe.analyses.agc_ttbar import bdt, ml
 from test_bdt import _features
 from test_ml import _selected_4j2b_events
 

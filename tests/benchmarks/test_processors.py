@@ -14,13 +14,13 @@ import uproot
 
 import agcframe
 from agcframe.data import WorkItem
-from agcframe.fileset import load_fileset, select_datasets
-from agcframe.inputs import isal_inflate, open_tree
-from agcframe_coffea.processor import PRELOADED_BRANCHES, CoffeaProcessor
-from agcframe_hist.histogrammer import HistHistogrammer
-from agcframe_numba.processor import BRANCHES, NumbaProcessor, selection_inputs
-from agcframe_numba.kernels import select_events
-from agcframe_uproot.source import UprootSource
+from agcframe.io.fileset import load_fileset, select_datasets
+from agcframe.io.inputs import isal_inflate, open_tree
+from agcframe.analyses.agc_ttbar.coffea.processor import PRELOADED_BRANCHES, CoffeaProcessor
+from agcframe.plugins.hist.histogrammer import HistHistogrammer
+from agcframe.analyses.agc_ttbar.numba.processor import BRANCHES, NumbaProcessor, selection_inputs
+from agcframe.analyses.agc_ttbar.numba.kernels import select_events
+from agcframe.plugins.uproot.source import UprootSource
 
 SEED = 42
 

@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 
 import agcframe
-from agcframe import processing
-from agcframe.fileset import load_fileset, select_datasets
-from agcframe.inputs import forget_open_trees, open_tree
-from agcframe_numba.processor import NumbaProcessor
-from agcframe_uproot.source import UprootSource
+from agcframe.engine import processing
+from agcframe.io.fileset import load_fileset, select_datasets
+from agcframe.io.inputs import forget_open_trees, open_tree
+from agcframe.analyses.agc_ttbar.numba.processor import NumbaProcessor
+from agcframe.plugins.uproot.source import UprootSource
 from xrootd_servers import delay_proxy, origin_config, remote_fileset, require_xrootd, served_copy, xrootd
 
 ROUND_TRIP_TIMES_MS = (0, 10, 50)

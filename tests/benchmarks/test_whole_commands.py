@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from agcframe.generate import GenerationSettings, generate_dataset
-from agcframe.pipeline import default_fileset
+from agcframe.tools.generate import GenerationSettings, generate_dataset
+from agcframe.engine.pipeline import default_fileset
 
 FULL_ENV = "AGCFRAME_BENCHMARK_FULL_STARTUP"
 REFERENCE = Path(__file__).with_name("agc_reference.py")

@@ -11,7 +11,7 @@ from typing import Any
 
 from agcframe import hookimpl
 from agcframe.data import WorkItem
-from agcframe.specs import ExecutorSpec
+from agcframe.plugin.specs import ExecutorSpec
 
 
 class ReversedExecutor:

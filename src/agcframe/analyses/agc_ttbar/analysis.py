@@ -1,0 +1,279 @@
+"""The AGC CMS ttbar analysis definition: every number of the physics contract.
+
+Processors, histogrammers and inference plugins read the analysis from here so
+that the constants exist once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+
+from agcframe.rng import MAX_ABS_DEVIATE, keyed_normal
+
+__all__ = [
+    "BIN_EDGES",
+    "BRANCHES",
+    "BTAG_THRESHOLD",
+    "BTAG_VARIATIONS",
+    "CROSS_SECTIONS",
+    "FIT_BIN_EDGES",
+    "JET_KINEMATIC_SYSTEMATICS",
+    "LUMINOSITY",
+    "MIN_JETS",
+    "ML_BIN_OFFSET",
+    "ML_BRANCHES",
+    "ML_FEATURES",
+    "ML_FIT_FEATURES",
+    "ML_FIT_REGIONS",
+    "ML_REGION",
+    "MODEL_SYSTEMATICS",
+    "ModelSystematic",
+    "N_BTAG_VARIATIONS",
+    "PROCESSES",
+    "REGIONS",
+    "SAMPLE_VARIATIONS",
+    "SELECTION_BRANCHES",
+    "TTBAR_SAMPLE_VARIATIONS",
+    "Binning",
+    "binning",
+    "btag_weight_factors",
+    "fit_edges",
+    "histogram_variations",
+    "jet_pt_resolution_factors",
+    "sample_weight",
+]
+
+LUMINOSITY: Final = 3378.0  # 1/pb
+CROSS_SECTIONS: Final[dict[str, float]] = {  # pb
+    "ttbar": 729.84,
+    "single_top_s_chan": 3.2944,
+    "single_top_t_chan": 234.79365,
+    "single_top_tW": 75.842,
+    "wjets": 15487.164,
+}
+PROCESSES: Final = tuple(CROSS_SECTIONS)
+TTBAR_SAMPLE_VARIATIONS: Final = ("scaledown", "scaleup", "ME_var", "PS_var")
+SAMPLE_VARIATIONS: Final[dict[str, tuple[str, ...]]] = {
+    process: ("nominal", *TTBAR_SAMPLE_VARIATIONS) if process == "ttbar" else ("nominal",)
+    for process in PROCESSES
+}
+
+REGIONS: Final = ("4j1b", "4j2b")
+OBSERVABLES: Final[dict[str, str]] = {"4j1b": "HT", "4j2b": "m_bjj"}
+BIN_EDGES: Final = np.linspace(50.0, 550.0, 26)
+
+# The ML stage (ML.md): in ML_REGION, the features of each event's best jet-parton assignment
+ML_REGION: Final = "4j2b"
+ML_BINS: Final = 25
+#: the 20 features, in the BDT's order, with their histogram range (ML_BINS bins from low to high)
+ML_FEATURES: Final[dict[str, tuple[float, float]]] = {
+    "deltar_leptonbtoplep": (0, 6),
+    "deltar_w1w2": (0, 6),
+    "deltar_w1btophad": (0, 6),
+    "deltar_w2btophad": (0, 6),
+    "mass_leptonbtoplep": (50, 300),
+    "mass_w1w2": (50, 300),
+    "mass_w1w2btophad": (50, 550),
+    "pt_w1w2btophad": (50, 550),
+    "pt_w1": (25, 300),
+    "pt_w2": (25, 300),
+    "pt_btophad": (25, 300),
+    "pt_btoplep": (25, 300),
+    "btag_w1": (0, 1),
+    "btag_w2": (0, 1),
+    "btag_btophad": (0, 1),
+    "btag_btoplep": (0, 1),
+    "qgl_w1": (-1, 1),
+    "qgl_w2": (-1, 1),
+    "qgl_btophad": (-1, 1),
+    "qgl_btoplep": (-1, 1),
+}
+#: added to every bin of the ML histograms before writing; one is written only if its sum exceeds
+#: ML_BINS * ML_BIN_OFFSET * 1.01 (the AGC's ``save_histograms(..., add_offset=True)``)
+ML_BIN_OFFSET: Final = 1e-6
+#: the features the ML validation fit keeps (Feature3 and Feature8 to Feature19 are pruned)
+ML_FIT_FEATURES: Final = (0, 1, 2, 4, 5, 6, 7)
+
+
+@dataclass(frozen=True)
+class Binning:
+    """The histogram binning of a region (a main region or an ML feature) and its title."""
+
+    bins: int
+    low: float
+    high: float
+    title: str
+    unit: str = ""
+    #: added to every bin before writing (ML histograms only)
+    offset: float = 0.0
+
+    @property
+    def edges(self) -> np.ndarray:
+        return np.linspace(self.low, self.high, self.bins + 1)
+
+
+def binning(region: str) -> Binning:
+    """The binning of ``region``: ``4j1b``/``4j2b`` (HT, m_bjj) or an ML feature name."""
+    if region in OBSERVABLES:
+        return Binning(len(BIN_EDGES) - 1, float(BIN_EDGES[0]), float(BIN_EDGES[-1]), OBSERVABLES[region], "GeV")
+    if region in ML_FEATURES:
+        low, high = ML_FEATURES[region]
+        unit = "GeV" if region.startswith(("mass", "pt")) else ""
+        return Binning(ML_BINS, float(low), float(high), region, unit, ML_BIN_OFFSET)
+    raise KeyError(f"no binning for region {region!r}; regions are {', '.join((*OBSERVABLES, *ML_FEATURES))}")
+
+# Object selection (GeV)
+ELECTRON_PT_MIN: Final = 30.0
+ELECTRON_ABS_ETA_MAX: Final = 2.1
+ELECTRON_CUT_BASED: Final = 4
+ELECTRON_SIP3D_MAX: Final = 4.0
+MUON_PT_MIN: Final = 30.0
+MUON_ABS_ETA_MAX: Final = 2.1
+MUON_SIP3D_MAX: Final = 4.0
+MUON_ISO_MAX: Final = 0.15
+JET_PT_MIN: Final = 30.0
+JET_ABS_ETA_MAX: Final = 2.4
+JET_ID_TIGHT_LEPTON_VETO_BIT: Final = 4
+BTAG_THRESHOLD: Final = 0.5
+MIN_JETS: Final = 4
+
+#: the branches the selection reads (ANALYSIS.md's list)
+SELECTION_BRANCHES: Final = (
+    "run", "luminosityBlock", "event",
+    "Electron_pt", "Electron_eta", "Electron_cutBased", "Electron_sip3d",
+    "Muon_pt", "Muon_eta", "Muon_tightId", "Muon_sip3d", "Muon_pfRelIso04_all",
+    "Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass", "Jet_btagCSVV2", "Jet_jetId",
+)  # fmt: skip
+#: every branch a processor may read: the selection's plus the lepton ``phi``,
+#: ``mass`` and ``charge`` that coffea's NanoAOD behaviours require
+BRANCHES: Final = (
+    *SELECTION_BRANCHES,
+    "Electron_phi", "Electron_mass", "Electron_charge", "Muon_phi", "Muon_mass", "Muon_charge",
+)  # fmt: skip
+
+#: the branches the ML stage reads besides the selection's: the jets' quark-gluon likelihood, the lepton's four-vector
+ML_BRANCHES: Final = ("Jet_qgl", "Electron_phi", "Electron_mass", "Muon_phi", "Muon_mass")
+
+# Systematics
+JET_PT_SCALE_UP: Final = 1.03
+JET_PT_RESOLUTION: Final = 0.05
+JET_KINEMATIC_SYSTEMATICS: Final = ("pt_scale_up", "pt_res_up")
+N_BTAG_VARIATIONS: Final = 4
+BTAG_VARIATION_SIZE: Final = 0.075
+BTAG_VARIATIONS: Final = tuple(
+    f"btag_var_{i}_{direction}" for i in range(N_BTAG_VARIATIONS) for direction in ("up", "down")
+)
+#: no ``pt_res_up`` factor exceeds this (the generator's largest deviate, rounded up)
+JET_PT_RESOLUTION_MAX_FACTOR: Final = float(np.nextafter(np.float32(1.0 + JET_PT_RESOLUTION * MAX_ABS_DEVIATE), np.float32(2.0)))
+WJETS_SCALE_VARIATIONS: Final[dict[str, float]] = {"scale_var_up": 1.025, "scale_var_down": 0.975}
+
+
+def sample_weight(process: str, nevts: int) -> float:
+    """Per-event weight ``xsec * lumi / nevts`` of a sample of ``nevts`` events."""
+    return CROSS_SECTIONS[process] * LUMINOSITY / nevts
+
+
+def histogram_variations(process: str, sample_variation: str) -> tuple[str, ...]:
+    """Names of the histogram variations filled from one (process, sample variation).
+
+    The separate-sample ttbar variations get only their own name; nominal samples
+    get nominal, the jet kinematic systematics, the b-tag weights and, for W+jets,
+    the scale weights.
+    """
+    if sample_variation != "nominal":
+        return (sample_variation,)
+    names = ("nominal", *JET_KINEMATIC_SYSTEMATICS, *BTAG_VARIATIONS)
+    if process == "wjets":
+        names += tuple(WJETS_SCALE_VARIATIONS)
+    return names
+
+
+def btag_weight_factors(jet_pt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Up and down b-tag weight factors ``1 ± 0.075 * pt / 50`` for one jet per event.
+
+    ``jet_pt`` is the float32 pt of the i-th selected nominal jet; the ratio is
+    taken in float32 and the factor in float64, as the AGC reference does.
+    """
+    ratio = (np.asarray(jet_pt, dtype=np.float32) / np.float32(50.0)).astype(np.float64)
+    return 1.0 + BTAG_VARIATION_SIZE * ratio, 1.0 - BTAG_VARIATION_SIZE * ratio
+
+
+def jet_pt_resolution_factors(
+    seed: int,
+    run: np.ndarray,
+    luminosity_block: np.ndarray,
+    event: np.ndarray,
+    jet_index: np.ndarray,
+) -> np.ndarray:
+    """float32 ``pt_res_up`` factors drawn from Normal(1, 0.05), one per jet.
+
+    Each factor is keyed by ``(seed, run, luminosityBlock, event, jet index)``
+    (flat arrays, one element per jet), so it does not depend on chunking.
+    """
+    deviates = keyed_normal(seed, run, luminosity_block, event, jet_index)
+    return (1.0 + JET_PT_RESOLUTION * deviates).astype(np.float32)
+
+
+# Statistical model (cabinetry -> pyhf)
+MEASUREMENT: Final = "CMS_ttbar"
+POI: Final = "ttbar_norm"
+POI_BOUNDS: Final = (0.0, 10.0)
+#: the model sample the POI normalises
+POI_SAMPLE: Final = "ttbar"
+FIT_REGIONS: Final[dict[str, str]] = {"4j1b CR": "4j1b", "4j2b SR": "4j2b"}
+#: model sample name -> process; the data sample is the pseudodata
+FIT_SAMPLES: Final[dict[str, str]] = {
+    "ttbar": "ttbar",
+    "W+jets": "wjets",
+    "single top, s-channel": "single_top_s_chan",
+    "single top, t-channel": "single_top_t_chan",
+    "tW": "single_top_tW",
+}
+DATA_SAMPLE: Final = "Pseudodata"
+#: rebinning for the fit: drop bins below 110 GeV, merge pairs -> 11 bins of 40 GeV
+FIT_LOW_EDGE: Final = 110.0
+FIT_REBIN: Final = 2
+#: the fit's bin edges, 110 to 550 GeV in steps of 40 GeV
+FIT_BIN_EDGES: Final = BIN_EDGES[BIN_EDGES >= FIT_LOW_EDGE][::FIT_REBIN]
+LUMINOSITY_UNCERTAINTY: Final = 0.03
+#: the ML validation model's channels (the AGC's ``Feature{k}``) and the features they read, binned as histogrammed
+ML_FIT_REGIONS: Final[dict[str, str]] = {f"Feature{k}": tuple(ML_FEATURES)[k] for k in ML_FIT_FEATURES}
+
+
+def fit_edges(region: str) -> np.ndarray | None:
+    """The bin edges a model channel reads ``region``'s histograms with: the AGC's rebinning, or ``None`` (as histogrammed)."""
+    return FIT_BIN_EDGES if region in OBSERVABLES else None
+
+
+@dataclass(frozen=True)
+class ModelSystematic:
+    """One systematic of the statistical model.
+
+    ``up``/``down`` are histogram variation names; ``down=None`` symmetrises
+    the up variation. ``samples=None`` applies to every sample.
+    ``normalization`` makes it a pure normalisation uncertainty instead.
+    """
+
+    name: str
+    up: str | None = None
+    down: str | None = None
+    samples: tuple[str, ...] | None = None
+    normalization: float | None = None
+
+
+MODEL_SYSTEMATICS: Final = (
+    ModelSystematic("ME variation", up="ME_var", samples=("ttbar",)),
+    ModelSystematic("PS variation", up="PS_var", samples=("ttbar",)),
+    ModelSystematic("ttbar scale variations", up="scaleup", down="scaledown", samples=("ttbar",)),
+    ModelSystematic("Jet energy scale", up="pt_scale_up"),
+    ModelSystematic("Jet energy resolution", up="pt_res_up"),
+    *(
+        ModelSystematic(f"b-tag NP {i + 1}", up=f"btag_var_{i}_up", down=f"btag_var_{i}_down")
+        for i in range(N_BTAG_VARIATIONS)
+    ),
+    ModelSystematic("W+jets scale variations", up="scale_var_up", down="scale_var_down", samples=("W+jets",)),
+    ModelSystematic("Luminosity", normalization=LUMINOSITY_UNCERTAINTY),
+)

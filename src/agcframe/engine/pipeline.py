@@ -1,0 +1,576 @@
+"""The library API behind ``agcframe run`` and ``agcframe fit``.
+
+Data flow: source.plan -> executor.run(processor.process -> histogrammer.fill,
+histogrammer.merge) -> histogrammer.write -> inference.fit. Everything a run
+writes appears in the output directory together, or not at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.metadata
+import logging
+import os
+import platform
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hist
+
+from agcframe.analyses.agc_ttbar import analysis
+from agcframe.cache import cache_directory
+from agcframe.config import RunConfig
+from agcframe.data import Dataset, FitOptions, FitResult
+from agcframe.errors import AgcframeError, ConfigError, InputError, PluginError
+from agcframe.io.fileset import load_fileset, select_datasets
+from agcframe.defaults import DEFAULT_EVENTS_PER_FILE, DEFAULT_SEED
+from agcframe.engine.checkpoints import CheckpointStore, checkpoint_directory
+from agcframe.engine.outputs import held_output, staged_outputs, write_json
+from agcframe.engine.partials import PartialResult, merged_inputs, read_partial, write_partial
+from agcframe.stats.fitlog import fit_log
+from agcframe.io.histogram_file import load_histograms, load_ml_histograms
+from agcframe.stats.plots import draw_fit_plots, draw_ml_validation_plots
+from agcframe.progress import showing_progress
+from agcframe.engine.processing import ChunkCost, ChunkTask, Processed, executor_session, plan, plan_file
+from agcframe.engine.processing import process as process_items
+from agcframe.plugin.manager import PROCESSING_SLOTS, PluginManager, RegisteredSpec, check_option_targets
+from agcframe.engine.reduce import tree_reduce
+
+__all__ = ["RunResult", "default_fileset", "fit", "merge_partials", "process_file", "run", "write_merged"]
+
+log = logging.getLogger(__name__)
+
+HISTOGRAMS_FILE = "histograms.root"
+ML_HISTOGRAMS_FILE = "histograms_ml.root"
+#: the ML validation model (runs with ml and the fit)
+ML_WORKSPACE_FILE = "workspace_ml.json"
+PLOTS_DIR = "plots"
+RANKING_FILE = "ranking.json"
+GENERATOR_VERSION = 4
+#: the plugins a processing job needs (no inference)
+LIBRARIES = ("awkward", "cabinetry", "coffea", "hist", "numpy", "pyhf", "uproot", "vector")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What ``run`` produced: the output directory, its histograms, yields and the fit.
+
+    ``histograms`` is the AGC notebook's histogram (observable x region x
+    process x variation, read from ``histograms.root`` on first use)::
+
+        result = agcframe.run(agcframe.RunConfig(fit=False))
+        result.histograms[:, "4j2b", "ttbar", "nominal"].plot()
+    """
+
+    output: Path
+    histogram_names: list[str]
+    yields: dict[str, float]
+    empty_regions: list[str]
+    metrics: dict[str, Any]
+    fit: FitResult | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    #: the histograms of ``histograms_ml.root`` (runs with ``ml``)
+    ml_histogram_names: list[str] = field(default_factory=list)
+
+    @functools.cached_property
+    def histograms(self) -> hist.Hist:
+        """Every histogram of the run as one ``hist.Hist``: observable x region x process x variation."""
+        return load_histograms(self.output / HISTOGRAMS_FILE)
+
+    @functools.cached_property
+    def ml_histograms(self) -> dict[str, hist.Hist]:
+        """The ML stage's histograms (runs with ``ml``), by feature: feature x process x variation."""
+        return load_ml_histograms(self.output / ML_HISTOGRAMS_FILE)
+
+
+def default_fileset() -> Path:
+    """The embedded dataset's fileset, generated once into the cache directory."""
+    directory = cache_directory() / f"default-v{GENERATOR_VERSION}-seed{DEFAULT_SEED}-n{DEFAULT_EVENTS_PER_FILE}"
+    fileset = directory / "fileset.json"
+    if not fileset.exists():
+        from agcframe.tools.generate import GenerationSettings, generate_dataset  # the generator's libraries, only when it runs
+
+        log.info("generating the embedded default dataset in %s (once)", directory)
+        generate_dataset(directory, GenerationSettings())
+    return fileset
+
+
+def _select(manager: PluginManager, plugins: Mapping[str, str], plugin_options: Mapping[str, Any]) -> dict[str, RegisteredSpec]:
+    selected = {slot: manager.get(slot, name) for slot, name in plugins.items()}
+    check_option_targets(selected, plugin_options)
+    return selected
+
+
+def _instantiate(registered: RegisteredSpec, plugin_options: Mapping[str, Mapping[str, Any]], **core_options: Any) -> Any:
+    """Start the backend of ``registered`` with its plugin options and the core's (``ml`` for a processor)."""
+    options = registered.bind(plugin_options.get(registered.spec.name, {}))
+    try:
+        return registered.spec.backend(**options, **core_options)
+    except AgcframeError:
+        raise
+    except Exception as exc:
+        raise PluginError(
+            f"{registered.spec.slot} plugin '{registered.spec.name}' ({registered.distribution}) "
+            f"failed to start: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def run(
+    config: RunConfig | None = None,
+    *,
+    manager: PluginManager | None = None,
+    show_progress: bool = False,
+) -> RunResult:
+    """Run the AGC analysis from files to (optionally) the fit.
+
+    Parameters
+    ----------
+    config
+        The run configuration; defaults run the embedded dataset end to end.
+    manager
+        Plugin manager to select plugins from; by default all installed plugins.
+    show_progress
+        Draw a progress bar on the terminal.
+    """
+    config = config or RunConfig()
+    # held: fails at once if another run writes there, or it is a file
+    with held_output(config.output), showing_progress(show_progress):
+        return _run(config, manager or PluginManager(), show_progress)
+
+
+def _run(config: RunConfig, manager: PluginManager, show_progress: bool) -> RunResult:
+    slots = (*PROCESSING_SLOTS, "inference") if config.fit else PROCESSING_SLOTS  # the inference plugin starts before processing, to fail early
+    selected, backends = _backends(config, manager, slots)
+    fileset_path, datasets = _datasets(config)
+
+    started = time.perf_counter()
+    executor = backends["executor"]
+    histogrammer = backends["histogrammer"]
+    task = ChunkTask(backends["processor"], histogrammer, config.seed, config.retries, config.skip_bad_files)
+    store = CheckpointStore(checkpoint_directory(config.output), _checkpoint_key(config, selected))
+    with executor_session(executor, config.workers):  # one pool of workers plans and processes
+        planned_items = plan(
+            backends["source"], datasets, config.chunksize,
+            skip_bad_files=config.skip_bad_files, executor=executor, workers=config.workers,
+        )  # fmt: skip
+        planned = time.perf_counter()
+        items = planned_items.items
+        processed = process_items(
+            executor,
+            task,
+            items,
+            workers=config.workers,
+            store=store,
+            resume=config.resume,
+            show_progress=show_progress,
+        )
+    processed.skipped[:0] = planned_items.skipped
+    done = time.perf_counter()
+    if processed.result is None:
+        raise InputError(f"fileset {fileset_path} selects no events to process")
+    if processed.skipped:
+        log.error(
+            "HISTOGRAMS ARE PARTIAL: %d input files were skipped (listed in metrics.json and provenance.json)",
+            len(processed.skipped),
+        )
+
+    yields = histogrammer.yields(processed.result)
+    empty_regions = [
+        region
+        for region in analysis.REGIONS
+        if not any(value > 0 for name, value in yields.items() if name.startswith(f"{region}_"))
+    ]
+    for region in empty_regions:
+        log.warning("region %s is empty: no event passed its selection", region)
+    if config.fit and empty_regions:
+        raise InputError(
+            f"regions {', '.join(empty_regions)} are empty, so there is nothing to fit; "
+            "run over more events or pass --no-fit"
+        )
+
+    with staged_outputs(config.output, "run") as staging:
+        names = histogrammer.write(processed.result, staging / HISTOGRAMS_FILE, analysis.REGIONS)
+        ml_names = histogrammer.write(processed.result, staging / ML_HISTOGRAMS_FILE, tuple(analysis.ML_FEATURES)) if config.ml else []
+        written = time.perf_counter()
+        fit_result = None
+        if config.fit:
+            fit_result = _fit(
+                backends["inference"],
+                selected["inference"],
+                staging / HISTOGRAMS_FILE,
+                staging,
+                FitOptions(significance=config.significance, limit=config.limit, ranking=config.ranking),
+                plots=config.plots,
+            )
+            if config.ml:
+                _validate_ml(
+                    backends["inference"], selected["inference"], staging / ML_HISTOGRAMS_FILE, staging, fit_result, plots=config.plots
+                )
+        finished = time.perf_counter()
+        inputs = _inputs(processed)
+        metrics = {
+            "events": processed.events,
+            "chunks": len(items),
+            "chunks_computed": processed.computed,
+            "chunks_resumed": processed.resumed,
+            "chunks_failed": len(processed.failures),
+            "partial": bool(processed.skipped),
+            "skipped_inputs": [skipped.to_json() for skipped in processed.skipped],
+            "wall_time_s": finished - started,
+            "processing_time_s": processed.seconds,
+            "events_per_s": processed.events_computed / max(processed.seconds, 1e-9),
+            **_cost_metrics(processed.cost),
+            "peak_memory_bytes": processed.peak_memory_bytes,
+            "input_bytes": sum(entry["size_bytes"] or 0 for entry in inputs),
+            "planning_time_s": planned - started,
+            "planning_workers": planned_items.workers,
+            "writing_time_s": written - done,
+            "fit_time_s": finished - written,
+            "histograms": len(names),
+            "ml_histograms": len(ml_names),
+        }
+        delivery_metrics = getattr(backends["source"], "delivery_metrics", None)
+        if callable(delivery_metrics):
+            metrics["source"] = delivery_metrics()
+        provenance = _provenance(config, selected, fileset_path, processed, inputs)
+        write_json(staging / "metrics.json", metrics)
+        write_json(staging / "provenance.json", provenance)
+    store.clear()
+    return RunResult(Path(config.output), names, yields, empty_regions, metrics, fit_result, provenance, ml_names)
+
+
+def process_file(
+    config: RunConfig,
+    process: str,
+    variation: str,
+    file_index: int,
+    output: str | Path,
+    *,
+    manager: PluginManager | None = None,
+    show_progress: bool = False,
+) -> PartialResult:
+    """Process file ``file_index`` of sample ``process/variation`` into the partial result file ``output``.
+
+    The fan-out job of a workflow: the sample's normalisation is that of the
+    whole selection (``config.n_files_max``), and merging the partial files of
+    all files (:func:`write_merged`) gives the histograms of :func:`run`, bit for bit.
+    """
+    with held_output(output, directory=False), showing_progress(show_progress):  # held for the job's life, as run holds its directory
+        return _process_file(config, process, variation, file_index, Path(output), manager or PluginManager(), show_progress)
+
+
+def _process_file(
+    config: RunConfig, process: str, variation: str, file_index: int, output: Path, manager: PluginManager, show_progress: bool
+) -> PartialResult:
+    selected, backends = _backends(config, manager, PROCESSING_SLOTS)
+    fileset_path, datasets = _datasets(config)
+    dataset = next((d for d in datasets if (d.process, d.variation) == (process, variation)), None)
+    if dataset is None:
+        known = ", ".join(f"{d.process}/{d.variation}" for d in datasets)
+        raise InputError(f"fileset {fileset_path} has no sample {process}/{variation}; it has {known}")
+    if not 0 <= file_index < len(dataset.files):
+        raise InputError(
+            f"sample {process}/{variation} of {fileset_path} has {len(dataset.files)} selected files; "
+            f"--file-index must be 0 to {len(dataset.files) - 1}, not {file_index}"
+        )
+    items = plan_file(backends["source"], dataset, file_index, config.chunksize)
+    task = ChunkTask(backends["processor"], backends["histogrammer"], config.seed, config.retries)
+    store = CheckpointStore(checkpoint_directory(output), _checkpoint_key(config, selected))
+    processed = process_items(
+        backends["executor"], task, items, workers=config.workers, store=store, resume=config.resume,
+        show_progress=show_progress,
+    )  # fmt: skip
+    partial = PartialResult(selected["histogrammer"].spec.name, processed.result, _inputs(processed))
+    write_partial(partial, output)
+    store.clear()
+    return partial
+
+
+def merge_partials(paths: Sequence[str | Path], *, manager: PluginManager | None = None) -> PartialResult:
+    """Merge partial result files (of files, of samples, in any grouping and order) into one."""
+    return _merge(paths, manager or PluginManager())[1]
+
+
+def _merge(paths: Sequence[str | Path], manager: PluginManager) -> tuple[RegisteredSpec, PartialResult, Any]:
+    """The histogrammer the partial results were made with, their merge, and that histogrammer started."""
+    partials = [read_partial(path) for path in paths]
+    if not partials:
+        raise InputError("no partial results to merge; pass the files 'agcframe process-file' wrote")
+    names = sorted({partial.histogrammer for partial in partials})
+    if len(names) > 1:
+        raise InputError(f"the partial results come from different histogrammers ({', '.join(names)}); merge each on its own")
+    registered = manager.get("histogrammer", names[0])
+    histogrammer = _instantiate(registered, {})
+    results = [partial.result for partial in partials if partial.result is not None]
+    merged = tree_reduce(results, histogrammer.merge) if results else None
+    return registered, PartialResult(names[0], merged, merged_inputs(partials)), histogrammer
+
+
+def write_merged(
+    paths: Sequence[str | Path], histograms: str | Path, *, manager: PluginManager | None = None
+) -> list[str]:
+    """Merge partial result files and write ``histograms`` with ``metrics.json`` and ``provenance.json`` beside it.
+
+    Partial results of the ML stage (``process_file`` with ``ml``) also give
+    ``histograms_ml.root`` beside it. Each file is written under a temporary
+    name and renamed into place.
+    """
+    registered, merged, histogrammer = _merge(paths, manager or PluginManager())
+    if merged.result is None:
+        raise InputError("the partial results hold no events; nothing to write")
+    histograms = Path(histograms)
+    with held_output(histograms, directory=False):
+        return _write_merged(registered, merged, histogrammer, paths, histograms)
+
+
+def _write_merged(
+    registered: RegisteredSpec, merged: Any, histogrammer: Any, paths: Sequence[str | Path], histograms: Path
+) -> list[str]:
+    names = _write_atomically(histogrammer, merged.result, histograms, analysis.REGIONS)
+    ml_names = []
+    if any(name.startswith(f"{feature}_") for name in histogrammer.yields(merged.result) for feature in analysis.ML_FEATURES):
+        ml_names = _write_atomically(histogrammer, merged.result, histograms.with_name(ML_HISTOGRAMS_FILE), tuple(analysis.ML_FEATURES))
+    write_json(
+        histograms.with_name("metrics.json"),
+        {"events": merged.events, "partials": len(paths), "histograms": len(names), "ml_histograms": len(ml_names),
+         "input_bytes": sum(entry["size_bytes"] or 0 for entry in merged.inputs)},
+    )  # fmt: skip
+    write_json(
+        histograms.with_name("provenance.json"),
+        {
+            **_software(),
+            "histogrammer": _plugin_json(registered),
+            "partials": [str(path) for path in paths],
+            "inputs": merged.inputs,
+        },
+    )
+    return names
+
+
+def _write_atomically(histogrammer: Any, result: Any, path: Path, regions: Sequence[str]) -> list[str]:
+    """The histograms of ``regions`` written under a temporary name and renamed to ``path``."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    names: list[str] = histogrammer.write(result, tmp, regions)
+    os.replace(tmp, path)
+    return names
+
+
+def _cost_metrics(cost: ChunkCost) -> dict[str, float]:
+    """Worker seconds reading, computing and filling, their shares, and the bytes read."""
+    total = max(cost.seconds, 1e-9)
+    phases = {"reading": cost.reading_s, "computing": cost.computing_s, "filling": cost.filling_s}
+    return {
+        **{f"{phase}_time_s": seconds for phase, seconds in phases.items()},
+        **{f"{phase}_share": seconds / total for phase, seconds in phases.items()},
+        "bytes_read": cost.bytes_read,
+    }
+
+
+def _datasets(config: RunConfig) -> tuple[Path, list[Dataset]]:
+    """The configuration's fileset (the embedded dataset by default) and the datasets it selects."""
+    fileset_path = Path(config.fileset) if config.fileset else default_fileset()
+    return fileset_path, select_datasets(load_fileset(fileset_path), config.n_files_max)
+
+
+def _backends(
+    config: RunConfig, manager: PluginManager, slots: Sequence[str]
+) -> tuple[dict[str, RegisteredSpec], dict[str, Any]]:
+    """The registered plugins of ``slots`` the configuration chooses, and their started backends."""
+    selected = _select(manager, {slot: config.plugins[slot] for slot in slots}, config.plugin_options)
+    core_options: dict[str, dict[str, Any]] = {slot: {} for slot in selected}
+    if config.ml:
+        processor = selected["processor"].spec
+        if not getattr(processor, "ml", False):
+            with_ml = sorted(name for name, registered in manager.specs("processor").items() if getattr(registered.spec, "ml", False))
+            raise ConfigError(
+                f"processor plugin '{processor.name}' has no ML stage, so --ml (config key 'ml') cannot run with it; "
+                f"use --plugin processor={' or '.join(with_ml) or '...'}"
+            )
+        core_options["processor"]["ml"] = True
+    return selected, {
+        slot: _instantiate(registered, config.plugin_options, **core_options[slot]) for slot, registered in selected.items()
+    }
+
+
+def _checkpoint_key(config: RunConfig, selected: Mapping[str, RegisteredSpec]) -> dict[str, Any]:
+    """What besides the work item decides a chunk's partial result."""
+    return {
+        "agcframe": _version("agcframe"),
+        "seed": config.seed,
+        "ml": config.ml,
+        "plugins": {
+            slot: [selected[slot].spec.name, selected[slot].distribution, selected[slot].version]
+            for slot in ("processor", "histogrammer")
+        },
+        "options": {
+            name: {key: str(value) for key, value in options.items()}
+            for name, options in config.plugin_options.items()
+            if name in (selected["processor"].spec.name, selected["histogrammer"].spec.name)
+        },
+    }
+
+
+def _fit(
+    inference: Any,
+    registered: RegisteredSpec,
+    histograms: Path,
+    workdir: Path,
+    options: FitOptions,
+    *,
+    plots: bool,
+) -> FitResult:
+    """Fit, then write fit_results.json, ranking.json, workspace.json and the plots into ``workdir``.
+
+    MINUIT's output and the libraries' messages go to ``workdir/fit.log``.
+    """
+    with fit_log(workdir):
+        with _failures_of(registered, histograms):
+            result: FitResult = inference.fit(histograms, workdir, options)
+        if result.status is not None and not result.status.valid:
+            log.warning("the fit is NOT VALID: %s (see fit_results.json and fit.log)", result.status.describe())
+        write_json(workdir / "fit_results.json", result.to_json())
+        if result.ranking is not None:
+            write_json(workdir / RANKING_FILE, [impact.to_json() for impact in result.ranking])
+        if result.workspace is not None:
+            write_json(workdir / "workspace.json", result.workspace)
+            if plots:
+                draw_fit_plots(result, workdir / PLOTS_DIR, asimov=options.asimov)
+    return result
+
+
+@contextlib.contextmanager
+def _failures_of(registered: RegisteredSpec, histograms: Path) -> Iterator[None]:
+    """An exception of the inference plugin (other than agcframe's own errors) as one line naming it and the file."""
+    try:
+        yield
+    except AgcframeError:
+        raise
+    except Exception as exc:
+        raise PluginError(
+            f"inference plugin '{registered.spec.name}' failed on {histograms.name}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _validate_ml(inference: Any, registered: RegisteredSpec, histograms: Path, workdir: Path, result: FitResult, *, plots: bool) -> None:
+    """The ML validation model of ``histograms`` (``workspace_ml.json``) and its observables with the main fit's parameters (``plots/ml``)."""
+    build = getattr(inference, "ml_workspace", None)
+    if build is None:
+        log.warning(
+            "inference plugin '%s' cannot build the ML validation model (it has no ml_workspace); %s is written without it",
+            registered.spec.name, histograms.name,
+        )  # fmt: skip
+        return
+    with fit_log(workdir):
+        with _failures_of(registered, histograms):
+            workspace = build(histograms, workdir)
+        write_json(workdir / ML_WORKSPACE_FILE, workspace)
+        if plots:
+            draw_ml_validation_plots(workspace, result, workdir / PLOTS_DIR / "ml")
+
+
+def fit(
+    histograms: str | Path,
+    output: str | Path = "agc-output",
+    *,
+    inference: str = "cabinetry",
+    options: FitOptions | None = None,
+    plots: bool = True,
+    plugin_options: Mapping[str, Mapping[str, Any]] | None = None,
+    manager: PluginManager | None = None,
+    show_progress: bool = False,
+    ml: bool = False,
+) -> FitResult:
+    """Fit an existing ``histograms.root``; write ``fit_results.json``, ``workspace.json`` and plots into ``output``.
+
+    Parameters
+    ----------
+    histograms
+        A ``histograms.root`` in cabinetry's naming (``agcframe run`` writes one).
+    output
+        Output directory; its files are replaced only when everything succeeded.
+    inference
+        Name of the inference plugin.
+    options
+        Asimov data instead of pseudodata, discovery significance, upper limits,
+        the impact ranking (``ranking.json``); by default the fit and its ranking.
+    plots
+        Draw the plots into ``output/plots``.
+    plugin_options
+        Options of the inference plugin, ``{plugin: {option: value}}``.
+    show_progress
+        Draw progress bars (ranking refits, limit scan) on the terminal.
+    ml
+        Also build the ML validation model of the ``histograms_ml.root`` beside
+        ``histograms`` (``workspace_ml.json``) and draw it with this fit's parameters.
+    """
+    histograms = Path(histograms).resolve()
+    if not histograms.is_file():
+        raise InputError(f"histograms file {histograms} does not exist; run 'agcframe run --no-fit' first")
+    ml_histograms = histograms.with_name(ML_HISTOGRAMS_FILE)
+    if ml and not ml_histograms.is_file():
+        raise InputError(f"{ml_histograms} does not exist; the ML validation needs the output of 'agcframe run --ml'")
+    manager = manager or PluginManager()
+    plugin_options = plugin_options or {}
+    selected = _select(manager, {"inference": inference}, plugin_options)
+    backend = _instantiate(selected["inference"], plugin_options)
+    options = options or FitOptions(ranking=True)
+    with held_output(output), staged_outputs(output, "fit") as staging, showing_progress(show_progress):
+        result = _fit(backend, selected["inference"], histograms, staging, options, plots=plots)
+        if ml:
+            _validate_ml(backend, selected["inference"], ml_histograms, staging, result, plots=plots)
+        return result
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _inputs(processed: Processed) -> list[dict[str, Any]]:
+    """Every input file the histograms contain, with its size and the entries read."""
+    inputs: dict[str, dict[str, Any]] = {}
+    for item in processed.items:
+        entry = inputs.setdefault(
+            item.path,
+            {"path": item.path, "process": item.process, "variation": item.variation, "size_bytes": item.size_bytes, "entries": 0},
+        )
+        entry["entries"] += item.num_entries
+    return list(inputs.values())
+
+
+def _provenance(
+    config: RunConfig,
+    selected: Mapping[str, RegisteredSpec],
+    fileset_path: Path,
+    processed: Processed,
+    inputs: list[dict[str, Any]],
+) -> dict[str, Any]:
+    return {
+        **_software(),
+        "plugins": {slot: _plugin_json(registered) for slot, registered in selected.items()},
+        "config": config.to_json(),
+        "seed": config.seed,
+        "fileset": str(fileset_path),
+        "inputs": inputs,
+        "skipped_inputs": [skipped.to_json() for skipped in processed.skipped],
+    }
+
+
+def _software() -> dict[str, Any]:
+    """Versions of agcframe, Python and the scientific libraries, for provenance.json."""
+    return {
+        "agcframe_version": _version("agcframe"),
+        "python": platform.python_version(),
+        "libraries": {name: _version(name) for name in LIBRARIES},
+    }
+
+
+def _plugin_json(registered: RegisteredSpec) -> dict[str, Any]:
+    return {"name": registered.spec.name, "distribution": registered.distribution, "version": registered.version}
+

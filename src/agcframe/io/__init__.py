@@ -1,0 +1,1 @@
+"""Inputs and outputs: reading inputs, filesets, and histogram files (ROOT and JSON)."""

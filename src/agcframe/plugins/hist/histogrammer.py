@@ -1,0 +1,171 @@
+"""Histogrammer plugin ``hist``: exact, order-independent accumulation into hist objects.
+
+Per-event weight factors are accumulated as 64-bit fixed-point integers
+(resolution 2**-32, about 2.3e-10) in boost-histogram ``Int64`` storage; the
+sample normalisation is applied once when the result is converted. All fills
+of a chunk go into one 2-D histogram (observable x fill) in one call. Integer
+addition is associative, so the histograms are bit-identical whatever the
+chunking, executor, worker count or merge order. Floating-point sums are not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import hist
+import numpy as np
+import uproot
+
+from agcframe.analyses.agc_ttbar import analysis as agc
+from agcframe.data import Fill
+from agcframe.errors import AgcframeError
+
+__all__ = ["FIXED_POINT_BITS", "FixedPointHistogram", "HistHistogrammer", "histogram_name", "to_hists"]
+
+FIXED_POINT_BITS = 32
+_ONE = float(2**FIXED_POINT_BITS)
+Key = tuple[str, str, str]  # (region, process, variation)
+
+
+@dataclass(frozen=True)
+class FixedPointHistogram:
+    """Sums of weight factors and squared factors in units of 2**-32, with flow bins."""
+
+    sumw: np.ndarray
+    sumw2: np.ndarray
+    scale: float
+
+    def __add__(self, other: FixedPointHistogram) -> FixedPointHistogram:
+        if other.scale != self.scale:
+            raise AgcframeError(
+                f"cannot merge histograms of one sample with different normalisations "
+                f"({self.scale!r} and {other.scale!r}); the fileset changed during the run"
+            )
+        return FixedPointHistogram(self.sumw + other.sumw, self.sumw2 + other.sumw2, self.scale)
+
+    @property
+    def values(self) -> np.ndarray:
+        return self.sumw.astype(np.float64) / _ONE * self.scale
+
+    @property
+    def variances(self) -> np.ndarray:
+        return self.sumw2.astype(np.float64) / _ONE * (self.scale * self.scale)
+
+
+Counts = dict[Key, FixedPointHistogram]
+
+
+def _observable_axis(binning: agc.Binning) -> hist.axis.Regular:
+    return hist.axis.Regular(binning.bins, binning.low, binning.high, name="observable", label=_axis_title(binning))
+
+
+def _axis_title(binning: agc.Binning) -> str:
+    return f"{binning.title} [{binning.unit}]" if binning.unit else binning.title
+
+
+def _fixed_point_counts(
+    binning: agc.Binning, values: np.ndarray, fill_index: np.ndarray, weights: np.ndarray, n_fills: int
+) -> np.ndarray:
+    """Fixed-point sums of ``weights`` per (observable bin with flow, fill): fills of one binning in one call."""
+    counts = hist.Hist(
+        _observable_axis(binning), hist.axis.Integer(0, n_fills, underflow=False, overflow=False), storage=hist.storage.Int64()
+    )
+    counts.fill(values, fill_index, weight=np.rint(weights * _ONE).astype(np.int64))
+    return counts.view(flow=True)
+
+
+def histogram_name(region: str, process: str, variation: str) -> str:
+    """AGC/cabinetry key: ``{region}_{process}`` or ``{region}_{process}_{variation}``."""
+    return f"{region}_{process}" if variation == "nominal" else f"{region}_{process}_{variation}"
+
+
+def to_hists(counts: Counts, regions: Iterable[str] = agc.REGIONS) -> dict[str, hist.Hist]:
+    """One ``hist.Hist`` per region of ``regions`` with axes observable x process x variation (Weight storage)."""
+    hists = {}
+    for region in regions:
+        keys = [key for key in counts if key[0] == region]
+        h = hist.Hist(
+            _observable_axis(agc.binning(region)),
+            hist.axis.StrCategory(sorted({k[1] for k in keys}), name="process"),
+            hist.axis.StrCategory(sorted({k[2] for k in keys}), name="variation"),
+            storage=hist.storage.Weight(),
+        )
+        view = h.view(flow=True)
+        for key in keys:
+            index = (slice(None), h.axes["process"].index(key[1]), h.axes["variation"].index(key[2]))
+            view.value[index] = counts[key].values
+            view.variance[index] = counts[key].variances
+        hists[region] = h
+    return hists
+
+
+class HistHistogrammer:
+    """Fills hist/boost-histogram objects and writes AGC-named TH1D histograms."""
+
+    def fill(self, fills: Iterable[Fill]) -> Counts:
+        by_binning: dict[agc.Binning, list[Fill]] = {}
+        for f in fills:
+            by_binning.setdefault(agc.binning(f.region), []).append(f)
+        counts: Counts = {}
+        for binning, group in by_binning.items():
+            values = np.concatenate([f.values for f in group])
+            fill_index = np.repeat(np.arange(len(group)), [len(f.values) for f in group])
+            factors = np.concatenate([np.asarray(f.factors, dtype=np.float64) for f in group])
+            sumw = _fixed_point_counts(binning, values, fill_index, factors, len(group))
+            sumw2 = _fixed_point_counts(binning, values, fill_index, factors * factors, len(group))
+            for i, f in enumerate(group):
+                key = (f.region, f.process, f.variation)
+                partial = FixedPointHistogram(sumw[:, i].copy(), sumw2[:, i].copy(), f.scale)
+                counts[key] = counts[key] + partial if key in counts else partial
+        return counts
+
+    def merge(self, left: Counts, right: Counts) -> Counts:
+        merged = dict(left)
+        for key, value in right.items():
+            merged[key] = merged[key] + value if key in merged else value
+        return merged
+
+    def yields(self, result: Counts) -> dict[str, float]:
+        return {histogram_name(*key): float(h.values.sum()) for key, h in sorted(result.items())}
+
+    def write(self, result: Counts, path: Path, regions: Sequence[str]) -> list[str]:
+        written = []
+        with uproot.recreate(path) as file:
+            for region, h in to_hists(result, regions).items():
+                binning = agc.binning(region)
+                if binning.offset:  # as the AGC's ``h += offset``: every bin, flow included, as a fill of that weight
+                    h.view(flow=True).value += binning.offset
+                    h.view(flow=True).variance += binning.offset**2
+                empty_yield = binning.bins * binning.offset * 1.01
+                for process in h.axes["process"]:
+                    for variation in h.axes["variation"]:
+                        if (region, process, variation) not in result:
+                            continue
+                        one = h[:, process, variation]
+                        if one.values().sum() > empty_yield:
+                            name = histogram_name(region, process, variation)
+                            file[name] = _titled(one, binning)
+                            written.append(name)
+                pseudodata = _pseudodata(h, region, written)
+                if pseudodata is not None:
+                    name = f"{region}_pseudodata"
+                    file[name] = _titled(pseudodata, binning)
+                    written.append(name)
+        return written
+
+
+def _titled(h: hist.Hist, binning: agc.Binning) -> hist.Hist:
+    """``h`` titled with its observable (``HT``, ``m_bjj``, the ML feature), its axis with the unit (the ROOT titles)."""
+    h.name = binning.title
+    h.axes[0].label = _axis_title(binning)
+    return h
+
+
+def _pseudodata(h: hist.Hist, region: str, written: list[str]) -> hist.Hist | None:
+    """(ttbar ME_var + ttbar PS_var) / 2 + wjets nominal, when all three were written."""
+    parts = [("ttbar", "ME_var"), ("ttbar", "PS_var"), ("wjets", "nominal")]
+    if not all(histogram_name(region, *part) in written for part in parts):
+        return None
+    return (h[:, "ttbar", "ME_var"] + h[:, "ttbar", "PS_var"]) / 2 + h[:, "wjets", "nominal"]

@@ -1,0 +1,139 @@
+"""The AGC statistical model as a pyhf workspace, built directly from ``histograms.root``.
+
+It reproduces what cabinetry builds from the same analysis definition
+(templates rebinned to 11 bins of 40 GeV from 110 GeV, ``staterror`` per
+region, NormPlusShape systematics split into ``normsys`` + ``histosys`` with
+cabinetry's symmetrisation, a normalisation-only luminosity uncertainty), so
+both inference plugins fit the same likelihood.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import hist
+import numpy as np
+import uproot
+
+from agcframe.analyses.agc_ttbar import analysis as agc
+from agcframe.data import FitOptions, FitResult
+from agcframe.errors import InputError
+
+__all__ = ["build_workspace", "fit_workspace", "model_and_data", "read_rebinned", "rebinned", "template_key"]
+
+#: interpolation codes cabinetry uses for the model
+MODIFIER_SETTINGS = {"normsys": {"interpcode": "code4"}, "histosys": {"interpcode": "code4p"}}
+
+
+def template_key(region: str, sample_path: str, variation: str | None = None) -> str:
+    """``histograms.root`` key of a template: region, sample path and histogram variation."""
+    return f"{region}_{sample_path}" if variation is None else f"{region}_{sample_path}_{variation}"
+
+
+def rebinned(h: hist.Hist, edges: Sequence[float]) -> hist.Hist:
+    """``h`` cut to ``edges[0]``-``edges[-1]`` with its bins merged into ``edges``, each of which must be one of ``h``'s edges."""
+    return h[hist.loc(edges[0]) : hist.loc(edges[-1])][hist.rebin(edges=list(edges))]
+
+
+def read_rebinned(file: Any, key: str, edges: Sequence[float] | None = agc.FIT_BIN_EDGES) -> hist.Hist:
+    """Histogram ``key`` of an open ``histograms.root``, rebinned to ``edges`` (by default the fit's; ``None``: as stored)."""
+    if key not in file:
+        raise InputError(
+            f"{file.file_path} has no histogram '{key}', which the fit model needs; "
+            "produce it with a run over all AGC samples, or pass --no-fit"
+        )
+    h = file[key].to_hist()
+    return h if edges is None else rebinned(h, edges)
+
+
+def _normplusshape(name: str, nominal: np.ndarray, up: np.ndarray, down: np.ndarray | None) -> list[dict[str, Any]]:
+    # sequential sums, as cabinetry takes them: the HESSE uncertainty of this model
+    # moves by percent under last-bit changes of the inputs, so the inputs must agree bit for bit
+    norm_up = sum(up) / sum(nominal)
+    if down is None:  # cabinetry: normalise first, then symmetrise
+        shape_up = up / norm_up
+        shape_down = 2 * nominal - shape_up
+        norm_down = 2 - norm_up
+    else:
+        norm_down = sum(down) / sum(nominal)
+        shape_up, shape_down = up / norm_up, down / norm_down
+    return [
+        {"name": name, "type": "normsys", "data": {"hi": float(norm_up), "lo": float(norm_down)}},
+        {"name": name, "type": "histosys", "data": {"hi_data": shape_up.tolist(), "lo_data": shape_down.tolist()}},
+    ]
+
+
+def build_workspace(histograms: Path, regions: Mapping[str, str] = agc.FIT_REGIONS) -> dict[str, Any]:
+    """The pyhf workspace (JSON document) of the AGC model for ``histograms``.
+
+    ``regions`` maps channel names to the regions of the histograms: the main
+    model's, or :data:`~agcframe.analyses.agc_ttbar.analysis.ML_FIT_REGIONS` for the ML
+    validation model of ``histograms_ml.root``.
+    """
+    channels, observations = [], []
+    with uproot.open(histograms) as file:
+        for region_name, region in regions.items():
+            edges = agc.fit_edges(region)
+            samples = []
+            for sample_name, process in agc.FIT_SAMPLES.items():
+                nominal_hist = read_rebinned(file, template_key(region, process), edges)
+                nominal = nominal_hist.values()
+                modifiers: list[dict[str, Any]] = [
+                    {
+                        "name": f"staterror_{region_name.replace(' ', '-')}",
+                        "type": "staterror",
+                        "data": np.sqrt(nominal_hist.variances()).tolist(),
+                    }
+                ]
+                if sample_name == agc.POI_SAMPLE:
+                    modifiers.append({"name": agc.POI, "type": "normfactor", "data": None})
+                for syst in agc.MODEL_SYSTEMATICS:
+                    if syst.samples is not None and sample_name not in syst.samples:
+                        continue
+                    if syst.normalization is not None:
+                        modifiers.append(
+                            {"name": syst.name, "type": "normsys", "data": {"hi": 1 + syst.normalization, "lo": 1 - syst.normalization}}
+                        )
+                        continue
+                    up = read_rebinned(file, template_key(region, process, syst.up), edges).values()
+                    down = read_rebinned(file, template_key(region, process, syst.down), edges).values() if syst.down else None
+                    modifiers.extend(_normplusshape(syst.name, nominal, up, down))
+                samples.append({"name": sample_name, "data": nominal.tolist(), "modifiers": modifiers})
+            channels.append({"name": region_name, "samples": samples})
+            data = read_rebinned(file, template_key(region, "pseudodata"), edges).values()
+            observations.append({"name": region_name, "data": data.tolist()})
+    return {
+        "channels": channels,
+        "measurements": [
+            {
+                "name": agc.MEASUREMENT,
+                "config": {
+                    "parameters": [{"name": agc.POI, "inits": [1.0], "bounds": [list(agc.POI_BOUNDS)]}],
+                    "poi": agc.POI,
+                },
+            }
+        ],
+        "observations": observations,
+        "version": "1.0.0",
+    }
+
+
+def model_and_data(workspace: dict[str, Any], *, asimov: bool = False) -> tuple[Any, Any]:
+    """pyhf model and data (with auxiliary data); Asimov data at the nominal parameters if asked."""
+    import pyhf
+
+    ws = pyhf.Workspace(workspace)
+    model = ws.model(modifier_settings=MODIFIER_SETTINGS)
+    if asimov:
+        return model, model.expected_data(model.config.suggested_init())
+    return model, ws.data(model)
+
+
+def fit_workspace(workspace: dict[str, Any], options: FitOptions) -> FitResult:
+    """Fit ``workspace`` (pyhf JSON) with :func:`agcframe.stats.fitting.fit_model`; the result carries the workspace."""
+    from agcframe.stats.fitting import fit_model
+
+    model, data = model_and_data(workspace, asimov=options.asimov)
+    return fit_model(model, data, options, workspace=workspace)

@@ -1,0 +1,1 @@
+"""Tools around an analysis: the NanoAOD generator, the realism check and the container build."""

@@ -1,0 +1,133 @@
+"""An external Dask cluster, started as a facility starts one: ``dask scheduler`` and ``dask worker`` as separate commands.
+
+The README's facility recipe is what this test does: agcframe connects with
+``--dask-scheduler-address`` and gets the histograms of the iterative executor,
+bit for bit, also when one worker is killed in the middle of the run; from
+local files and from ``root://`` URLs of a real XRootD origin (the workers
+read over the network, as at a facility).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from agcframe.engine.checkpoints import checkpoint_directory
+from histograms import assert_bit_identical
+from test_cli import agcframe_cli
+from xrootd_servers import origin_config, remote_fileset, require_xrootd, served_copy, xrootd
+
+
+
+#: the ``dask`` command of this environment (``dask scheduler``, ``dask worker``)
+DASK = str(Path(sys.executable).with_name("dask"))
+
+
+def _start(*args: str, log: Path) -> subprocess.Popen[bytes]:
+    """Start a dask command; its scratch space (by default in the temporary directory, left behind) beside ``log``."""
+    scratch = {"DASK_TEMPORARY_DIRECTORY": str(log.with_suffix(".scratch"))}
+    return subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **scratch})
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop a server by its PID: SIGTERM to its process group, SIGKILL if it lingers."""
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        if process.poll() is not None:
+            return
+        os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture
+def external_cluster(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
+    """A scheduler on a loopback port and two single-threaded workers, each a command of its own."""
+    scheduler_file = tmp_path / "scheduler.json"
+    scheduler = _start(
+        DASK, "scheduler", "--host", "127.0.0.1", "--port", "0",
+        "--no-dashboard", "--scheduler-file", str(scheduler_file), log=tmp_path / "scheduler.log",
+    )  # fmt: skip
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.is_file() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        address = json.loads(scheduler_file.read_text())["address"]
+        for number in range(2):
+            workers.append(
+                _start(
+                    DASK, "worker", address, "--nthreads", "1", "--nworkers", "1",
+                    "--no-dashboard", "--name", f"worker-{number}", log=tmp_path / f"worker-{number}.log",
+                )  # fmt: skip
+            )
+        from distributed import Client
+
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=120)
+        yield address, workers
+    finally:
+        for process in [*workers, scheduler]:
+            _stop(process)
+
+
+def _worker_processes(nannies: list[subprocess.Popen[bytes]]) -> list[psutil.Process]:
+    """The worker processes the nannies started (the processes that run the tasks)."""
+    return [child for nanny in nannies for child in psutil.Process(nanny.pid).children(recursive=True) if "resource_tracker" not in " ".join(child.cmdline())]
+
+
+@pytest.fixture(params=["local", "root"])
+def inputs(request: pytest.FixtureRequest, small_fileset: Path, tmp_path: Path) -> Iterator[Path]:
+    """The small dataset's fileset: local paths, or ``root://`` URLs of a real XRootD origin serving a copy."""
+    if request.param == "local":
+        yield small_fileset
+        return
+    require_xrootd()
+    with served_copy(small_fileset.parent) as served:
+        with xrootd(served, "agcframe-origin", origin_config(served / "data")) as origin:
+            yield remote_fileset(f"root://127.0.0.1:{origin.port}", served / "data", tmp_path)
+
+
+def test_agcframe_on_an_external_cluster_survives_a_killed_worker(
+    external_cluster: tuple[str, list[subprocess.Popen[bytes]]], inputs: Path, small_fileset: Path, tmp_path: Path
+) -> None:
+    address, nannies = external_cluster
+    expected = agcframe_cli("run", "--no-fit", "--fileset", str(small_fileset), "--chunksize", "250", "--output", str(tmp_path / "iterative"))
+    assert expected.returncode == 0, expected.stderr
+    output = tmp_path / "dask"
+    killed: list[int] = []
+
+    def kill_one_worker() -> None:
+        deadline = time.monotonic() + 300
+        directory = checkpoint_directory(output)
+        while time.monotonic() < deadline and not (directory.is_dir() and len(list(directory.glob("*.pkl"))) >= 10):
+            time.sleep(0.05)
+        victim = _worker_processes(nannies)[0]
+        killed.append(victim.pid)
+        victim.send_signal(signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_one_worker, daemon=True)
+    killer.start()
+    result = agcframe_cli(
+        "run", "--no-fit", "--fileset", str(inputs), "--chunksize", "250", "--workers", "2",
+        "--plugin", "executor=dask", "--dask-scheduler-address", address, "--output", str(output),
+    )  # fmt: skip
+    killer.join(timeout=10)
+    assert result.returncode == 0, result.stderr
+    assert killed, "no worker was killed"
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["chunks_computed"] == metrics["chunks"] > 10 and metrics["planning_workers"] == 2
+    read = [entry["path"] for entry in json.loads((output / "provenance.json").read_text())["inputs"]]
+    assert all(path.startswith("root://127.0.0.1:") == (inputs != small_fileset) for path in read)
+    assert_bit_identical(tmp_path / "iterative" / "histograms.root", output / "histograms.root")

@@ -1,0 +1,165 @@
+"""Fit plots: image comparison with committed baselines (as cabinetry tests its plots), and PNGs that load."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import matplotlib.image
+import numpy as np
+import pytest
+from matplotlib.testing.compare import compare_images
+
+import agcframe
+from image_baselines import BASELINES, UPDATE_ENV
+
+EXPECTED = [
+    "4j1b_CR_postfit.png",
+    "4j1b_CR_prefit.png",
+    "4j2b_SR_postfit.png",
+    "4j2b_SR_prefit.png",
+    "correlation_matrix.png",
+    "pulls.png",
+    "ranking.png",
+]
+
+
+@pytest.fixture(scope="module")
+def plots(real_histograms: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Plots of the fit to the real AGC histograms (deterministic inputs, so stable images)."""
+    output = tmp_path_factory.mktemp("plots")
+    agcframe.fit(real_histograms, output)
+    directory = output / "plots"
+    if os.environ.get(UPDATE_ENV):
+        for name in EXPECTED:
+            shutil.copyfile(directory / name, BASELINES / name)
+    return directory
+
+
+def test_every_plot_is_written(plots: Path) -> None:
+    assert sorted(path.name for path in plots.iterdir()) == EXPECTED
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_plot_matches_baseline(plots: Path, name: str) -> None:
+    baseline = BASELINES / name
+    assert baseline.exists(), f"no baseline {baseline}; create it with {UPDATE_ENV}=1 python -m pytest {__file__}"
+    difference = compare_images(str(baseline), str(plots / name), tol=1.0)
+    assert difference is None, difference
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_plot_is_a_loadable_nonblank_png(plots: Path, name: str) -> None:
+    image = matplotlib.image.imread(plots / name)
+    assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 300
+    assert np.ptp(image[..., :3]) > 0.5  # drawn content, not a blank canvas
+
+
+def test_a_changed_plot_fails_the_comparison(plots: Path, tmp_path: Path) -> None:
+    """The comparison can fail: the post-fit plot of one region is not the pre-fit one."""
+    assert compare_images(str(BASELINES / "4j2b_SR_prefit.png"), str(plots / "4j2b_SR_postfit.png"), tol=1.0) is not None
+
+
+def test_a_negative_predicted_yield_is_drawn_as_zero_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    import cabinetry
+    import pyhf
+
+    from agcframe.stats.plots import _drawable
+
+    model = pyhf.simplemodels.uncorrelated_background(signal=[1.0, 5.0], bkg=[10.0, 10.0], bkg_uncertainty=[1.0, 1.0])
+    prediction = cabinetry.model_utils.prediction(model)
+    negative = prediction._replace(model_yields=[[[-0.5, 5.0], [0.2, 10.0]]])
+    drawable = _drawable(negative)
+    assert drawable.model_yields == [[[0.0, 5.0], [0.2, 10.0]]]
+    assert "negative in bin(s) [0]" in caplog.text and "singlechannel" in caplog.text
+    figures = cabinetry.visualize.data_mc(drawable, [10.0, 15.0], save_figure=False, close_figure=True)
+    assert len(figures) == 1
+
+
+def test_the_ranking_plot_leaves_out_mc_statistics_that_ranking_json_keeps() -> None:
+    import matplotlib.pyplot as plt
+
+    from agcframe.data import FitParameter, FitResult, Impact
+    from agcframe.stats.plots import _ranking_figure
+
+    names = ["ttbar_norm", "Luminosity", "staterror_4j1b-CR[0]"]
+    result = FitResult(
+        poi="ttbar_norm",
+        parameters=tuple(FitParameter(name, 1.0 if name != "Luminosity" else 0.1, 0.2) for name in names),
+        correlation=tuple(tuple(float(i == j) for j in range(3)) for i in range(3)),
+        ranking=(Impact("Luminosity", 0.01, -0.01, 0.008, -0.008), Impact("staterror_4j1b-CR[0]", 0.05, -0.05, 0.04, -0.04)),
+    )
+    figure = _ranking_figure(result)
+    labels = {label.get_text() for axes in figure.axes for label in axes.get_yticklabels()}
+    plt.close(figure)
+    assert "Luminosity" in labels and not any(label.startswith("staterror_") for label in labels)
+
+
+def test_data_mc_ranges_leave_little_headroom_and_hold_the_ratios(plots: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """At most about 40 % above the content (linear), the legend clear of it, and a ratio panel holding data and band."""
+    import json
+
+    import cabinetry
+
+    from agcframe.stats import plots as plotting
+    from agcframe.stats.model import model_and_data
+
+    model, data = model_and_data(json.loads((plots.parent / "workspace.json").read_text()))
+    drawn: dict[str, tuple[Any, Any]] = {}
+
+    def keep(figure: Any, path: Path) -> Path:
+        main, ratio = figure.axes[:2]
+        drawn[path.name] = (main, ratio)
+        return path
+
+    monkeypatch.setattr(plotting, "_save", keep)
+    fit = cabinetry.fit.fit(model, data)
+    plotting._draw_data_mc(model, data, fit, tmp_path, asimov=False)
+    assert len(drawn) == 4
+    for name, (main, ratio) in drawn.items():
+        tops = [max(patch.get_y() + patch.get_height() for patch in container) for container in main.containers[:-1]]
+        data_points = main.containers[-1].lines[0].get_ydata()
+        content = max(*tops, *data_points)
+        assert main.get_yscale() == "linear" and 1.05 <= main.get_ylim()[1] / content <= 1.45, name
+        (left, bottom), (right, _) = main.transAxes.inverted().transform(main.get_legend().get_window_extent())
+        to_axes = main.transLimits  # data coordinates to axes fractions
+        corners = [
+            to_axes.transform((x, patch.get_y() + patch.get_height()))
+            for container in main.containers[:-1] for patch in container for x in (patch.get_x(), patch.get_x() + patch.get_width())
+        ]  # fmt: skip
+        under = [y for x, y in corners if left <= x <= right]
+        assert under and max(under) < bottom, f"{name}: the content reaches {max(under):.2f}, the legend down to {bottom:.2f}"
+        low, high = ratio.get_ylim()
+        for container in ratio.containers:
+            heights = [(patch.get_y(), patch.get_y() + patch.get_height()) for patch in container] if hasattr(container, "patches") else []
+            points = container.lines[0].get_ydata() if hasattr(container, "lines") and container.lines[0] is not None else []
+            assert all(low <= value <= high for pair in heights for value in pair), f"{name}: band outside {low, high}"
+            assert all(low <= value <= high for value in points), f"{name}: a ratio outside {low, high}"
+        assert high - low <= 2.0, name
+
+
+def test_the_ranking_plot_marks_a_parameter_whose_impact_is_multimodal(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from agcframe.data import FitParameter, FitResult, Impact
+    from agcframe.stats.plots import MULTIMODAL_MARK, _ranking_figure
+
+    names = ["ttbar_norm", "Luminosity", "Jet energy scale"]
+    result = FitResult(
+        poi="ttbar_norm",
+        parameters=tuple(FitParameter(name, 0.1, 0.9) for name in names),
+        correlation=tuple(tuple(float(i == j) for j in range(3)) for i in range(3)),
+        ranking=(
+            Impact("Luminosity", 0.01, -0.01, 0.008, -0.008),
+            Impact("Jet energy scale", 0.03, -0.02, 0.02, -0.01, multimodal=("prefit_down",)),
+        ),
+    )
+    figure = _ranking_figure(result)
+    labels = {label.get_text() for axes in figure.axes for label in axes.get_yticklabels()}
+    note = figure.get_supxlabel()
+    figure.savefig(tmp_path / "ranking.png")
+    plt.close(figure)
+    assert labels >= {"Luminosity", f"Jet energy scale {MULTIMODAL_MARK}"}
+    assert note.startswith(MULTIMODAL_MARK) and "lowest" in note
