@@ -12,6 +12,7 @@ import math
 import numba
 import numpy as np
 
+from agcframe.cache import key_numba_caches, source_digest
 from agcframe.rng import _GOLDEN, _MIX1, _MIX2, _SECOND_DRAW, _SHIFT1, _SHIFT2, _SHIFT3, _TO_53_BITS, _TO_UNIT
 
 __all__ = ["keyed_normal_one", "keyed_normals"]
@@ -50,3 +51,6 @@ def keyed_normals(seed: int, run: np.ndarray, luminosity_block: np.ndarray, even
     for i in range(len(event)):
         out[i] = keyed_normal_one(seed, run[i], luminosity_block[i], event[i], index[i])
     return out
+
+
+key_numba_caches(globals(), source_digest(__name__))  # the compiled code folds in constants of other modules

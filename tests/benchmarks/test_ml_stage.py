@@ -14,8 +14,8 @@ import pytest
 
 import agcframe
 from agcframe.analyses.agc_ttbar import bdt, ml
-from test_bdt import _features
-from test_ml import _selected_4j2b_events
+from analyses.agc_ttbar.test_bdt import _features
+from analyses.agc_ttbar.test_ml import _selected_4j2b_events
 
 xgboost = pytest.importorskip("xgboost", reason="xgboost is a test dependency (pip install -e '.[test]')")
 

@@ -22,6 +22,7 @@ from agcframe.tools.generate import GenerationSettings, generated_events
 from agcframe.engine.pipeline import default_fileset
 from agcframe.plugin.manager import PluginManager
 from agcframe.plugin.specs import ProcessorSpec
+from runs import wait_for_checkpoints
 from histograms import assert_bit_identical
 from test_cli import agcframe_cli
 
@@ -94,22 +95,13 @@ def _dask_worker_processes() -> list[psutil.Process]:
     return workers
 
 
-def _wait_for_checkpoints(directory: Path, count: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if directory.is_dir() and len(list(directory.glob("*.pkl"))) >= count:
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"fewer than {count} checkpoints in {directory} after {timeout} s")
-
-
 def test_a_killed_dask_worker_changes_nothing(small_fileset: Path, tmp_path: Path) -> None:
     expected = _run(small_fileset, tmp_path / "iterative", chunksize=250).output / "histograms.root"
     output = tmp_path / "dask"
     killed: list[int] = []
 
     def kill_one_worker() -> None:
-        _wait_for_checkpoints(checkpoint_directory(output), 10)
+        wait_for_checkpoints(checkpoint_directory(output), 10)
         victim = _dask_worker_processes()[0]
         killed.append(victim.pid)
         victim.send_signal(signal.SIGKILL)
@@ -129,7 +121,7 @@ def test_resume_after_sigkill_recomputes_only_missing_chunks(small_fileset: Path
     output = tmp_path / "out"
     command = [sys.executable, "-m", "agcframe", "run", "--fileset", str(small_fileset), "--no-fit", "--chunksize", "250", "--output", str(output)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for_checkpoints(checkpoint_directory(output), 20)
+    wait_for_checkpoints(checkpoint_directory(output), 20)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert not output.exists()
@@ -198,7 +190,7 @@ def test_ctrl_c_says_how_to_resume_and_resume_explains_unmatched_checkpoints(sma
     output = tmp_path / "out"
     command = [sys.executable, "-m", "agcframe", "run", "--fileset", str(small_fileset), "--no-fit", "--chunksize", "250", "--output", str(output)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for_checkpoints(checkpoint_directory(output), 5)
+    wait_for_checkpoints(checkpoint_directory(output), 5)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr

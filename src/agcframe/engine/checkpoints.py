@@ -2,8 +2,11 @@
 
 A checkpoint is keyed by the identity of its input file (path, size and
 modification time for local files), its entry range and sample, and a hash of
-everything else that decides its content (the analysis configuration). A key
-that matches can be reused; anything that changed gives a new key.
+everything else that decides its content (the analysis configuration, the
+plugins and their code). A key that matches can be reused; anything that
+changed gives a new key. The directory keeps the configuration its
+checkpoints were made with (:data:`CONFIGURATION_FILE`), so that a resumed run
+can say what changed when it reuses none.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from agcframe.data import WorkItem, is_remote
+from agcframe.engine.outputs import write_json
 from agcframe.io.inputs import file_identity
 
 __all__ = ["CheckpointStore", "checkpoint_directory"]
@@ -28,6 +32,8 @@ __all__ = ["CheckpointStore", "checkpoint_directory"]
 log = logging.getLogger(__name__)
 
 DIGEST_BYTES = hashlib.sha256().digest_size
+#: the configuration the directory's checkpoints were made with (the last run that wrote one)
+CONFIGURATION_FILE = "configuration.json"
 
 
 def checkpoint_directory(output: str | Path) -> Path:
@@ -38,6 +44,17 @@ def checkpoint_directory(output: str | Path) -> Path:
 
 def _digest(document: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted paths at which two JSON documents differ (into objects, not lists)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            difference
+            for key in sorted(set(old) | set(new))
+            for difference in _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        ]
+    return [] if old == new else [prefix.rstrip(".")]
 
 
 class CheckpointStore:
@@ -57,8 +74,10 @@ class CheckpointStore:
 
     def __init__(self, directory: Path, analysis: Mapping[str, Any]) -> None:
         self.directory = directory
+        self._document = json.loads(json.dumps(analysis, sort_keys=True))
         self._analysis = _digest(analysis)
         self._full = False
+        self._described = False
 
     def _path(self, item: WorkItem) -> Path:
         key = _digest(
@@ -74,6 +93,9 @@ class CheckpointStore:
 
     def save(self, item: WorkItem, partial: Any) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
+        if not self._described:
+            write_json(self.directory / CONFIGURATION_FILE, self._document)
+            self._described = True
         target = self._path(item)
         payload = pickle.dumps(partial, protocol=pickle.HIGHEST_PROTOCOL)
         if self._full:
@@ -104,6 +126,18 @@ class CheckpointStore:
         except Exception as exc:  # a damaged checkpoint is recomputed, never trusted
             log.warning("ignoring unreadable checkpoint %s (%s); recomputing %s", path, exc, item.describe())
             return None
+
+    def changes(self) -> list[str]:
+        """What differs between this run's configuration and the one the directory's checkpoints were made with.
+
+        Dotted names of the settings (``seed``, ``code.processor``, ...); empty
+        where they are the same or the directory does not say.
+        """
+        try:
+            stored = json.loads((self.directory / CONFIGURATION_FILE).read_text())
+        except (OSError, ValueError):
+            return []
+        return _differences(stored, self._document)
 
     def count(self) -> int:
         """Checkpoints in the directory, whatever run made them."""

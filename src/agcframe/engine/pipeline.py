@@ -22,7 +22,7 @@ from typing import Any
 import hist
 
 from agcframe.analyses.agc_ttbar import analysis
-from agcframe.cache import cache_directory
+from agcframe.cache import cache_directory, source_digest
 from agcframe.config import RunConfig
 from agcframe.data import Dataset, FitOptions, FitResult
 from agcframe.errors import AgcframeError, ConfigError, InputError, PluginError
@@ -38,6 +38,7 @@ from agcframe.progress import showing_progress
 from agcframe.engine.processing import ChunkCost, ChunkTask, Processed, executor_session, plan, plan_file
 from agcframe.engine.processing import process as process_items
 from agcframe.plugin.manager import PROCESSING_SLOTS, PluginManager, RegisteredSpec, check_option_targets
+from agcframe.plugin.specs import DeferredBackend
 from agcframe.engine.reduce import tree_reduce
 
 __all__ = ["RunResult", "default_fileset", "fit", "merge_partials", "process_file", "run", "write_merged"]
@@ -397,9 +398,10 @@ def _backends(
 
 
 def _checkpoint_key(config: RunConfig, selected: Mapping[str, RegisteredSpec]) -> dict[str, Any]:
-    """What besides the work item decides a chunk's partial result."""
+    """What besides the work item decides a chunk's partial result: settings, plugins, and the code of both plugins."""
     return {
         "agcframe": _version("agcframe"),
+        "code": {slot: source_digest(_backend_module(selected[slot].spec.backend)) for slot in ("processor", "histogrammer")},
         "seed": config.seed,
         "ml": config.ml,
         "plugins": {
@@ -412,6 +414,11 @@ def _checkpoint_key(config: RunConfig, selected: Mapping[str, RegisteredSpec]) -
             if name in (selected["processor"].spec.name, selected["histogrammer"].spec.name)
         },
     }
+
+
+def _backend_module(backend: Any) -> str:
+    """The module that defines a spec's backend (a class, or a :class:`DeferredBackend` naming it)."""
+    return backend.target.partition(":")[0] if isinstance(backend, DeferredBackend) else backend.__module__
 
 
 def _fit(

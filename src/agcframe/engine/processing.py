@@ -360,10 +360,11 @@ def process(
         log.info("resuming: %d of %d chunks are checkpointed", len(partials), len(items))
         unmatched = store.count() - len(partials)
         if unmatched > 0:
+            changed = store.changes()
             log.warning(
-                "%d checkpoints in %s match no chunk of this run: they were made with another chunk size, "
-                "seed, plugins or input files, so their chunks are computed again",
+                "%d checkpoints in %s match no chunk of this run: they were made with %s, so their chunks are computed again",
                 unmatched, store.directory,
+                f"other settings (changed: {', '.join(changed)})" if changed else "another chunk size or other input files",
             )  # fmt: skip
     resumed = len(partials)
     pending = [index for index in range(len(items)) if index not in partials]

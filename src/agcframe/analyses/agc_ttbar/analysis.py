@@ -7,6 +7,8 @@ that the constants exist once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 from typing import Final
 
 import numpy as np
@@ -38,6 +40,7 @@ __all__ = [
     "SELECTION_BRANCHES",
     "TTBAR_SAMPLE_VARIATIONS",
     "Binning",
+    "bdt_model_path",
     "binning",
     "btag_weight_factors",
     "fit_edges",
@@ -277,3 +280,8 @@ MODEL_SYSTEMATICS: Final = (
     ModelSystematic("W+jets scale variations", up="scale_var_up", down="scale_var_down", samples=("W+jets",)),
     ModelSystematic("Luminosity", normalization=LUMINOSITY_UNCERTAINTY),
 )
+
+
+def bdt_model_path(name: str) -> Path:
+    """The JSON file of the AGC's BDT ``"even"`` (trained on even events; it scores odd ones) or ``"odd"``, shipped in ``models/``."""
+    return Path(str(resources.files(__package__) / "models" / f"model_{name}.json"))

@@ -17,12 +17,13 @@ import functools
 import json
 import math
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numba
 import numpy as np
 
+from agcframe.analyses.agc_ttbar.analysis import bdt_model_path
+from agcframe.cache import key_numba_caches, source_digest
 from agcframe.errors import InputError
 
 __all__ = ["Forest", "agc_model", "load_forest", "predict_proba"]
@@ -86,8 +87,8 @@ def load_forest(path: str | Path) -> Forest:
 
 @functools.cache
 def agc_model(name: str) -> Forest:
-    """The AGC's model ``"even"`` (trained on even events; it scores odd ones) or ``"odd"``, shipped with agcframe."""
-    return load_forest(Path(str(resources.files("agcframe") / "models" / f"model_{name}.json")))
+    """The AGC's model ``"even"`` or ``"odd"`` (:func:`~agcframe.analyses.agc_ttbar.analysis.bdt_model_path`), read for the compiled kernel."""
+    return load_forest(bdt_model_path(name))
 
 
 def predict_proba(forest: Forest, features: np.ndarray) -> np.ndarray:
@@ -124,3 +125,6 @@ def _probabilities(values, roots, left, right, feature, threshold, default_left,
             margins[row] += _leaf_value(values[row], root, left, right, feature, threshold, default_left)
     one = np.float32(1.0)
     return one / (one + np.exp(-margins))
+
+
+key_numba_caches(globals(), source_digest(__name__))  # the compiled code folds in constants of other modules

@@ -27,6 +27,7 @@ import numpy as np
 
 from agcframe.analyses.agc_ttbar.analysis import ML_FEATURES
 from agcframe.analyses.agc_ttbar.bdt import agc_model, predict_proba
+from agcframe.cache import key_numba_caches, source_digest
 from agcframe.data import Fill, WorkItem
 from agcframe.engine.fills import region_fills
 
@@ -210,3 +211,6 @@ def _assignment_features(jet_offsets, jet_pt, jet_eta, jet_phi, jet_mass, jet_bt
             row[16], row[17], row[18], row[19] = jet_qgl[a], jet_qgl[b], jet_qgl[h], jet_qgl[k]
             r += 1
     return rows, row_offsets
+
+
+key_numba_caches(globals(), source_digest(__name__))  # the compiled code folds in constants of other modules

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import warnings
-from importlib import resources
 
 import awkward as ak
 import numpy as np
@@ -130,8 +129,7 @@ def xgboost_scores(model: str, rows: np.ndarray) -> np.ndarray:
 @functools.cache
 def _booster(model: str):  # type: ignore[no-untyped-def]
     xgboost = import_extra("xgboost", "ml", "the coffea processor's ML stage", "use --plugin processor=numba")
-    path = resources.files("agcframe") / "models" / f"model_{model}.json"
-    return xgboost.Booster(model_file=str(path), params={"nthread": 1})
+    return xgboost.Booster(model_file=str(agc.bdt_model_path(model)), params={"nthread": 1})
 
 
 def _ht(jets: ak.Array) -> ak.Array:

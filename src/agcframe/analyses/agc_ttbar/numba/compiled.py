@@ -7,12 +7,13 @@ process (numba initialises its CPU target and imports the packages of its
 
 :func:`ensure_built` compiles it once per machine, in a subprocess (a few
 seconds, with the C compiler ``numba.pycc`` uses), into
-``<agcframe cache>/numba-kernels/<key>/``, where the key hashes the kernels'
-sources and the versions of numba, numpy and Python; later runs import it.
+``<agcframe cache>/numba-kernels/<key>/``, where the key hashes agcframe's
+sources (the kernels fold in the analysis' constants) and the versions of
+numba, numpy and Python; later runs import it.
 :func:`select_events` calls it when the arrays have NanoAOD's dtypes, and
 :func:`agcframe.analyses.agc_ttbar.numba.kernels.select_events` (the same code, JIT-compiled)
 otherwise, or where it could not be built (no C compiler, a read-only cache, a
-numba without ``pycc``): the results are the same.
+numba without ``pycc``; a warning says so): the results are the same.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from agcframe.analyses.agc_ttbar import analysis as agc
-from agcframe.cache import cache_directory
+from agcframe.cache import cache_directory, source_digest
 from agcframe.progress import progress_bar
 
 __all__ = [
@@ -59,18 +60,12 @@ SELECT_EVENTS_DTYPES = (
     _OFFSETS, _F32, _F32, _F32, _F32, _F32, _I32,  # jets: offsets, pt, eta, phi, mass, btagCSVV2, jetId
     _U32, _U32, np.dtype(np.uint64),  # run, luminosityBlock, event
 )  # fmt: skip
-#: what the key hashes besides the versions: the compiled code and what it reads
-_SOURCES = (Path(__file__), Path(__file__).with_name("kernels.py"))
-_AGCFRAME_SOURCES = ("agcframe.rng", "agcframe.rng_numba", "agcframe.analyses.agc_ttbar.analysis")
 
 
 @functools.cache
 def _key() -> str:
-    """The hash of the kernel sources and versions (read once per process: start-up asks twice)."""
-    digest = hashlib.sha256()
-    origins = [spec.origin for spec in map(importlib.util.find_spec, _AGCFRAME_SOURCES) if spec and spec.origin]
-    for source in (*_SOURCES, *map(Path, origins)):
-        digest.update(source.read_bytes())
+    """The hash of the sources and versions (read once per process: start-up asks twice)."""
+    digest = hashlib.sha256(source_digest(__name__).encode())
     digest.update(f"{version('numba')} {version('numpy')} {sys.version} {platform.machine()}".encode())
     return digest.hexdigest()[:16]
 
@@ -81,8 +76,9 @@ def module_path() -> Path:
     return cache_directory() / "numba-kernels" / _key() / f"{MODULE}{suffix}"
 
 
+@functools.cache
 def ensure_built() -> bool:
-    """Build the compiled module if it is not there; whether it is there now.
+    """Build the compiled module if it is not there; whether it is there now (tried once per process).
 
     The build runs in a subprocess whose output goes to the log; the module
     is moved into place whole, so concurrent builds cannot leave half a file.
@@ -94,19 +90,26 @@ def ensure_built() -> bool:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=path.parent) as build_dir, progress_bar("compiling the numba kernels", 1, "module") as built_one:
-            # numba's build (distutils) makes its own temporary folders: inside build_dir, removed with it
+            # numba's build (distutils) makes its own temporary folders: inside build_dir, removed with it. It runs
+            # in build_dir, where no folder named agcframe can stand in for this agcframe (the working directory
+            # comes first on the path of ``python -m``), which the path then names first.
+            package_parent = str(Path(__file__).resolve().parents[4])
+            python_path = os.pathsep.join(filter(None, (package_parent, os.environ.get("PYTHONPATH"))))
             result = subprocess.run(
                 [sys.executable, "-m", __name__, build_dir],
-                capture_output=True, text=True, check=False, env={**os.environ, "TMPDIR": build_dir},
+                capture_output=True, text=True, check=False, cwd=build_dir,
+                env={**os.environ, "TMPDIR": build_dir, "PYTHONPATH": python_path},
             )  # fmt: skip
             built = Path(build_dir) / path.name
             if result.returncode != 0 or not built.is_file():
-                log.debug("the kernels could not be compiled ahead of time; numba's JIT runs them:\n%s", result.stderr[-4000:])
+                last_line = (result.stderr.strip().splitlines() or ["no error output"])[-1]
+                log.warning("the numba kernels could not be compiled ahead of time (%s); numba's JIT runs them, with the same results", last_line)
+                log.debug("the ahead-of-time build's output:\n%s", result.stderr[-4000:])
                 return False
             os.replace(built, path)
             built_one()
     except OSError as error:  # a read-only cache
-        log.debug("the kernels could not be compiled ahead of time into %s (%s); numba's JIT runs them", path.parent, error)
+        log.warning("the numba kernels could not be compiled ahead of time into %s (%s); numba's JIT runs them, with the same results", path.parent, error)
         return False
     return True
 

@@ -17,6 +17,7 @@ import numba
 import numpy as np
 
 from agcframe.analyses.agc_ttbar import analysis as agc
+from agcframe.cache import key_numba_caches, source_digest
 from agcframe.rng_numba import keyed_normal_one
 
 from .compiled import REGION_4J1B, REGION_4J2B
@@ -245,3 +246,6 @@ def ml_inputs(
                 lepton[k, 0], lepton[k, 1], lepton[k, 2], lepton[k, 3] = mu_pt[j], mu_eta[j], mu_phi[j], mu_mass[j]
     offsets[len(events)] = n
     return index[:n], pts[:n], offsets, lepton
+
+
+key_numba_caches(globals(), source_digest(__name__))  # the compiled code folds in constants of other modules
