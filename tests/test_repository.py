@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -64,3 +66,24 @@ def test_a_clone_with_nothing_beside_it_runs_the_tests_of_the_real_data(tmp_path
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:]
     assert " passed" in done.stdout and " skipped" not in done.stdout, done.stdout[-500:]
+
+
+def test_the_wheel_installs_one_top_level_package(tmp_path: Path) -> None:
+    """``pip install .`` puts exactly one package into site-packages: agcframe, built-in plugins and the AGC analysis inside it.
+
+    Built from a copy of what the build reads, so that setuptools' build folder is not left in the repository.
+    """
+    source = tmp_path / "source"
+    shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copyfile(ROOT / name, source / name)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir", str(tmp_path), str(source)],
+        check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    (wheel,) = tmp_path.glob("agcframe-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        tops = {name.split("/")[0] for name in archive.namelist() if not name.split("/")[0].endswith(".dist-info")}
+        entry_points = archive.read(next(name for name in archive.namelist() if name.endswith(".dist-info/entry_points.txt"))).decode()
+    assert tops == {"agcframe"}
+    assert "[agcframe]" not in entry_points  # the built-in plugins are registered directly, not as entry points

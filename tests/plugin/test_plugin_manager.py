@@ -1,4 +1,4 @@
-"""Discovery through entry points, selection by name, and the errors around it."""
+"""Built-in plugins registered directly, third-party ones through entry points, selection by name, and the errors around it."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ def _executor_plugin(name: str) -> types.ModuleType:
     return module
 
 
-def test_builtins_come_through_entry_points() -> None:
+def test_builtins_are_registered_directly_and_installed_with_agcframe() -> None:
+    assert not [entry for entry in importlib.metadata.entry_points(group="agcframe") if entry.dist and entry.dist.name == "agcframe"]
     described = PluginManager().describe()
     for slot, names in BUILTINS.items():
         entries = {e["name"]: e for e in described[slot]}

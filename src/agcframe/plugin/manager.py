@@ -1,4 +1,4 @@
-"""Discovering plugins through the ``agcframe`` entry-point group and choosing them by name."""
+"""Registering plugins (agcframe's own directly, third-party ones through the ``agcframe`` entry-point group) and choosing them by name."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from agcframe.plugin.specs import PluginSpec
 
 __all__ = [
     "BUILTIN_DISTRIBUTION",
+    "BUILTIN_PLUGINS",
     "ENTRY_POINT_GROUP",
     "PROCESSING_SLOTS",
     "SLOTS",
@@ -30,6 +31,20 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "agcframe"
 BUILTIN_DISTRIBUTION = "agcframe"
+#: agcframe's built-in plugins by name, registered directly as pytest and conda register theirs;
+#: the entry-point group is for third-party plugins
+BUILTIN_PLUGINS = {
+    "uproot": "agcframe.plugins.uproot",
+    "servicex": "agcframe.plugins.servicex",
+    "coffea": "agcframe.analyses.agc_ttbar.coffea",
+    "numba": "agcframe.analyses.agc_ttbar.numba",
+    "hist": "agcframe.plugins.hist",
+    "iterative": "agcframe.plugins.iterative",
+    "futures": "agcframe.plugins.futures",
+    "dask": "agcframe.plugins.dask",
+    "cabinetry": "agcframe.plugins.cabinetry",
+    "pyhf": "agcframe.plugins.pyhf",
+}
 DISABLE_AUTOLOAD_ENV = "AGCFRAME_DISABLE_PLUGIN_AUTOLOAD"
 
 #: CLI slot name -> the hook that declares its plugins
@@ -83,10 +98,11 @@ class PluginManager:
     Parameters
     ----------
     autoload
-        Load every entry point of the ``agcframe`` group. ``False`` registers
-        nothing (register plugins yourself); ``None`` (default) loads all entry
-        points unless ``AGCFRAME_DISABLE_PLUGIN_AUTOLOAD=1``, in which case only
-        agcframe's built-in plugins are loaded.
+        Register agcframe's built-in plugins and every entry point of the
+        ``agcframe`` group. ``False`` registers nothing (register plugins
+        yourself); ``None`` (default) registers both unless
+        ``AGCFRAME_DISABLE_PLUGIN_AUTOLOAD=1``, in which case only the
+        built-in plugins are registered.
     """
 
     def __init__(self, autoload: bool | None = None) -> None:
@@ -94,27 +110,33 @@ class PluginManager:
         self._pm.add_hookspecs(hookspecs)
         self._distributions: dict[str, tuple[str, str]] = {}
         self._collected: dict[str, dict[str, RegisteredSpec]] = {}
-        if autoload is None:
-            builtins_only = os.environ.get(DISABLE_AUTOLOAD_ENV, "") not in ("", "0")
-            self.load_entry_points(builtins_only=builtins_only)
-        elif autoload:
+        if autoload is False:
+            return
+        self.load_builtins()
+        if autoload or os.environ.get(DISABLE_AUTOLOAD_ENV, "") in ("", "0"):
             self.load_entry_points()
 
-    def load_entry_points(self, *, builtins_only: bool = False) -> None:
+    def load_builtins(self) -> None:
+        """Register agcframe's built-in plugins (:data:`BUILTIN_PLUGINS`)."""
+        import agcframe
+
+        for name, module in BUILTIN_PLUGINS.items():
+            if not self._pm.has_plugin(name):
+                self.register(importlib.import_module(module), name=name, distribution=BUILTIN_DISTRIBUTION, version=agcframe.__version__)
+
+    def load_entry_points(self) -> None:
         """Register every plugin of the entry-point group.
 
         A plugin that fails to import is skipped with one warning naming its
-        entry point; all others keep working.
+        entry point; all others keep working. An entry point whose name is
+        taken (a built-in plugin's) is registered as ``distribution:name``, so
+        that specs of the same name are reported as a clash naming both.
         """
         for entry_point in sorted(
             importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name
         ):
             dist = entry_point.dist
             dist_name = dist.name if dist is not None else "unknown"
-            if builtins_only and dist_name != BUILTIN_DISTRIBUTION:
-                continue
-            if self._pm.has_plugin(entry_point.name):
-                continue
             try:
                 plugin = entry_point.load()
             except Exception as exc:  # a broken third-party plugin must not break the tool
@@ -127,8 +149,11 @@ class PluginManager:
                     exc,
                 )
                 continue
+            if self._pm.is_registered(plugin):
+                continue
+            name = entry_point.name if not self._pm.has_plugin(entry_point.name) else f"{dist_name}:{entry_point.name}"
             version = dist.version if dist is not None else "unknown"
-            self.register(plugin, name=entry_point.name, distribution=dist_name, version=version)
+            self.register(plugin, name=name, distribution=dist_name, version=version)
 
     def register(
         self,
