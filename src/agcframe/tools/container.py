@@ -22,7 +22,7 @@ class ContainerError(AgcframeError):
 
 def source_checkout() -> Path | None:
     """The checkout this agcframe is installed from (editable installs), if it has the Dockerfile."""
-    candidate = Path(__file__).resolve().parents[2]
+    candidate = Path(__file__).resolve().parents[3]  # <checkout>/src/agcframe/tools/container.py
     return candidate if (candidate / DOCKERFILE).is_file() else None
 
 
