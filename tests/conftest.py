@@ -62,11 +62,12 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def real_histograms(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The AGC's reference histograms of real CMS data, 5 files per sample, as histograms.root."""
+    from agcframe.analyses.agc_ttbar.analysis import AgcTtbar
     from agcframe.io.histogram_json import histograms_from_json, read_json, write_histograms
 
     path = tmp_path_factory.mktemp("real") / "histograms.root"
     document = read_json(REFERENCE / "histos_5_file_per_process.json")
-    write_histograms(histograms_from_json(document, REAL_FILESET, 5), path)
+    write_histograms(histograms_from_json(document, REAL_FILESET, 5, AgcTtbar()), path)
     return path
 
 

@@ -1,8 +1,9 @@
-"""An independent, slow, per-event Python implementation of ANALYSIS.md.
+"""An independent, slow, per-event Python implementation of ANALYSIS.md, at any values of its cuts.
 
 Plain loops over events and jets, float64 four-vector arithmetic with ``math``:
 written to be obviously correct, not fast. Only the keyed random numbers are
-taken from agcframe, one jet at a time.
+taken from agcframe, one jet at a time. The cuts are ANALYSIS.md's unless
+``cuts`` overrides some (by the names of agcframe's parameters).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -27,20 +29,37 @@ BRANCHES = [
 ]  # fmt: skip
 
 
-def selected_electrons(ev: dict) -> list[int]:
+#: ANALYSIS.md's cuts, written out here (not taken from agcframe)
+AGC_CUTS = {
+    "electron_pt_min": 30, "electron_abs_eta_max": 2.1, "electron_cut_based": 4, "electron_sip3d_max": 4,
+    "muon_pt_min": 30, "muon_abs_eta_max": 2.1, "muon_tight_id": True, "muon_sip3d_max": 4, "muon_iso_max": 0.15,
+    "jet_pt_min": 30, "jet_abs_eta_max": 2.4, "jet_id_mask": 4, "btag_threshold": 0.5,
+    "min_jets": 4, "control_region_btags": 1, "signal_region_min_btags": 2,
+}  # fmt: skip
+
+
+def selected_electrons(ev: dict, c: Mapping) -> list[int]:
     """Indices of the event's selected electrons."""
     columns = zip(ev["Electron_pt"], ev["Electron_eta"], ev["Electron_cutBased"], ev["Electron_sip3d"])
-    return [i for i, (pt, eta, cb, sip) in enumerate(columns) if pt > 30 and abs(eta) < 2.1 and cb == 4 and sip < 4]
+    return [
+        i for i, (pt, eta, cb, sip) in enumerate(columns)
+        if pt > c["electron_pt_min"] and abs(eta) < c["electron_abs_eta_max"] and cb == c["electron_cut_based"] and sip < c["electron_sip3d_max"]
+    ]  # fmt: skip
 
 
-def selected_muons(ev: dict) -> list[int]:
+def selected_muons(ev: dict, c: Mapping) -> list[int]:
     """Indices of the event's selected muons."""
     columns = zip(ev["Muon_pt"], ev["Muon_eta"], ev["Muon_tightId"], ev["Muon_sip3d"], ev["Muon_pfRelIso04_all"])
-    return [i for i, (pt, eta, tight, sip, iso) in enumerate(columns) if pt > 30 and abs(eta) < 2.1 and tight and sip < 4 and iso < 0.15]
+    return [
+        i for i, (pt, eta, tight, sip, iso) in enumerate(columns)
+        if pt > c["muon_pt_min"] and abs(eta) < c["muon_abs_eta_max"] and (tight or not c["muon_tight_id"])
+        and sip < c["muon_sip3d_max"] and iso < c["muon_iso_max"]
+    ]  # fmt: skip
 
 
-def is_selected_jet(pt: float, eta: float, jet_id: int) -> bool:
-    return pt > 30 and abs(eta) < 2.4 and (jet_id & 4) != 0
+def is_selected_jet(pt: float, eta: float, jet_id: int, c: Mapping) -> bool:
+    passes_id = (jet_id & c["jet_id_mask"]) != 0 or c["jet_id_mask"] == 0
+    return pt > c["jet_pt_min"] and abs(eta) < c["jet_abs_eta_max"] and passes_id
 
 
 def bin_index(x: float) -> int:
@@ -52,10 +71,10 @@ def bin_index(x: float) -> int:
     return int((x - 50) // 20) + 1
 
 
-def trijet_mass(jets: list[dict]) -> float:
+def trijet_mass(jets: list[dict], btag_threshold: float) -> float:
     best_pt, best_mass = -1.0, None
     for combo in itertools.combinations(jets, 3):
-        if max(j["btag"] for j in combo) <= 0.5:
+        if max(j["btag"] for j in combo) <= btag_threshold:
             continue
         px = py = pz = e = 0.0
         for j in combo:
@@ -69,8 +88,9 @@ def trijet_mass(jets: list[dict]) -> float:
     return best_mass
 
 
-def reference_histograms(fileset_path: Path, seed: int) -> dict[str, np.ndarray]:
-    """Histogram name -> sum of weights per bin (with flow), before pseudodata."""
+def reference_histograms(fileset_path: Path, seed: int, cuts: Mapping | None = None) -> dict[str, np.ndarray]:
+    """Histogram name -> sum of weights per bin (with flow), before pseudodata; ``cuts`` override :data:`AGC_CUTS`."""
+    c = {**AGC_CUTS, **(cuts or {})}
     fileset = json.loads(Path(fileset_path).read_text())
     hists: dict[str, np.ndarray] = {}
 
@@ -84,7 +104,7 @@ def reference_histograms(fileset_path: Path, seed: int) -> dict[str, np.ndarray]
                 path = Path(fileset_path).parent / entry["path"]
                 events = uproot.open(path)["Events"].arrays(BRANCHES, library="ak").to_list()
                 for ev in events:
-                    if len(selected_electrons(ev)) + len(selected_muons(ev)) != 1:
+                    if len(selected_electrons(ev, c)) + len(selected_muons(ev, c)) != 1:
                         continue
                     kinematic_variations = ["nominal", "pt_scale_up", "pt_res_up"] if variation == "nominal" else ["nominal"]
                     for kinematic in kinematic_variations:
@@ -97,15 +117,15 @@ def reference_histograms(fileset_path: Path, seed: int) -> dict[str, np.ndarray]
                             elif kinematic == "pt_res_up":
                                 factor = jet_pt_resolution_factors(seed, [ev["run"]], [ev["luminosityBlock"]], [ev["event"]], [index])[0]
                                 pt = float(np.float32(pt) * factor)
-                            if is_selected_jet(pt, eta, jet_id):
+                            if is_selected_jet(pt, eta, jet_id, c):
                                 jets.append({"pt": pt, "eta": eta, "phi": phi, "mass": mass, "btag": btag})
-                        if len(jets) < 4:
+                        if len(jets) < c["min_jets"]:
                             continue
-                        n_b = sum(1 for j in jets if j["btag"] > 0.5)
-                        if n_b == 1:
+                        n_b = sum(1 for j in jets if j["btag"] > c["btag_threshold"])
+                        if n_b == c["control_region_btags"]:
                             region, observable = "4j1b", sum(j["pt"] for j in jets)
-                        elif n_b >= 2:
-                            region, observable = "4j2b", trijet_mass(jets)
+                        elif n_b >= c["signal_region_min_btags"]:
+                            region, observable = "4j2b", trijet_mass(jets, c["btag_threshold"])
                         else:
                             continue
                         name = f"{region}_{process}"

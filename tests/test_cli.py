@@ -61,7 +61,8 @@ def test_plugins_json() -> None:
     result = agcframe_cli("plugins", "--json")
     assert result.returncode == 0
     described = json.loads(result.stdout)
-    assert set(described) == {"source", "processor", "histogrammer", "executor", "inference"}
+    assert set(described) == {"analysis", "source", "processor", "histogrammer", "executor", "inference"}
+    assert [entry["name"] for entry in described["analysis"]] == ["agc_ttbar"]
     assert {"name": "coffea", "distribution": "agcframe", "version": agcframe.__version__}.items() <= described["processor"][0].items()
 
 
@@ -69,6 +70,7 @@ def test_plugins_json() -> None:
     ("args", "message"),
     [
         (["--plugin", "executor=nope"], "unknown executor plugin 'nope'; available: "),
+        (["--analysis", "nope"], "unknown analysis plugin 'nope'; available: agc_ttbar"),
         (["--plugin", "exekutor=iterative"], "unknown plugin slot 'exekutor'"),
         (["--plugin", "executor"], "must look like slot=name"),
         (["--fileset", "no/such/fileset.json"], "fileset no/such/fileset.json does not exist"),

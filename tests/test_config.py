@@ -16,7 +16,9 @@ def test_schema_and_dataclass_list_the_same_keys() -> None:
 
 def test_defaults() -> None:
     config = RunConfig.from_mapping({})
-    assert config.plugins == {"source": "uproot", "processor": "coffea", "histogrammer": "hist", "executor": "iterative", "inference": "cabinetry"}
+    assert config.plugins == {
+        "analysis": "agc_ttbar", "source": "uproot", "processor": "coffea", "histogrammer": "hist", "executor": "iterative", "inference": "cabinetry",
+    }  # fmt: skip
     assert config.fit and config.n_files_max == -1
 
 

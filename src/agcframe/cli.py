@@ -18,7 +18,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from agcframe import __version__
-from agcframe.config import DEFAULT_PLUGINS, RunConfig, parse_plugin_choices
+from agcframe.config import DEFAULT_PLUGINS, RunConfig, parse_parameter_settings, parse_plugin_choices
 from agcframe.tools.container import DEFAULT_TAG
 from agcframe.defaults import DEFAULT_COMPRESSION, DEFAULT_EVENTS_PER_FILE, DEFAULT_SEED, EVENTS_FACTOR
 from agcframe.errors import AgcframeError, ConfigError
@@ -110,6 +110,11 @@ class PluginOptionsCommand(click.Command):
         return super().invoke(ctx)
 
 
+def _plugin_choices(plugins: tuple[str, ...], analysis: str | None) -> dict[str, str]:
+    """The plugins ``--plugin SLOT=NAME`` chooses, and the analysis ``--analysis NAME`` does (it wins)."""
+    return {**parse_plugin_choices(plugins), **({"analysis": analysis} if analysis else {})}
+
+
 def _flag(param: str) -> str:
     """The command-line flag of a click parameter: ``n_files_max`` -> ``--n-files-max``."""
     return "--" + param.replace("_", "-")
@@ -156,6 +161,11 @@ def _processing_options(command: F) -> F:
     """The options that shape processing, shared by ``run`` and ``process-file``."""
     for decorator in reversed(
         (
+            click.option("--analysis", metavar="NAME", help="The analysis to run (default: agc_ttbar; 'agcframe analyses' lists them)."),
+            click.option(
+                "--set", "settings", multiple=True, metavar="NAME=VALUE",
+                help="Set a parameter (cut) of the analysis, e.g. btag_threshold=0.6; repeatable.",
+            ),  # fmt: skip
             click.option("--fileset", type=click.Path(path_type=Path), help="AGC-format fileset JSON (default: embedded dataset)."),
             click.option("--n-files-max", type=int, default=-1, show_default=True, help="Files per sample; -1 for all."),
             click.option("--plugin", "plugins", multiple=True, metavar="SLOT=NAME", help="Choose a plugin, e.g. executor=iterative."),
@@ -183,6 +193,8 @@ def _processing_options(command: F) -> F:
 @_fit_options
 @_reports_errors
 def run(
+    analysis: str | None,
+    settings: tuple[str, ...],
     fileset: Path | None,
     n_files_max: int,
     plugins: tuple[str, ...],
@@ -209,7 +221,8 @@ def run(
     flags = {
         "fileset": ("fileset", str(fileset) if fileset else None),
         "n_files_max": ("n_files_max", n_files_max),
-        "plugins": ("plugins", parse_plugin_choices(plugins)),
+        "plugins": ("plugins", _plugin_choices(plugins, analysis)),
+        "parameters": ("settings", parse_parameter_settings(settings)),
         "chunksize": ("chunksize", chunksize),
         "workers": ("workers", workers),
         "seed": ("seed", seed),
@@ -233,7 +246,7 @@ def run(
         given = {
             key: value
             for key, (param, value) in flags.items()
-            if context.get_parameter_source(param) is not click.core.ParameterSource.DEFAULT
+            if context.get_parameter_source(param) is not click.core.ParameterSource.DEFAULT or (key == "plugins" and value)
         }
         config = RunConfig.from_file(
             config_file, {**given, "plugin_options": plugin_options}, flags={key: flag_names[key] for key in given}
@@ -260,6 +273,8 @@ def run(
 @click.option("--output", type=click.Path(path_type=Path), required=True, help="Partial result file to write.")
 @_reports_errors
 def process_file_command(
+    analysis: str | None,
+    settings: tuple[str, ...],
     fileset: Path | None,
     n_files_max: int,
     plugins: tuple[str, ...],
@@ -281,7 +296,8 @@ def process_file_command(
         {
             "fileset": str(fileset) if fileset else None,
             "n_files_max": n_files_max,
-            "plugins": parse_plugin_choices(plugins),
+            "plugins": _plugin_choices(plugins, analysis),
+            "parameters": parse_parameter_settings(settings),
             "chunksize": chunksize,
             "workers": workers,
             "seed": seed,
@@ -341,6 +357,7 @@ def _echo_fit(result: FitResult, output: Path) -> None:
 @click.option("--plugin", "plugins", multiple=True, metavar="inference=NAME", help="Choose the inference plugin.")
 @click.option("--asimov", is_flag=True, help="Fit the model's expectation at nominal parameters instead of the pseudodata.")
 @click.option("--ml", is_flag=True, help="Also draw the ML validation model of histograms_ml.root (beside HISTOGRAMS) with this fit.")
+@click.option("--analysis", metavar="NAME", help="The analysis whose model is fitted (default: the run's that wrote HISTOGRAMS).")
 @_fit_options
 @_reports_errors
 def fit(
@@ -349,6 +366,7 @@ def fit(
     plugins: tuple[str, ...],
     asimov: bool,
     ml: bool,
+    analysis: str | None,
     significance: bool,
     limit: bool,
     no_plots: bool,
@@ -372,6 +390,7 @@ def fit(
         plugin_options=plugin_options,
         show_progress=console.is_terminal,
         ml=ml,
+        analysis=analysis,
     )
     _echo_fit(result, output)
 
@@ -413,12 +432,15 @@ def generate(output: Path, seed: int, events_per_file: int, files_per_sample: in
 @click.option("--n-files-max", type=int, default=-1, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--write", "write_to", type=click.Path(path_type=Path), help="Also write the selection as a fileset (absolute paths).")
+@click.option("--analysis", metavar="NAME", help="The analysis whose samples the fileset lists (default: agc_ttbar).")
 @_reports_errors
-def fileset(fileset_path: Path, n_files_max: int, as_json: bool, write_to: Path | None) -> None:
+def fileset(fileset_path: Path, n_files_max: int, as_json: bool, write_to: Path | None, analysis: str | None) -> None:
     """Count files and events of a fileset, per sample and in total."""
+    from agcframe.engine.pipeline import analysis_definition
     from agcframe.io.fileset import load_fileset, select_datasets, summarize, write_fileset
 
-    datasets = select_datasets(load_fileset(fileset_path), n_files_max)
+    definition = analysis_definition(analysis)
+    datasets = select_datasets(load_fileset(fileset_path, definition), definition, n_files_max)
     if write_to is not None:
         write_fileset(datasets, write_to)
     summary = summarize(datasets)
@@ -453,6 +475,37 @@ def plugins(as_json: bool) -> None:
     Console(width=200).print(table)
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_reports_errors
+def analyses(as_json: bool) -> None:
+    """List the installed analyses with their parameters and defaults (set one with --set NAME=VALUE)."""
+    described = {
+        name: {
+            "distribution": registered.distribution,
+            "description": registered.spec.description,
+            "parameters": [
+                {"name": p.name, "default": p.default, "type": p.type.__name__, "low": p.low, "high": p.high, "range": p.range_text(), "help": p.help}
+                for p in registered.spec.parameters
+            ],
+        }
+        for name, registered in PluginManager().specs("analysis").items()
+    }
+    if as_json:
+        click.echo(json.dumps(described, indent=2))
+        return
+    console_out = Console(width=200)
+    for name, entry in described.items():
+        default = " (default)" if DEFAULT_PLUGINS["analysis"] == name else ""
+        table = Table(title=f"analysis {name}{default}: {entry['description']} [{entry['distribution']}]", title_justify="left")
+        for column in ("parameter", "default", "type", "range", "meaning"):
+            table.add_column(column)
+        for p in entry["parameters"]:
+            default = str(p["default"]).lower() if p["type"] == "bool" else str(p["default"])
+            table.add_row(p["name"], default, p["type"], p["range"], p["help"])
+        console_out.print(table)
+
+
 @main.command(name="export-json")
 @click.argument("histograms", type=click.Path(path_type=Path))
 @click.argument("output", type=click.Path(path_type=Path))
@@ -474,14 +527,17 @@ def export_json(histograms: Path, output: Path) -> None:
     "--reference", type=click.Path(path_type=Path), required=True,
     help="Real AGC histograms in the AGC JSON format, e.g. tests/data/agc/reference/histos_1_file_per_process.json.",
 )  # fmt: skip
+@click.option("--analysis", metavar="NAME", help="The analysis of the histograms (default: the run's that wrote HISTOGRAMS).")
 @_reports_errors
-def realism(histograms: Path, reference: Path) -> None:
+def realism(histograms: Path, reference: Path, analysis: str | None) -> None:
     """Compare the nominal yields and shapes of HISTOGRAMS.root (generated data) with real AGC histograms."""
+    from agcframe.engine.pipeline import analysis_definition, analysis_of
     from agcframe.io.histogram_file import read_histograms
     from agcframe.io.histogram_json import read_json, to_json
     from agcframe.tools.realism import realism_table
 
-    rows = realism_table(to_json(read_histograms(histograms)), read_json(reference))
+    definition = analysis_definition(analysis or analysis_of(histograms))
+    rows = realism_table(to_json(read_histograms(histograms)), read_json(reference), definition)
     table = Table(title=f"{histograms} against {reference}")
     for column in ("region", "process", "real yield", "generated yield", "ratio", "shape distance"):
         table.add_column(column, justify="left" if column in ("region", "process") else "right")

@@ -14,9 +14,10 @@ from agcframe.errors import ConfigError
 from agcframe.defaults import DEFAULT_SEED
 from agcframe.plugin.manager import SLOTS
 
-__all__ = ["DEFAULT_PLUGINS", "RunConfig", "merge_config", "parse_plugin_choices", "read_config_file"]
+__all__ = ["DEFAULT_PLUGINS", "RunConfig", "merge_config", "parse_parameter_settings", "parse_plugin_choices", "read_config_file"]
 
 DEFAULT_PLUGINS: Mapping[str, str] = {
+    "analysis": "agc_ttbar",
     "source": "uproot",
     "processor": "coffea",
     "histogrammer": "hist",
@@ -52,6 +53,10 @@ SCHEMA: dict[str, Any] = {
             "type": "object",
             "additionalProperties": {"type": "object"},
         },
+        "parameters": {
+            "type": "object",
+            "additionalProperties": {"type": ["boolean", "number", "string"]},
+        },
     },
 }
 
@@ -83,6 +88,8 @@ class RunConfig:
     resume: bool = False
     #: plugin name -> option name -> value, for the options plugins declare
     plugin_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the analysis' parameters (cuts) that differ from its defaults: name -> value (``--set name=value``)
+    parameters: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # slots not chosen keep their default plugin
@@ -152,9 +159,9 @@ _VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
 
 def merge_config(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """``overrides`` over ``base``; ``plugins`` and ``plugin_options`` merged per key."""
+    """``overrides`` over ``base``; ``plugins``, ``plugin_options`` and ``parameters`` merged per key."""
     merged = {**base, **overrides}
-    for key in ("plugins", "plugin_options"):
+    for key in ("plugins", "plugin_options", "parameters"):
         if isinstance(base.get(key), dict) and isinstance(overrides.get(key), dict):
             merged[key] = {**base[key], **overrides[key]}
     return merged
@@ -197,3 +204,14 @@ def parse_plugin_choices(choices: tuple[str, ...] | list[str]) -> dict[str, str]
         parsed[slot] = name
     return parsed
 
+
+
+def parse_parameter_settings(settings: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """``["btag_threshold=0.6", ...]`` -> ``{"btag_threshold": "0.6"}`` (the analysis converts and checks the values)."""
+    parsed = {}
+    for setting in settings:
+        name, sep, value = setting.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ConfigError(f"--set {setting!r} must look like name=value, e.g. btag_threshold=0.6 (agcframe analyses lists the names)")
+        parsed[name.strip()] = value.strip()
+    return parsed

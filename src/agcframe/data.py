@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "Dataset", "FileEntry", "Fill", "FitOptions", "FitParameter", "FitResult", "FitStatus", "Impact", "Significance",
+    "Binning", "Dataset", "FileEntry", "Fill", "FitOptions", "FitParameter", "FitResult", "FitStatus", "Impact", "Significance",
     "UpperLimit", "WorkItem",
     "file_work_items", "is_remote",
 ]  # fmt: skip
@@ -24,6 +24,36 @@ __all__ = [
 def is_remote(path: str) -> bool:
     """Whether an input ``path`` is a URL (``root://``, ``https://``, ...) rather than a local file."""
     return "://" in path
+
+
+@dataclass(frozen=True)
+class Binning:
+    """The regular binning of a region's histograms, with the observable's title and unit."""
+
+    bins: int
+    low: float
+    high: float
+    title: str
+    unit: str = ""
+    #: added to every bin before writing (the AGC's ML histograms)
+    offset: float = 0.0
+    #: the observable as the plots label it (matplotlib mathtext, e.g. ``$H_{T}$``); the title where empty
+    label: str = ""
+
+    @property
+    def edges(self) -> np.ndarray:
+        return np.linspace(self.low, self.high, self.bins + 1)
+
+    @property
+    def axis_label(self) -> str:
+        """The plots' axis label: the label (or title) with the unit in brackets."""
+        name = self.label or self.title
+        return f"{name} [{self.unit}]" if self.unit else name
+
+
+def histogram_name(region: str, process: str, variation: str) -> str:
+    """A histogram's key in ``histograms.root``, as cabinetry reads it: ``{region}_{process}`` or ``{region}_{process}_{variation}``."""
+    return f"{region}_{process}" if variation == "nominal" else f"{region}_{process}_{variation}"
 
 
 @dataclass(frozen=True)

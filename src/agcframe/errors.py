@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["AgcframeError", "ConfigError", "InputError", "PluginError", "ServerError", "describe_exception", "import_extra", "missing_extra"]
+__all__ = ["AgcframeError", "AnalysisError", "ConfigError", "InputError", "PluginError", "ServerError", "describe_exception", "import_extra", "missing_extra"]
 
 
 class AgcframeError(Exception):
@@ -35,6 +35,13 @@ class ServerError(InputError):
 
 class PluginError(AgcframeError):
     """A plugin is unknown, ambiguous, or raised while running."""
+
+
+class AnalysisError(PluginError):
+    """A processor's output does not fit the analysis definition (a region it does not declare).
+
+    The code is at fault, not an input: it is never retried and never skipped with ``--skip-bad-files``.
+    """
 
 
 def describe_exception(exc: BaseException) -> str:

@@ -29,6 +29,9 @@ import pytest
 
 import agcframe
 from agcframe.stats.model import build_workspace
+from agcframe.analyses.agc_ttbar.analysis import AgcTtbar
+
+AGC = AgcTtbar()
 
 FULL_ENV = "AGCFRAME_BENCHMARK_FULL_FIT"
 
@@ -73,7 +76,7 @@ def test_agcframe_fit_command(benchmark: Any, histograms: Path, tmp_path: Path) 
 def test_plain_cabinetry_fit_and_ranking(benchmark: Any, histograms: Path, tmp_path: Path) -> None:
     """Plain cabinetry on the same workspace: fit and ranking (fit alone unless AGCFRAME_BENCHMARK_FULL_FIT=1)."""
     workspace = tmp_path / "workspace.json"
-    workspace.write_text(json.dumps(build_workspace(histograms)))
+    workspace.write_text(json.dumps(build_workspace(histograms, AGC.model)))
     work = "ranking" if os.environ.get(FULL_ENV) == "1" else "fit"
     result = benchmark.pedantic(_command, args=("-c", CABINETRY_SCRIPT, str(workspace), work), rounds=1 if work == "fit" else 2, iterations=1)
     value, error = (float(field) for field in result.stdout.split()[-2:])

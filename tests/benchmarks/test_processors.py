@@ -17,17 +17,21 @@ from agcframe.data import WorkItem
 from agcframe.io.fileset import load_fileset, select_datasets
 from agcframe.io.inputs import isal_inflate, open_tree
 from agcframe.analyses.agc_ttbar.coffea.processor import PRELOADED_BRANCHES, CoffeaProcessor
+from agcframe.analyses.agc_ttbar.analysis import AgcTtbar
 from agcframe.plugins.hist.histogrammer import HistHistogrammer
 from agcframe.analyses.agc_ttbar.numba.processor import BRANCHES, NumbaProcessor, selection_inputs
 from agcframe.analyses.agc_ttbar.numba.kernels import select_events
 from agcframe.plugins.uproot.source import UprootSource
+from agcframe.analyses.agc_ttbar.analysis import AgcTtbar
+
+AGC = AgcTtbar()
 
 SEED = 42
 
 
 @pytest.fixture(scope="module")
 def items(benchmark_fileset: Path) -> list[WorkItem]:
-    return UprootSource().plan(select_datasets(load_fileset(benchmark_fileset), -1), 100_000)
+    return UprootSource().plan(select_datasets(load_fileset(benchmark_fileset, AGC), AGC, -1), 100_000)
 
 
 def _events(items: list[WorkItem]) -> int:
@@ -99,7 +103,7 @@ def test_compute_coffea(benchmark: Any, items: list[WorkItem]) -> None:
 def test_selection_kernel(benchmark: Any, items: list[WorkItem]) -> None:
     """The numba pass alone (leptons, jets, pt_res_up factors, regions, HT, trijet search) over each sample's jet-pt variations."""
     processor = NumbaProcessor()
-    inputs = [selection_inputs(item, processor.read(item), SEED)[1] for item in items]
+    inputs = [selection_inputs(item, processor.read(item), SEED, processor.cuts)[1] for item in items]
     benchmark.pedantic(lambda: [select_events(*args) for args in inputs], rounds=5, iterations=1)
     _rate(benchmark, _events(items))
 
@@ -107,6 +111,6 @@ def test_selection_kernel(benchmark: Any, items: list[WorkItem]) -> None:
 def test_histogram_filling(benchmark: Any, items: list[WorkItem]) -> None:
     processor = NumbaProcessor()
     fills = [processor.compute(item, processor.read(item), SEED) for item in items]
-    histogrammer = HistHistogrammer()
+    histogrammer = HistHistogrammer(AgcTtbar())
     benchmark.pedantic(lambda: [histogrammer.fill(f) for f in fills], rounds=5, iterations=1)
     _rate(benchmark, _events(items))

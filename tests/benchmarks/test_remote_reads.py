@@ -28,6 +28,9 @@ from agcframe.io.inputs import forget_open_trees, open_tree
 from agcframe.analyses.agc_ttbar.numba.processor import NumbaProcessor
 from agcframe.plugins.uproot.source import UprootSource
 from xrootd_servers import delay_proxy, origin_config, remote_fileset, require_xrootd, served_copy, xrootd
+from agcframe.analyses.agc_ttbar.analysis import AgcTtbar
+
+AGC = AgcTtbar()
 
 ROUND_TRIP_TIMES_MS = (0, 10, 50)
 
@@ -68,7 +71,7 @@ def local_rate(origin: tuple[int, Path], tmp_path_factory: pytest.TempPathFactor
 
 def _requests_per_chunk(fileset: Path) -> float:
     """uproot's requests to the server for each chunk the numba processor reads (the file already open, as in a run)."""
-    items = UprootSource().plan(select_datasets(load_fileset(fileset), -1), agcframe.RunConfig.chunksize)
+    items = UprootSource().plan(select_datasets(load_fileset(fileset, AGC), AGC, -1), agcframe.RunConfig.chunksize)
     requests = 0
     processor = NumbaProcessor()
     for item in items:

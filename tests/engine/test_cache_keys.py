@@ -1,6 +1,6 @@
 """No cache outlives a change: a cut edited in a copy of the package, run and resumed, gives a clean run's histograms.
 
-A physicist edits ``JET_PT_MIN`` (30 -> 35 GeV) in their copy of agcframe and
+A physicist edits the default of ``jet_pt_min`` (30 -> 35 GeV) in their copy of agcframe and
 runs again with the same cache directory. numba's disk cache, the compiled
 kernel and the checkpoints were all made from the old code: none may be used.
 The numba processor's histograms (main and ``--ml``, through numba's JIT and
@@ -36,10 +36,10 @@ def edited_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the agcframe package with the jet pt cut at 35 GeV; the folder to put on PYTHONPATH."""
     root = tmp_path_factory.mktemp("edited")
     shutil.copytree(Path(agcframe.__file__).parent, root / "agcframe", ignore=shutil.ignore_patterns("__pycache__"))
-    definition = root / "agcframe" / "analyses" / "agc_ttbar" / "analysis.py"
+    definition = root / "agcframe" / "analyses" / "agc_ttbar" / "parameters.py"
     text = definition.read_text()
-    assert text.count("JET_PT_MIN: Final = 30.0") == 1
-    definition.write_text(text.replace("JET_PT_MIN: Final = 30.0", "JET_PT_MIN: Final = 35.0"))
+    assert text.count('AnalysisParameter("jet_pt_min", 30.0,') == 1
+    definition.write_text(text.replace('AnalysisParameter("jet_pt_min", 30.0,', 'AnalysisParameter("jet_pt_min", 35.0,'))
     return root
 
 
@@ -93,7 +93,7 @@ def test_a_resume_after_an_edit_reuses_no_checkpoint_and_says_why(small_fileset:
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     message = _run(small_fileset, output, cache, "--chunksize", "250", "--resume", processor="coffea", ml=False)
-    assert "changed: code.histogrammer, code.processor)" in message, message
+    assert "changed: code.analysis, code.histogrammer, code.processor, parameters.jet_pt_min)" in " ".join(message.split()), message
     assert json.loads((output / "metrics.json").read_text())["chunks_resumed"] == 0
     _run(small_fileset, tmp_path / "clean", cache, "--chunksize", "250", processor="coffea", ml=False)
     _assert_same_outputs(output, tmp_path / "clean")

@@ -20,6 +20,9 @@ from agcframe import RunConfig
 from agcframe.engine.checkpoints import CheckpointStore, checkpoint_directory
 from agcframe.data import WorkItem
 from test_cli import agcframe_cli
+from agcframe.analyses.agc_ttbar.analysis import AgcTtbar
+
+AGC = AgcTtbar()
 
 
 def _flip_tree_entries(path: Path, bit: int) -> tuple[int, int]:
@@ -181,7 +184,7 @@ def test_a_file_truncated_between_chunks_is_an_input_error_not_sigbus(copied_fil
     from agcframe.plugin.manager import PluginManager
     from agcframe.plugins.uproot.source import UprootSource
 
-    items = [item for item in UprootSource().plan(select_datasets(load_fileset(copied_fileset)), 500) if item.process == "wjets"]
+    items = [item for item in UprootSource().plan(select_datasets(load_fileset(copied_fileset, AGC), AGC), 500) if item.process == "wjets"]
     backend = PluginManager().get("processor", processor).spec.backend()
     backend.read(items[0])  # the file is open and mapped
     path = Path(items[1].path)

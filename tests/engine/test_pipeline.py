@@ -16,6 +16,9 @@ from agcframe.tools.generate import EVENTS_FACTOR, GenerationSettings, generated
 from agcframe.analyses.agc_ttbar.coffea.processor import PRELOADED_BRANCHES
 from histograms import assert_bit_identical, read_histograms
 from reference_analysis import reference_histograms
+from agcframe.analyses.agc_ttbar.analysis import AgcTtbar
+
+AGC = AgcTtbar()
 
 SEED = 11
 
@@ -52,19 +55,19 @@ def test_the_result_holds_the_histograms_as_one_hist(small_run: agcframe.RunResu
         assert one.values(flow=True).tobytes() == produced[name][0].tobytes(), name
         assert one.variances(flow=True).tobytes() == produced[name][1].tobytes(), name
     assert h[:, :, "ttbar", "scale_var_up"].sum(flow=True).value == 0  # the W+jets scale exists for W+jets only
-    nominal = [name for name in small_run.yields if split_name(name)[2] == "nominal"]
+    nominal = [name for name in small_run.yields if split_name(name, AGC)[2] == "nominal"]
     assert len(nominal) == 10
     assert h[::sum, :, :5, "nominal"].values().sum() == pytest.approx(sum(small_run.yields[name] for name in nominal), rel=1e-12)
 
 
-def test_load_histograms_names_a_file_outside_the_agc_naming(tmp_path: Path) -> None:
+def test_load_histograms_names_a_file_outside_the_analysis_naming(tmp_path: Path) -> None:
     import hist
 
     path = tmp_path / "histograms.root"
     with uproot.recreate(path) as file:
         file["4j1b_ttbar"] = hist.Hist.new.Regular(25, 50, 550).Weight()
         file["signal_region_zprime"] = hist.Hist.new.Regular(25, 50, 550).Weight()
-    with pytest.raises(agcframe.AgcframeError, match="histogram 'signal_region_zprime' does not follow the AGC naming"):
+    with pytest.raises(agcframe.AgcframeError, match="histogram 'signal_region_zprime' does not follow the naming .* with a process of analysis 'agc_ttbar'"):
         agcframe.load_histograms(path)
 
 

@@ -20,6 +20,9 @@ from agcframe.errors import InputError
 from agcframe.io.fileset import load_fileset, select_datasets
 from histograms import assert_bit_identical
 from test_cli import agcframe_cli
+from agcframe.analyses.agc_ttbar.analysis import AgcTtbar
+
+AGC = AgcTtbar()
 
 
 def coffea_form(agc_fileset: Path, *, files_as: str = "mapping") -> dict[str, Any]:
@@ -42,7 +45,7 @@ def test_coffea_form_selects_the_same_datasets(small_fileset: Path, tmp_path: Pa
     path = tmp_path / "coffea_fileset.json"
     path.write_text(json.dumps(coffea_form(small_fileset, files_as=files_as)))
     def described(fileset: Path) -> list[tuple[str, str, list[str], int, float]]:
-        return [(d.process, d.variation, [f.path for f in d.files], d.nevts, d.weight) for d in select_datasets(load_fileset(fileset))]
+        return [(d.process, d.variation, [f.path for f in d.files], d.nevts, d.weight) for d in select_datasets(load_fileset(fileset, AGC), AGC)]
 
     assert described(path) == described(small_fileset)
 
@@ -72,9 +75,9 @@ def _broken(fileset: dict[str, Any], change: str) -> dict[str, Any]:
     ("change", "message"),
     [
         ("no nevts", "dataset 'ttbar__nominal' has no 'nevts' in its metadata; coffea-form filesets need metadata process, variation and nevts"),
-        ("other tree", "names the tree 'Events_skim'; the AGC analysis reads NanoAOD's 'Events'"),
-        ("other xsec", "metadata xsec 831.76 differs from the AGC cross section of ttbar (729.84 pb)"),
-        ("unknown process", "process 'zprime' is not an AGC process"),
+        ("other tree", "names the tree 'Events_skim'; agcframe reads NanoAOD's 'Events'"),
+        ("other xsec", "metadata xsec 831.76 differs from the cross section of ttbar in analysis 'agc_ttbar' (729.84 pb, with which agcframe normalises)"),
+        ("unknown process", "process 'zprime' is not a process of analysis 'agc_ttbar' (ttbar, single_top_s_chan"),
     ],
 )
 def test_a_wrong_coffea_fileset_is_one_line(small_fileset: Path, tmp_path: Path, change: str, message: str) -> None:
@@ -90,7 +93,7 @@ def test_part_of_a_coffea_dataset_cannot_be_renormalised(small_fileset: Path, tm
     path = tmp_path / "coffea_fileset.json"
     path.write_text(json.dumps(coffea_form(small_fileset)))
     with pytest.raises(InputError, match="gives nevts for all its 2 files together .* --n-files-max 1 cannot renormalise"):
-        select_datasets(load_fileset(path), n_files_max=1)
+        select_datasets(load_fileset(path, AGC), AGC, n_files_max=1)
 
 
 def test_a_misspelt_per_file_nevts_is_one_line_naming_the_key(small_fileset: Path, tmp_path: Path) -> None:
@@ -111,7 +114,7 @@ def test_a_key_agcframe_does_not_read_is_named_in_a_warning(small_fileset: Path,
     document["ttbar"]["nominal"]["nevts_totl"] = 1
     path = small_fileset.parent / "unknown-key.json"
     path.write_text(json.dumps(document))
-    load_fileset(path)
+    load_fileset(path, AGC)
     assert "['ttbar']['nominal'] has 'nevts_totl', which agcframe does not read (it reads 'files', 'nevts_total')" in caplog.text
 
 

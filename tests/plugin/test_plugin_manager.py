@@ -58,7 +58,7 @@ def test_unknown_name_lists_the_choices() -> None:
 
 
 def test_unknown_slot_lists_the_slots() -> None:
-    with pytest.raises(PluginError, match="slots are: source, processor, histogrammer, executor, inference"):
+    with pytest.raises(PluginError, match="slots are: analysis, source, processor, histogrammer, executor, inference"):
         PluginManager().get("exekutor", "iterative")
 
 

@@ -3,28 +3,22 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from histograms import assert_bit_identical
+from installed_packages import installed
 from test_cli import agcframe_cli
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "plugin_example"
 
 
-def pip(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args], check=True)
-
-
 @pytest.fixture(scope="module")
 def installed_example() -> Iterator[None]:
-    pip("install", "--no-deps", "--no-build-isolation", "--no-cache-dir", str(EXAMPLE))
-    yield
-    pip("uninstall", "-y", "agcframe-example-plugin")
+    with installed(EXAMPLE, "agcframe-example-plugin"):
+        yield
 
 
 def test_listed_with_its_distribution(installed_example: None) -> None:

@@ -138,10 +138,10 @@ def test_resume_after_sigkill_recomputes_only_missing_chunks(small_fileset: Path
 class FlakyProcessor:
     """The coffea processor, failing the first attempt at every work item (state of this process)."""
 
-    def __init__(self) -> None:
+    def __init__(self, parameters: Any) -> None:
         from agcframe.analyses.agc_ttbar.coffea.processor import CoffeaProcessor
 
-        self.inner = CoffeaProcessor()
+        self.inner = CoffeaProcessor(parameters=parameters)
         self.seen: set[tuple[str, int]] = set()
 
     def read(self, item: agcframe.data.WorkItem) -> Any:
@@ -158,7 +158,7 @@ class FlakyProcessor:
 class FlakyPlugin:
     @agcframe.hookimpl
     def agcframe_processors(self) -> list[ProcessorSpec]:
-        return [ProcessorSpec(name="flaky", backend=FlakyProcessor)]
+        return [ProcessorSpec(name="flaky", backend=FlakyProcessor, analyses=("agc_ttbar",))]
 
 
 def test_retries_recover_a_failing_chunk(small_fileset: Path, tmp_path: Path) -> None:

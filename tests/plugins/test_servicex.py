@@ -15,7 +15,8 @@ import pytest
 import uproot
 from agcframe.tools.generate import GenerationSettings, generated_events
 from agcframe.plugins.servicex.source import ServiceXSource
-from agcframe.plugins.servicex.query import PRESELECTION_JET_PT_MIN, analysis_query
+from agcframe.analyses.agc_ttbar.parameters import DEFAULTS
+from agcframe.plugins.servicex.query import analysis_query, preselection_jet_pt_min
 
 from agcframe.analyses.agc_ttbar import analysis
 from agcframe.config import RunConfig
@@ -24,6 +25,9 @@ from agcframe.engine.pipeline import run
 from conftest import REAL_FILE
 from histograms import assert_bit_identical
 from test_cli import agcframe_cli
+from agcframe.analyses.agc_ttbar.analysis import AgcTtbar
+
+AGC = AgcTtbar()
 
 LOCAL = {"servicex": {"endpoint": "local"}}
 
@@ -57,11 +61,11 @@ def test_histograms_bit_identical_to_the_uproot_source(small_fileset: Path, tmp_
 
 def test_the_query_the_plugin_builds_is_the_query_that_runs(small_fileset: Path) -> None:
     source = ServiceXSource(endpoint="local", ignore_cache=True)
-    datasets = select_datasets(load_fileset(small_fileset), 1)[:1]
+    datasets = select_datasets(load_fileset(small_fileset, AGC), AGC, 1)[:1]
     items = source.plan(datasets, 100_000)
     transformer = source.backend.adapter
     statuses = [transformer._status[request] for request in transformer.transformed]  # type: ignore[attr-defined]
-    assert [status.selection for status in statuses] == [analysis_query().generate_selection_string()]
+    assert [status.selection for status in statuses] == [analysis_query(DEFAULTS).generate_selection_string()]
     with uproot.open(items[0].path) as file:
         branches = set(file["Events"].keys())
     counters = {"nJet", "nElectron", "nMuon"}
@@ -69,11 +73,11 @@ def test_the_query_the_plugin_builds_is_the_query_that_runs(small_fileset: Path)
     with uproot.open(items[0].path) as file:
         jet_pt = file["Events"]["Jet_pt"].array()
     # every delivered event has the jets the preselection asks for
-    assert ak.all(ak.sum(jet_pt > PRESELECTION_JET_PT_MIN, axis=1) >= analysis.MIN_JETS)
+    assert ak.all(ak.sum(jet_pt > preselection_jet_pt_min(DEFAULTS), axis=1) >= DEFAULTS["min_jets"])
 
 
 def test_results_are_cached_until_an_input_changes(small_fileset: Path) -> None:
-    datasets = select_datasets(load_fileset(small_fileset), 1)[:1]
+    datasets = select_datasets(load_fileset(small_fileset, AGC), AGC, 1)[:1]
     first = ServiceXSource(endpoint="local", ignore_cache=True)
     items = first.plan(datasets, 100_000)
     again = ServiceXSource(endpoint="local")

@@ -13,6 +13,9 @@ import agcframe
 from agcframe.stats import fitting
 from agcframe.data import FitOptions
 from agcframe.stats.model import model_and_data
+from agcframe.analyses.agc_ttbar.analysis import AgcTtbar
+
+AGC = AgcTtbar()
 
 #: parameters whose impacts are refitted independently (the rest follow the same code)
 CHECKED = ("Luminosity", "Jet energy scale", "ME variation", "b-tag NP 2", "staterror_4j2b-SR[3]")
@@ -193,7 +196,7 @@ def test_a_refit_below_the_global_minimum_makes_the_global_fit_redo(real_histogr
     """A global 'minimum' moved off the true one: the impact refits find lower likelihoods and say so."""
     from agcframe.stats.model import build_workspace
 
-    model, data = model_and_data(build_workspace(real_histograms))
+    model, data = model_and_data(build_workspace(real_histograms, AGC.model))
     with fitting.jax_backend():
         likelihood = fitting.Likelihood(model, data)
         fit = fitting._global_fit(likelihood, [model.config.suggested_init()])

@@ -14,6 +14,9 @@ from agcframe.io.histogram_file import read_histograms
 from agcframe.io.histogram_json import write_histograms
 from agcframe.stats.model import build_workspace, model_and_data
 from test_cli import agcframe_cli
+from agcframe.analyses.agc_ttbar.analysis import AgcTtbar
+
+AGC = AgcTtbar()
 
 
 
@@ -39,7 +42,7 @@ def test_plugins_agree_on_the_real_agc_histograms(real_histograms: Path, tmp_pat
 
 
 def test_workspace_has_every_systematic(real_histograms: Path) -> None:
-    workspace = build_workspace(real_histograms)
+    workspace = build_workspace(real_histograms, AGC.model)
     ttbar = next(s for s in workspace["channels"][1]["samples"] if s["name"] == "ttbar")
     names = {m["name"] for m in ttbar["modifiers"]}
     assert {"ttbar_norm", "ME variation", "PS variation", "ttbar scale variations", "Jet energy scale",
@@ -90,7 +93,7 @@ def test_plugins_agree_on_a_finite_discovery_significance(real_histograms: Path,
     # the same p-values as plain pyhf's hypotest (numpy backend, scipy optimizer), none of agcframe's fitting
     import pyhf
 
-    model, data = model_and_data(build_workspace(weak))
+    model, data = model_and_data(build_workspace(weak, AGC.model))
     backend, optimizer = pyhf.get_backend()
     pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer())
     try:
@@ -109,7 +112,7 @@ def test_a_user_cabinetry_yaml_is_fitted(real_histograms: Path, tmp_path: Path) 
 
     from agcframe.plugins.cabinetry.inference import cabinetry_config
 
-    config = cabinetry_config(real_histograms.name)
+    config = cabinetry_config(AGC.model, real_histograms.name)
     for region in config["Regions"]:
         del region["Binning"]
     path = tmp_path / "cabinetry_config.yml"
@@ -141,7 +144,7 @@ def test_a_binning_that_is_not_a_rebinning_is_one_error(real_histograms: Path, t
 
     from agcframe.plugins.cabinetry.inference import cabinetry_config
 
-    config = cabinetry_config(real_histograms.name)
+    config = cabinetry_config(AGC.model, real_histograms.name)
     config["Regions"][0]["Binning"] = [110, 155, 550]
     path = tmp_path / "cabinetry_config.yml"
     path.write_text(yaml.safe_dump(config))

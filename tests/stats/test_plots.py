@@ -13,6 +13,7 @@ import pytest
 from matplotlib.testing.compare import compare_images
 
 import agcframe
+from agcframe.analyses.agc_ttbar.analysis import AgcTtbar
 from image_baselines import BASELINES, UPDATE_ENV
 
 EXPECTED = [
@@ -116,7 +117,7 @@ def test_data_mc_ranges_leave_little_headroom_and_hold_the_ratios(plots: Path, m
 
     monkeypatch.setattr(plotting, "_save", keep)
     fit = cabinetry.fit.fit(model, data)
-    plotting._draw_data_mc(model, data, fit, tmp_path, asimov=False)
+    plotting._draw_data_mc(model, data, fit, plotting._Labels.of(AgcTtbar(), "Pseudodata"), tmp_path)
     assert len(drawn) == 4
     for name, (main, ratio) in drawn.items():
         tops = [max(patch.get_y() + patch.get_height() for patch in container) for container in main.containers[:-1]]
@@ -163,3 +164,19 @@ def test_the_ranking_plot_marks_a_parameter_whose_impact_is_multimodal(tmp_path:
     plt.close(figure)
     assert labels >= {"Luminosity", f"Jet energy scale {MULTIMODAL_MARK}"}
     assert note.startswith(MULTIMODAL_MARK) and "lowest" in note
+
+
+def test_a_plot_that_cannot_be_drawn_is_a_warning_and_the_rest_is_written(
+    real_histograms: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    import cabinetry
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise ValueError("cannot draw this")
+
+    monkeypatch.setattr(cabinetry.visualize, "pulls", broken)
+    agcframe.fit(real_histograms, tmp_path / "out", options=agcframe.FitOptions())
+    assert "plot pulls.png was not drawn: ValueError: cannot draw this" in caplog.text
+    written = {path.name for path in (tmp_path / "out" / "plots").iterdir()}
+    assert written == set(EXPECTED) - {"pulls.png", "ranking.png"}  # no ranking was asked for
+    assert (tmp_path / "out" / "fit_results.json").is_file()

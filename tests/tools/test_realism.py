@@ -15,6 +15,9 @@ from agcframe.io.histogram_json import read_json, to_json
 from agcframe.tools.realism import realism_table, shape_distance
 from conftest import REFERENCE
 from test_cli import agcframe_cli
+from agcframe.analyses.agc_ttbar.analysis import AgcTtbar
+
+AGC = AgcTtbar()
 
 
 def test_shape_distance() -> None:
@@ -26,7 +29,7 @@ def test_shape_distance() -> None:
 def test_table_compares_every_region_and_process(small_fileset: Path, tmp_path: Path) -> None:
     output = agcframe.run(agcframe.RunConfig(fileset=str(small_fileset), output=str(tmp_path), fit=False)).output
     reference = REFERENCE / "histos_1_file_per_process.json"
-    rows = realism_table(to_json(read_histograms(output / "histograms.root")), read_json(reference))
+    rows = realism_table(to_json(read_histograms(output / "histograms.root")), read_json(reference), AGC)
     assert [(r.region, r.process) for r in rows][:2] == [("4j1b", "ttbar"), ("4j1b", "single_top_s_chan")]
     assert len(rows) == 10
     real_ttbar = next(r for r in rows if (r.region, r.process) == ("4j2b", "ttbar"))
@@ -56,7 +59,7 @@ def realism(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
 
 
 def test_generated_yields_are_within_the_bars_of_the_real_data(realism: tuple[dict, dict]) -> None:
-    rows = realism_table(*realism)
+    rows = realism_table(*realism, AGC)
     outside = [
         f"{row.region} {row.process}: ratio {row.ratio:.2f}"
         for row in rows
@@ -78,7 +81,7 @@ def test_generated_ttbar_shapes_are_close_to_the_real_ones(realism: tuple[dict, 
     assert 150 <= peak <= 190
     for name in ("4j2b_ttbar", "4j1b_ttbar"):
         assert _in_range_mean(generated[name]["contents"]) == pytest.approx(_in_range_mean(real[name]["contents"]), rel=0.1)
-    distances = {row.region: row.shape_distance for row in realism_table(generated, real) if row.process == "ttbar"}
+    distances = {row.region: row.shape_distance for row in realism_table(generated, real, AGC) if row.process == "ttbar"}
     assert max(distances.values()) < 0.15, distances
 
 

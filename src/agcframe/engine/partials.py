@@ -2,7 +2,7 @@
 
 A partial file holds a histogrammer's partial result (exact and
 order-independent to merge, as the :class:`~agcframe.plugin.specs.Histogrammer`
-contract requires), the histogrammer's name, and the inputs it covers. Merging
+contract requires), the names of the histogrammer and the analysis, and the inputs it covers. Merging
 partial files per file, per sample or all at once therefore gives the same
 histograms, bit for bit, as one ``agcframe run``.
 """
@@ -21,13 +21,14 @@ from agcframe.errors import InputError
 __all__ = ["PARTIAL_FORMAT", "PartialResult", "merged_inputs", "read_partial", "write_partial"]
 
 #: bumped whenever the layout of a partial file changes
-PARTIAL_FORMAT = 1
+PARTIAL_FORMAT = 2
 
 
 @dataclass
 class PartialResult:
-    """A histogrammer's partial result and the input files it contains."""
+    """A histogrammer's partial result of an analysis and the input files it contains."""
 
+    analysis: str
     histogrammer: str
     #: ``None`` when the inputs had no entries to process
     result: Any

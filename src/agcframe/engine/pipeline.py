@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.metadata
+import json
 import logging
 import os
 import platform
@@ -21,27 +22,27 @@ from typing import Any
 
 import hist
 
-from agcframe.analyses.agc_ttbar import analysis
 from agcframe.cache import cache_directory, source_digest
-from agcframe.config import RunConfig
+from agcframe.config import DEFAULT_PLUGINS, RunConfig
 from agcframe.data import Dataset, FitOptions, FitResult
-from agcframe.errors import AgcframeError, ConfigError, InputError, PluginError
-from agcframe.io.fileset import load_fileset, select_datasets
 from agcframe.defaults import DEFAULT_EVENTS_PER_FILE, DEFAULT_SEED
 from agcframe.engine.checkpoints import CheckpointStore, checkpoint_directory
 from agcframe.engine.outputs import held_output, staged_outputs, write_json
 from agcframe.engine.partials import PartialResult, merged_inputs, read_partial, write_partial
-from agcframe.stats.fitlog import fit_log
-from agcframe.io.histogram_file import load_histograms, load_ml_histograms
-from agcframe.stats.plots import draw_fit_plots, draw_ml_validation_plots
-from agcframe.progress import showing_progress
 from agcframe.engine.processing import ChunkCost, ChunkTask, Processed, executor_session, plan, plan_file
 from agcframe.engine.processing import process as process_items
+from agcframe.engine.reduce import tree_reduce
+from agcframe.errors import AgcframeError, ConfigError, InputError, PluginError
+from agcframe.io.fileset import load_fileset, select_datasets
+from agcframe.io.histogram_file import load_histograms, load_ml_histograms
+from agcframe.plugin.analysis import Analysis, expected_histograms
 from agcframe.plugin.manager import PROCESSING_SLOTS, PluginManager, RegisteredSpec, check_option_targets
 from agcframe.plugin.specs import DeferredBackend
-from agcframe.engine.reduce import tree_reduce
+from agcframe.progress import showing_progress
+from agcframe.stats.fitlog import fit_log
+from agcframe.stats.plots import draw_fit_plots, draw_ml_validation_plots
 
-__all__ = ["RunResult", "default_fileset", "fit", "merge_partials", "process_file", "run", "write_merged"]
+__all__ = ["RunResult", "analysis_definition", "analysis_of", "default_fileset", "fit", "merge_partials", "process_file", "run", "write_merged"]
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ def run(
     manager: PluginManager | None = None,
     show_progress: bool = False,
 ) -> RunResult:
-    """Run the AGC analysis from files to (optionally) the fit.
+    """Run the analysis (by default the AGC's ttbar) from files to (optionally) the fit.
 
     Parameters
     ----------
@@ -146,7 +147,7 @@ def run(
 def _run(config: RunConfig, manager: PluginManager, show_progress: bool) -> RunResult:
     slots = (*PROCESSING_SLOTS, "inference") if config.fit else PROCESSING_SLOTS  # the inference plugin starts before processing, to fail early
     selected, backends = _backends(config, manager, slots)
-    fileset_path, datasets = _datasets(config)
+    fileset_path, datasets = _datasets(config, backends["analysis"])
 
     started = time.perf_counter()
     executor = backends["executor"]
@@ -179,10 +180,12 @@ def _run(config: RunConfig, manager: PluginManager, show_progress: bool) -> RunR
             len(processed.skipped),
         )
 
+    analysis = backends["analysis"]
     yields = histogrammer.yields(processed.result)
+    _warn_unfilled(analysis, yields, datasets, (*analysis.regions, *(analysis.ml_regions if config.ml else ())))
     empty_regions = [
         region
-        for region in analysis.REGIONS
+        for region in analysis.regions
         if not any(value > 0 for name, value in yields.items() if name.startswith(f"{region}_"))
     ]
     for region in empty_regions:
@@ -194,8 +197,8 @@ def _run(config: RunConfig, manager: PluginManager, show_progress: bool) -> RunR
         )
 
     with staged_outputs(config.output, "run") as staging:
-        names = histogrammer.write(processed.result, staging / HISTOGRAMS_FILE, analysis.REGIONS)
-        ml_names = histogrammer.write(processed.result, staging / ML_HISTOGRAMS_FILE, tuple(analysis.ML_FEATURES)) if config.ml else []
+        names = histogrammer.write(processed.result, staging / HISTOGRAMS_FILE, analysis.regions)
+        ml_names = histogrammer.write(processed.result, staging / ML_HISTOGRAMS_FILE, analysis.ml_regions) if config.ml else []
         written = time.perf_counter()
         fit_result = None
         if config.fit:
@@ -205,11 +208,12 @@ def _run(config: RunConfig, manager: PluginManager, show_progress: bool) -> RunR
                 staging / HISTOGRAMS_FILE,
                 staging,
                 FitOptions(significance=config.significance, limit=config.limit, ranking=config.ranking),
+                analysis,
                 plots=config.plots,
             )
             if config.ml:
                 _validate_ml(
-                    backends["inference"], selected["inference"], staging / ML_HISTOGRAMS_FILE, staging, fit_result, plots=config.plots
+                    backends["inference"], selected["inference"], staging / ML_HISTOGRAMS_FILE, staging, fit_result, analysis, plots=config.plots
                 )
         finished = time.perf_counter()
         inputs = _inputs(processed)
@@ -268,7 +272,7 @@ def _process_file(
     config: RunConfig, process: str, variation: str, file_index: int, output: Path, manager: PluginManager, show_progress: bool
 ) -> PartialResult:
     selected, backends = _backends(config, manager, PROCESSING_SLOTS)
-    fileset_path, datasets = _datasets(config)
+    fileset_path, datasets = _datasets(config, backends["analysis"])
     dataset = next((d for d in datasets if (d.process, d.variation) == (process, variation)), None)
     if dataset is None:
         known = ", ".join(f"{d.process}/{d.variation}" for d in datasets)
@@ -285,7 +289,7 @@ def _process_file(
         backends["executor"], task, items, workers=config.workers, store=store, resume=config.resume,
         show_progress=show_progress,
     )  # fmt: skip
-    partial = PartialResult(selected["histogrammer"].spec.name, processed.result, _inputs(processed))
+    partial = PartialResult(selected["analysis"].spec.name, selected["histogrammer"].spec.name, processed.result, _inputs(processed))
     write_partial(partial, output)
     store.clear()
     return partial
@@ -296,19 +300,23 @@ def merge_partials(paths: Sequence[str | Path], *, manager: PluginManager | None
     return _merge(paths, manager or PluginManager())[1]
 
 
-def _merge(paths: Sequence[str | Path], manager: PluginManager) -> tuple[RegisteredSpec, PartialResult, Any]:
-    """The histogrammer the partial results were made with, their merge, and that histogrammer started."""
+def _merge(paths: Sequence[str | Path], manager: PluginManager) -> tuple[RegisteredSpec, PartialResult, Any, Any]:
+    """The histogrammer the partial results were made with, their merge, that histogrammer started and the analysis' definition."""
     partials = [read_partial(path) for path in paths]
     if not partials:
         raise InputError("no partial results to merge; pass the files 'agcframe process-file' wrote")
-    names = sorted({partial.histogrammer for partial in partials})
-    if len(names) > 1:
-        raise InputError(f"the partial results come from different histogrammers ({', '.join(names)}); merge each on its own")
-    registered = manager.get("histogrammer", names[0])
-    histogrammer = _instantiate(registered, {})
+    made_with = {}
+    for slot in ("analysis", "histogrammer"):
+        names = sorted({getattr(partial, slot) for partial in partials})
+        if len(names) > 1:
+            raise InputError(f"the partial results come from different {slot} plugins ({', '.join(names)}); merge each on its own")
+        made_with[slot] = names[0]
+    analysis = _instantiate(manager.get("analysis", made_with["analysis"]), {})
+    registered = manager.get("histogrammer", made_with["histogrammer"])
+    histogrammer = _instantiate(registered, {}, analysis=analysis)
     results = [partial.result for partial in partials if partial.result is not None]
     merged = tree_reduce(results, histogrammer.merge) if results else None
-    return registered, PartialResult(names[0], merged, merged_inputs(partials)), histogrammer
+    return registered, PartialResult(made_with["analysis"], made_with["histogrammer"], merged, merged_inputs(partials)), histogrammer, analysis
 
 
 def write_merged(
@@ -320,21 +328,21 @@ def write_merged(
     ``histograms_ml.root`` beside it. Each file is written under a temporary
     name and renamed into place.
     """
-    registered, merged, histogrammer = _merge(paths, manager or PluginManager())
+    registered, merged, histogrammer, analysis = _merge(paths, manager or PluginManager())
     if merged.result is None:
         raise InputError("the partial results hold no events; nothing to write")
     histograms = Path(histograms)
     with held_output(histograms, directory=False):
-        return _write_merged(registered, merged, histogrammer, paths, histograms)
+        return _write_merged(registered, merged, histogrammer, analysis, paths, histograms)
 
 
 def _write_merged(
-    registered: RegisteredSpec, merged: Any, histogrammer: Any, paths: Sequence[str | Path], histograms: Path
+    registered: RegisteredSpec, merged: Any, histogrammer: Any, analysis: Any, paths: Sequence[str | Path], histograms: Path
 ) -> list[str]:
-    names = _write_atomically(histogrammer, merged.result, histograms, analysis.REGIONS)
+    names = _write_atomically(histogrammer, merged.result, histograms, analysis.regions)
     ml_names = []
-    if any(name.startswith(f"{feature}_") for name in histogrammer.yields(merged.result) for feature in analysis.ML_FEATURES):
-        ml_names = _write_atomically(histogrammer, merged.result, histograms.with_name(ML_HISTOGRAMS_FILE), tuple(analysis.ML_FEATURES))
+    if any(name.startswith(f"{region}_") for name in histogrammer.yields(merged.result) for region in analysis.ml_regions):
+        ml_names = _write_atomically(histogrammer, merged.result, histograms.with_name(ML_HISTOGRAMS_FILE), analysis.ml_regions)
     write_json(
         histograms.with_name("metrics.json"),
         {"events": merged.events, "partials": len(paths), "histograms": len(names), "ml_histograms": len(ml_names),
@@ -371,18 +379,34 @@ def _cost_metrics(cost: ChunkCost) -> dict[str, float]:
     }
 
 
-def _datasets(config: RunConfig) -> tuple[Path, list[Dataset]]:
-    """The configuration's fileset (the embedded dataset by default) and the datasets it selects."""
+def _datasets(config: RunConfig, analysis: Analysis) -> tuple[Path, list[Dataset]]:
+    """The configuration's fileset (the embedded dataset by default) and the datasets it selects, of ``analysis``' samples."""
     fileset_path = Path(config.fileset) if config.fileset else default_fileset()
-    return fileset_path, select_datasets(load_fileset(fileset_path), config.n_files_max)
+    return fileset_path, select_datasets(load_fileset(fileset_path, analysis), analysis, config.n_files_max)
+
+
+def analysis_definition(name: str | None = None, *, manager: PluginManager | None = None) -> Analysis:
+    """The definition of the analysis ``name`` (by default agcframe's default analysis, the AGC's ttbar)."""
+    manager = manager or PluginManager()
+    return _instantiate(manager.get("analysis", name or DEFAULT_PLUGINS["analysis"]), {})
 
 
 def _backends(
     config: RunConfig, manager: PluginManager, slots: Sequence[str]
 ) -> tuple[dict[str, RegisteredSpec], dict[str, Any]]:
-    """The registered plugins of ``slots`` the configuration chooses, and their started backends."""
-    selected = _select(manager, {slot: config.plugins[slot] for slot in slots}, config.plugin_options)
+    """The registered plugins of ``slots`` the configuration chooses, and their started backends.
+
+    The analysis starts first: the histogrammer and the inference plugin are given its definition
+    (``analysis=``), and each plugin that lists the analysis its parameter values (``parameters=``).
+    """
+    selected = _select(manager, _chosen_plugins(config, manager, slots), config.plugin_options)
+    analysis = selected["analysis"].spec
+    parameters = analysis.resolve(config.parameters)
+    _check_implements(selected, manager)
     core_options: dict[str, dict[str, Any]] = {slot: {} for slot in selected}
+    for slot, registered in selected.items():
+        if analysis.name in registered.spec.analyses:
+            core_options[slot]["parameters"] = parameters
     if config.ml:
         processor = selected["processor"].spec
         if not getattr(processor, "ml", False):
@@ -392,16 +416,61 @@ def _backends(
                 f"use --plugin processor={' or '.join(with_ml) or '...'}"
             )
         core_options["processor"]["ml"] = True
-    return selected, {
-        slot: _instantiate(registered, config.plugin_options, **core_options[slot]) for slot, registered in selected.items()
-    }
+    backends = {"analysis": _instantiate(selected["analysis"], config.plugin_options)}
+    for slot in ("histogrammer", "inference"):
+        if slot in core_options:
+            core_options[slot]["analysis"] = backends["analysis"]
+    for slot, registered in selected.items():
+        if slot != "analysis":
+            backends[slot] = _instantiate(registered, config.plugin_options, **core_options[slot])
+    return selected, backends
+
+
+def _warn_unfilled(analysis: Analysis, yields: Mapping[str, float], datasets: Sequence[Dataset], regions: Sequence[str]) -> None:
+    """Warn of the histograms the analysis declares for the run's samples that the processor never filled."""
+    unfilled = [name for name in expected_histograms(analysis, ((d.process, d.variation) for d in datasets), regions) if name not in yields]
+    if unfilled:
+        shown = ", ".join(unfilled[:5]) + (f" and {len(unfilled) - 5} more" if len(unfilled) > 5 else "")
+        log.warning(
+            "analysis '%s' declares %d histograms that the processor never filled: %s; fill them (empty where no event passes) or fix the definition",
+            analysis.name, len(unfilled), shown,
+        )  # fmt: skip
+
+
+def _chosen_plugins(config: RunConfig, manager: PluginManager, slots: Sequence[str]) -> dict[str, str]:
+    """The configuration's plugin per slot; with another analysis than the default, the default processor gives way to one that implements it."""
+    plugins = {slot: config.plugins[slot] for slot in slots}
+    analysis, processor = plugins["analysis"], plugins.get("processor")
+    if processor == DEFAULT_PLUGINS["processor"] and analysis != DEFAULT_PLUGINS["analysis"]:
+        if analysis not in manager.get("processor", processor).spec.analyses:
+            implementing = sorted(name for name, registered in manager.specs("processor").items() if analysis in registered.spec.analyses)
+            if implementing:
+                plugins["processor"] = implementing[0]
+                log.info("processor: %s, which implements analysis '%s'", implementing[0], analysis)
+    return plugins
+
+
+def _check_implements(selected: Mapping[str, RegisteredSpec], manager: PluginManager) -> None:
+    """The processor, and any other plugin that is specific to analyses, must implement the run's analysis."""
+    analysis = selected["analysis"].spec.name
+    for slot, registered in selected.items():
+        spec = registered.spec
+        if analysis in spec.analyses or not (spec.analyses or slot == "processor"):
+            continue
+        implemented = f"implements {', '.join(spec.analyses)}" if spec.analyses else "declares no analysis"
+        choices = sorted(name for name, other in manager.specs(slot).items() if analysis in other.spec.analyses)
+        remedy = f"use --plugin {slot}={' or '.join(choices)}" if choices else f"no installed {slot} plugin implements it"
+        raise ConfigError(f"{slot} plugin '{spec.name}' {implemented}, not analysis '{analysis}'; {remedy}, or choose another --analysis")
 
 
 def _checkpoint_key(config: RunConfig, selected: Mapping[str, RegisteredSpec]) -> dict[str, Any]:
-    """What besides the work item decides a chunk's partial result: settings, plugins, and the code of both plugins."""
+    """What besides the work item decides a chunk's partial result: settings, parameters, plugins, and the code of the analysis and both plugins."""
+    analysis = selected["analysis"].spec
     return {
         "agcframe": _version("agcframe"),
-        "code": {slot: source_digest(_backend_module(selected[slot].spec.backend)) for slot in ("processor", "histogrammer")},
+        "code": {slot: source_digest(_backend_module(selected[slot].spec.backend)) for slot in ("analysis", "processor", "histogrammer")},
+        "analysis": analysis.name,
+        "parameters": analysis.resolve(config.parameters),
         "seed": config.seed,
         "ml": config.ml,
         "plugins": {
@@ -427,6 +496,7 @@ def _fit(
     histograms: Path,
     workdir: Path,
     options: FitOptions,
+    analysis: Analysis,
     *,
     plots: bool,
 ) -> FitResult:
@@ -445,7 +515,7 @@ def _fit(
         if result.workspace is not None:
             write_json(workdir / "workspace.json", result.workspace)
             if plots:
-                draw_fit_plots(result, workdir / PLOTS_DIR, asimov=options.asimov)
+                draw_fit_plots(result, analysis, workdir / PLOTS_DIR, asimov=options.asimov)
     return result
 
 
@@ -462,7 +532,9 @@ def _failures_of(registered: RegisteredSpec, histograms: Path) -> Iterator[None]
         ) from exc
 
 
-def _validate_ml(inference: Any, registered: RegisteredSpec, histograms: Path, workdir: Path, result: FitResult, *, plots: bool) -> None:
+def _validate_ml(
+    inference: Any, registered: RegisteredSpec, histograms: Path, workdir: Path, result: FitResult, analysis: Analysis, *, plots: bool
+) -> None:
     """The ML validation model of ``histograms`` (``workspace_ml.json``) and its observables with the main fit's parameters (``plots/ml``)."""
     build = getattr(inference, "ml_workspace", None)
     if build is None:
@@ -476,7 +548,7 @@ def _validate_ml(inference: Any, registered: RegisteredSpec, histograms: Path, w
             workspace = build(histograms, workdir)
         write_json(workdir / ML_WORKSPACE_FILE, workspace)
         if plots:
-            draw_ml_validation_plots(workspace, result, workdir / PLOTS_DIR / "ml")
+            draw_ml_validation_plots(workspace, result, analysis, workdir / PLOTS_DIR / "ml")
 
 
 def fit(
@@ -490,6 +562,7 @@ def fit(
     manager: PluginManager | None = None,
     show_progress: bool = False,
     ml: bool = False,
+    analysis: str | None = None,
 ) -> FitResult:
     """Fit an existing ``histograms.root``; write ``fit_results.json``, ``workspace.json`` and plots into ``output``.
 
@@ -513,6 +586,9 @@ def fit(
     ml
         Also build the ML validation model of the ``histograms_ml.root`` beside
         ``histograms`` (``workspace_ml.json``) and draw it with this fit's parameters.
+    analysis
+        The analysis whose model is fitted; by default the one of the run that
+        wrote ``histograms`` (its ``provenance.json``), else the default analysis.
     """
     histograms = Path(histograms).resolve()
     if not histograms.is_file():
@@ -522,14 +598,24 @@ def fit(
         raise InputError(f"{ml_histograms} does not exist; the ML validation needs the output of 'agcframe run --ml'")
     manager = manager or PluginManager()
     plugin_options = plugin_options or {}
-    selected = _select(manager, {"inference": inference}, plugin_options)
-    backend = _instantiate(selected["inference"], plugin_options)
+    selected = _select(manager, {"analysis": analysis or analysis_of(histograms), "inference": inference}, plugin_options)
+    definition = _instantiate(selected["analysis"], {})
+    backend = _instantiate(selected["inference"], plugin_options, analysis=definition)
     options = options or FitOptions(ranking=True)
     with held_output(output), staged_outputs(output, "fit") as staging, showing_progress(show_progress):
-        result = _fit(backend, selected["inference"], histograms, staging, options, plots=plots)
+        result = _fit(backend, selected["inference"], histograms, staging, options, definition, plots=plots)
         if ml:
-            _validate_ml(backend, selected["inference"], ml_histograms, staging, result, plots=plots)
+            _validate_ml(backend, selected["inference"], ml_histograms, staging, result, definition, plots=plots)
         return result
+
+
+def analysis_of(histograms: Path) -> str:
+    """The analysis of the run that wrote ``histograms`` (its ``provenance.json``), else the default analysis."""
+    try:
+        provenance = json.loads(histograms.with_name("provenance.json").read_text())
+        return str(provenance["plugins"]["analysis"]["name"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return DEFAULT_PLUGINS["analysis"]
 
 
 def _version(distribution: str) -> str | None:
@@ -561,6 +647,7 @@ def _provenance(
     return {
         **_software(),
         "plugins": {slot: _plugin_json(registered) for slot, registered in selected.items()},
+        "parameters": selected["analysis"].spec.resolve(config.parameters),
         "config": config.to_json(),
         "seed": config.seed,
         "fileset": str(fileset_path),

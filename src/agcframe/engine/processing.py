@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from agcframe.engine.checkpoints import CheckpointStore
 from agcframe.data import Dataset, WorkItem, is_remote
-from agcframe.errors import AgcframeError, InputError, PluginError, ServerError, describe_exception
+from agcframe.errors import AgcframeError, AnalysisError, InputError, PluginError, ServerError, describe_exception
 from agcframe.io.inputs import bytes_read, forget_remote_file, server_of
 from agcframe.progress import terminal_progress
 from agcframe.engine.reduce import tree_reduce
@@ -169,7 +169,7 @@ class ChunkTask:
                         forget_remote_file(item.path)
                         time.sleep(REMOTE_RETRY_DELAYS_S[min(attempts, len(REMOTE_RETRY_DELAYS_S)) - 1])
                     continue
-                if self.keep_going:
+                if self.keep_going and not isinstance(exc, AnalysisError):
                     return ChunkFailure(item, describe_exception(exc), attempts)
                 if isinstance(exc, ServerError) and attempts > 1:
                     raise ServerError(f"{exc} ({attempts} tries; once it is back, agcframe run --resume continues)") from exc

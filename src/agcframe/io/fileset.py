@@ -1,8 +1,9 @@
 """Reading filesets and choosing the first N files per sample.
 
 The AGC format is ``{process: {variation: {"nevts_total": int, "files": [{"path":
-str, "nevts": int}, ...]}}}``, with the AGC's processes and their samples
-(``nominal``; for ttbar also ``scaledown``, ``scaleup``, ``ME_var``, ``PS_var``).
+str, "nevts": int}, ...]}}}``, with the processes and samples the run's analysis
+declares (:attr:`~agcframe.plugin.analysis.Analysis.samples`; for the AGC's
+ttbar, ``nominal``, ``scaledown``, ``scaleup``, ``ME_var`` and ``PS_var``).
 ``nevts_total`` is optional; a file's ``nevts`` may be ``null`` where the
 sample gives ``nevts_total``, and the sample is then used whole. Relative paths
 are resolved against the fileset's directory, so a generated dataset can be
@@ -25,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from agcframe.analyses.agc_ttbar.analysis import CROSS_SECTIONS, SAMPLE_VARIATIONS, sample_weight
 from agcframe.data import Dataset, FileEntry, is_remote
 from agcframe.errors import InputError
 from agcframe.engine.outputs import write_json
+from agcframe.plugin.analysis import Analysis, sample_weight
 
 __all__ = ["FilesetSummary", "load_fileset", "select_datasets", "summarize", "write_fileset"]
 
@@ -43,11 +44,11 @@ COFFEA_METADATA_KEYS = ("process", "variation", "nevts", "xsec")
 COFFEA_FILE_KEYS = ("object_path", "steps", "num_entries", "uuid")
 
 
-def load_fileset(path: str | Path) -> dict[str, dict[str, dict[str, Any]]]:
-    """Load and check an AGC-format fileset JSON file.
+def load_fileset(path: str | Path, analysis: Analysis) -> dict[str, dict[str, dict[str, Any]]]:
+    """Load and check an AGC-format fileset JSON file of ``analysis``' samples.
 
     Raises :class:`InputError` naming the file and key when it is missing,
-    is not JSON, or does not have the AGC structure.
+    is not JSON, does not have the AGC structure or lists a sample the analysis does not declare.
     """
     path = Path(path)
     try:
@@ -63,8 +64,8 @@ def load_fileset(path: str | Path) -> dict[str, dict[str, dict[str, Any]]]:
             f"fileset {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
         ) from None
     if _is_coffea_form(document):
-        document = _from_coffea_form(path, document)
-    _check_structure(path, document)
+        document = _from_coffea_form(path, document, analysis)
+    _check_structure(path, document, analysis)
     base = path.resolve().parent
     for variations in document.values():
         for sample in variations.values():
@@ -88,16 +89,21 @@ def _is_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_sample_name(where: str, process: object, variation: object) -> None:
-    """``process`` is an AGC process and ``variation`` one of its samples (ANALYSIS.md); else one line starting with ``where``."""
-    if not isinstance(process, str) or process not in CROSS_SECTIONS:
-        raise InputError(f"{where}: process {process!r} is not an AGC process ({', '.join(CROSS_SECTIONS)})")
-    variations = SAMPLE_VARIATIONS[process]
+def _check_sample_name(where: str, process: object, variation: object, analysis: Analysis) -> None:
+    """``process`` is a process of ``analysis`` and ``variation`` one of its samples; else one line starting with ``where``."""
+    if not isinstance(process, str) or process not in analysis.samples:
+        raise InputError(
+            f"{where}: process {process!r} is not a process of analysis '{analysis.name}' ({', '.join(analysis.samples)}); "
+            "declare it in the analysis' samples, or choose another --analysis"
+        )
+    variations = analysis.samples[process].variations
     if not isinstance(variation, str) or variation not in variations:
-        raise InputError(f"{where}: variation {variation!r} of {process} is not an AGC sample of it ({', '.join(variations)})")
+        raise InputError(
+            f"{where}: variation {variation!r} of {process} is not a sample of it in analysis '{analysis.name}' ({', '.join(variations)})"
+        )
 
 
-def _from_coffea_form(path: Path, document: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+def _from_coffea_form(path: Path, document: dict[str, Any], analysis: Analysis) -> dict[str, dict[str, dict[str, Any]]]:
     """The AGC form of a coffea ``dataset_tools`` fileset: per-file ``nevts`` unknown (``None``), the dataset's total kept."""
     converted: dict[str, dict[str, dict[str, Any]]] = {}
     for name, dataset in document.items():
@@ -118,18 +124,16 @@ def _from_coffea_form(path: Path, document: dict[str, Any]) -> dict[str, dict[st
             )
         _warn_unknown(path, f"dataset {name!r} metadata", metadata, COFFEA_METADATA_KEYS)
         process, variation, nevts = metadata["process"], metadata["variation"], metadata["nevts"]
-        _check_sample_name(where, process, variation)
+        _check_sample_name(where, process, variation, analysis)
         if not _is_count(nevts) or nevts <= 0:
             fail(f"metadata nevts must be a positive integer, not {nevts!r}")
-        xsec = metadata.get("xsec")
+        xsec, declared = metadata.get("xsec"), analysis.samples[process].cross_section
         if xsec is not None and (
-            not isinstance(xsec, (int, float)) or isinstance(xsec, bool)
-            or not math.isclose(float(xsec), CROSS_SECTIONS[process], rel_tol=1e-6)
+            declared is None or not isinstance(xsec, (int, float)) or isinstance(xsec, bool)
+            or not math.isclose(float(xsec), declared, rel_tol=1e-6)
         ):  # fmt: skip
-            fail(
-                f"metadata xsec {xsec!r} differs from the AGC cross section of {process} "
-                f"({CROSS_SECTIONS[process]} pb), with which agcframe normalises; drop it or correct it"
-            )
+            stated = "real data, which is not normalised" if declared is None else f"{declared} pb, with which agcframe normalises"
+            fail(f"metadata xsec {xsec!r} differs from the cross section of {process} in analysis '{analysis.name}' ({stated}); drop it or correct it")
         files = dataset["files"]
         if isinstance(files, dict):
             for file_path, tree in files.items():
@@ -142,7 +146,7 @@ def _from_coffea_form(path: Path, document: dict[str, Any]) -> dict[str, dict[st
             fail("files must map paths to tree names, or list paths")
         for file_path, tree in trees.items():
             if tree != "Events":
-                fail(f"file {file_path} names the tree {tree!r}; the AGC analysis reads NanoAOD's 'Events'")
+                fail(f"file {file_path} names the tree {tree!r}; agcframe reads NanoAOD's 'Events'")
         if variation in converted.get(process, {}):
             fail(f"a second dataset of {process}/{variation}")
         converted.setdefault(process, {})[variation] = {
@@ -152,19 +156,19 @@ def _from_coffea_form(path: Path, document: dict[str, Any]) -> dict[str, dict[st
     return converted
 
 
-def _check_structure(path: Path, document: object) -> None:
+def _check_structure(path: Path, document: object, analysis: Analysis) -> None:
     def fail(where: str, what: str) -> NoReturn:
         raise InputError(f"fileset {path}: {where} {what}; expected the AGC fileset format")
 
     if not isinstance(document, dict) or not document:
         fail("top level", "must be a non-empty object {process: {variation: ...}}")
     for process, variations in document.items():
-        _check_sample_name(f"fileset {path}", process, "nominal")
+        _check_sample_name(f"fileset {path}", process, "nominal", analysis)
         if not isinstance(variations, dict) or not variations:
             fail(f"[{process!r}]", "must be a non-empty object {variation: ...}")
         for variation, sample in variations.items():
             key = f"[{process!r}][{variation!r}]"
-            _check_sample_name(f"fileset {path}", process, variation)
+            _check_sample_name(f"fileset {path}", process, variation, analysis)
             if not isinstance(sample, dict) or not isinstance(sample.get("files"), list):
                 fail(key, "must have a 'files' list")
             _warn_unknown(path, key, sample, SAMPLE_KEYS)
@@ -198,12 +202,12 @@ def _warn_unknown(path: Path, where: str, entry: dict[str, Any], known: tuple[st
 
 
 def select_datasets(
-    fileset: dict[str, dict[str, dict[str, Any]]], n_files_max: int = -1
+    fileset: dict[str, dict[str, dict[str, Any]]], analysis: Analysis, n_files_max: int = -1
 ) -> list[Dataset]:
-    """The first ``n_files_max`` files (-1: all) of every (process, variation).
+    """The first ``n_files_max`` files (-1: all) of every (process, variation) of a fileset of ``analysis``.
 
-    The normalisation of each dataset uses the ``nevts`` of the files taken,
-    as ANALYSIS.md prescribes.
+    The normalisation of each dataset (``xsec * lumi / nevts``; 1 for real
+    data) uses the ``nevts`` of the files taken, as ANALYSIS.md prescribes.
     """
     if n_files_max == 0 or n_files_max < -1:
         raise InputError(f"--n-files-max must be -1 (all files) or a positive number, not {n_files_max}")
@@ -224,7 +228,7 @@ def select_datasets(
                 nevts = sum(f.nevts for f in files if f.nevts is not None)
             if not files or nevts == 0:
                 raise InputError(f"sample {process}/{variation} has no events in its first files")
-            datasets.append(Dataset(process, variation, files, nevts, sample_weight(process, nevts)))
+            datasets.append(Dataset(process, variation, files, nevts, sample_weight(analysis, process, nevts)))
     return datasets
 
 

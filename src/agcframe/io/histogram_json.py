@@ -15,10 +15,11 @@ import hist
 import numpy as np
 import uproot
 
-from agcframe.analyses.agc_ttbar.analysis import TTBAR_SAMPLE_VARIATIONS
+from agcframe.data import histogram_name
 from agcframe.errors import InputError
 from agcframe.io.fileset import load_fileset, select_datasets
 from agcframe.io.histogram_file import split_name
+from agcframe.plugin.analysis import Analysis
 
 __all__ = [
     "HistogramFailure",
@@ -67,36 +68,36 @@ def read_json(path: str | Path) -> dict[str, dict[str, list[float]]]:
     return document
 
 
-def _sample_of(name: str) -> tuple[str, str]:
-    """(process, sample variation) that histogram ``name`` was filled from."""
-    _, process, variation = split_name(name)
-    return process, variation if variation in TTBAR_SAMPLE_VARIATIONS else "nominal"
+def _sample_of(name: str, analysis: Analysis) -> tuple[str, str]:
+    """(process, sample variation) that histogram ``name`` of ``analysis`` was filled from."""
+    _, process, variation = split_name(name, analysis)
+    return process, variation if variation in analysis.samples[process].variations else "nominal"
 
 
 def histograms_from_json(
-    document: dict[str, dict[str, list[float]]], fileset: str | Path, n_files_max: int
+    document: dict[str, dict[str, list[float]]], fileset: str | Path, n_files_max: int, analysis: Analysis
 ) -> dict[str, hist.Hist]:
-    """Weighted hist objects from AGC JSON contents.
+    """Weighted hist objects from AGC JSON contents of ``analysis``.
 
     The JSON carries no variances; with uniform per-sample weights the sum of
     squared weights is ``weight * contents``, with the weight of the first
-    ``n_files_max`` files of ``fileset``. Pseudodata variances follow from its
-    definition, (ME_var + PS_var) / 2 + wjets.
+    ``n_files_max`` files of ``fileset``. Pseudodata variances follow from the
+    analysis' recipe (for the AGC, (ME_var + PS_var) / 2 + wjets).
     """
-    weights = {(d.process, d.variation): d.weight for d in select_datasets(load_fileset(fileset), n_files_max)}
+    weights = {(d.process, d.variation): d.weight for d in select_datasets(load_fileset(fileset, analysis), analysis, n_files_max)}
     histograms = {}
     for name, entry in document.items():
         edges = np.asarray(entry["edges"], dtype=float)
         h = hist.Hist(hist.axis.Variable(edges, name="observable"), storage=hist.storage.Weight())
         contents = np.asarray(entry["contents"], dtype=float)
         if name.endswith("_pseudodata"):
-            region = name.split("_")[0]
-            variance = (
-                weights[("ttbar", "ME_var")] * np.asarray(document[f"{region}_ttbar_ME_var"]["contents"])
-                + weights[("ttbar", "PS_var")] * np.asarray(document[f"{region}_ttbar_PS_var"]["contents"])
-            ) / 4 + weights[("wjets", "nominal")] * np.asarray(document[f"{region}_wjets"]["contents"])
+            region = name.removesuffix("_pseudodata")
+            variance = sum(
+                part.factor**2 * weights[(part.process, part.variation)] * np.asarray(document[histogram_name(region, part.process, part.variation)]["contents"])
+                for part in analysis.pseudodata
+            )
         else:
-            variance = weights[_sample_of(name)] * contents
+            variance = weights[_sample_of(name, analysis)] * contents
         h.view(flow=True).value = contents
         h.view(flow=True).variance = variance
         histograms[name] = h

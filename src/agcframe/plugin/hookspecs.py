@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from agcframe.plugin.specs import ExecutorSpec, HistogrammerSpec, InferenceSpec, ProcessorSpec, SourceSpec
+    from agcframe.plugin.specs import AnalysisSpec, ExecutorSpec, HistogrammerSpec, InferenceSpec, ProcessorSpec, SourceSpec
 
 __all__ = [
+    "agcframe_analyses",
     "agcframe_executors",
     "agcframe_histogrammers",
     "agcframe_inferences",
@@ -38,6 +39,25 @@ __all__ = [
 ]
 
 hookspec = pluggy.HookspecMarker("agcframe")
+
+
+@hookspec
+def agcframe_analyses() -> Iterable[AnalysisSpec]:
+    """Declare analyses (slot ``analysis``, chosen with ``--analysis NAME``).
+
+    :returns: :class:`~agcframe.plugin.specs.AnalysisSpec` objects: the
+        analysis' named parameters (cuts, with defaults and ranges), and a
+        backend that returns its :class:`~agcframe.plugin.analysis.Analysis`
+        definition (samples, luminosity, regions and binning, variations,
+        pseudodata, statistical model).
+
+    Called by the plugin manager when it collects the ``analysis`` slot. The
+    core resolves the run's parameters against the spec before anything
+    starts, reads the fileset with the definition's samples, gives the
+    definition to the histogrammer and the inference plugin, and the parameter values
+    to every plugin whose spec lists the analysis (``analyses=``), which it
+    requires of the processor.
+    """
 
 
 @hookspec
@@ -67,7 +87,7 @@ def agcframe_processors() -> Iterable[ProcessorSpec]:
     workers, once per work item, in any order, and timed apart for ``metrics.json``.
     A spec with ``ml=True`` declares the ML stage: for ``agcframe run --ml`` the
     core starts its backend with ``ml=True``, and ``compute`` also returns the
-    fills of the ML features (one region per feature, :func:`agcframe.analyses.agc_ttbar.ml.feature_fills`).
+    fills of the ML features (one region per feature of the analysis' :attr:`~agcframe.plugin.analysis.Analysis.ml_regions`).
     """
 
 

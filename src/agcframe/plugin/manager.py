@@ -34,6 +34,7 @@ BUILTIN_DISTRIBUTION = "agcframe"
 #: agcframe's built-in plugins by name, registered directly as pytest and conda register theirs;
 #: the entry-point group is for third-party plugins
 BUILTIN_PLUGINS = {
+    "agc_ttbar": "agcframe.analyses.agc_ttbar",
     "uproot": "agcframe.plugins.uproot",
     "servicex": "agcframe.plugins.servicex",
     "coffea": "agcframe.analyses.agc_ttbar.coffea",
@@ -49,6 +50,7 @@ DISABLE_AUTOLOAD_ENV = "AGCFRAME_DISABLE_PLUGIN_AUTOLOAD"
 
 #: CLI slot name -> the hook that declares its plugins
 SLOTS: Mapping[str, str] = {
+    "analysis": "agcframe_analyses",
     "source": "agcframe_sources",
     "processor": "agcframe_processors",
     "histogrammer": "agcframe_histogrammers",
@@ -56,7 +58,7 @@ SLOTS: Mapping[str, str] = {
     "inference": "agcframe_inferences",
 }
 #: the slots that turn files into histograms (all but inference)
-PROCESSING_SLOTS = ("source", "processor", "histogrammer", "executor")
+PROCESSING_SLOTS = ("analysis", "source", "processor", "histogrammer", "executor")
 
 
 @dataclass(frozen=True)

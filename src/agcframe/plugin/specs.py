@@ -8,16 +8,22 @@ This is conda's ``CondaSolver`` pattern: plugins declare, the core chooses.
 
 from __future__ import annotations
 
+import difflib
 import importlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from agcframe.data import Dataset, Fill, FitOptions, FitResult, WorkItem
-from agcframe.errors import missing_extra
+from agcframe.errors import ConfigError, missing_extra
+from agcframe.plugin.analysis import Analysis
 
 __all__ = [
+    "Analysis",
+    "AnalysisParameter",
+    "AnalysisSpec",
     "DeferredBackend",
     "Executor",
     "ExecutorSpec",
@@ -62,7 +68,12 @@ class Source(Protocol):
 
 @runtime_checkable
 class Processor(Protocol):
-    """Runs the analysis of ANALYSIS.md on one work item, in two phases the core times apart."""
+    """Runs an analysis on one work item, in two phases the core times apart.
+
+    Its spec lists the analyses it implements (:attr:`PluginSpec.analyses`); the
+    core starts it with ``parameters=``, the run's values of that analysis'
+    parameters (all of them, defaults filled in).
+    """
 
     def read(self, item: WorkItem) -> Any:
         """Read the columns the analysis of ``item`` needs and return them for :meth:`compute`.
@@ -106,9 +117,10 @@ class Histogrammer(Protocol[Partial]):
     def write(self, result: Partial, path: Path, regions: Sequence[str]) -> list[str]:
         """Write the histograms of ``regions`` to the ROOT file ``path``; return the names written.
 
-        ``regions`` are the main regions (``histograms.root``) or the ML
-        features (``histograms_ml.root``); each region's binning, title and
-        bin offset is :func:`agcframe.analyses.agc_ttbar.analysis.binning`.
+        ``regions`` are the analysis' :attr:`~Analysis.regions` (``histograms.root``)
+        or :attr:`~Analysis.ml_regions` (``histograms_ml.root``); each region's
+        binning, title and bin offset is the analysis' :meth:`~Analysis.binning`
+        (the core starts a histogrammer with ``analysis=``, the run's :class:`Analysis`).
         """
         ...
 
@@ -184,6 +196,70 @@ class PluginOption:
 
 
 @dataclass(frozen=True)
+class AnalysisParameter:
+    """A named parameter of an analysis (a cut), with its default and valid range.
+
+    Its type is the default's: ``bool``, ``int`` or ``float``. A run sets it with
+    ``--set name=value``, ``parameters: {name: value}`` in a run configuration
+    or ``RunConfig(parameters=...)``; ``low``/``high`` bound it (inclusive).
+    """
+
+    name: str
+    default: bool | int | float
+    help: str
+    low: float | None = None
+    high: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            raise ValueError(f"parameter name {self.name!r} must be an identifier")
+        if type(self.default) not in (bool, int, float):
+            raise ValueError(f"parameter {self.name!r} has a default of type {type(self.default).__name__}; use bool, int or float")
+
+    @property
+    def type(self) -> type:
+        return type(self.default)
+
+    def convert(self, value: Any, analysis: str) -> bool | int | float:
+        """``value`` (a YAML scalar, or the text of ``--set``) as the parameter's type; :class:`ConfigError` naming it otherwise."""
+        where = f"parameter {self.name!r} of analysis '{analysis}'"
+        converted = _scalar(value, self.type)
+        if converted is None:
+            raise ConfigError(f"{where} must be {_TYPE_WORDS[self.type]}, not {value!r}")
+        if (self.low is not None and converted < self.low) or (self.high is not None and converted > self.high):
+            raise ConfigError(f"{where} must be {self.range_text()}, not {value!r}")
+        return converted
+
+    def range_text(self) -> str:
+        """The valid range in words: ``in [0, 1]``, ``at least 0``, ``at most 5``; empty where any value goes."""
+        if self.low is not None and self.high is not None:
+            return f"in [{self.low:g}, {self.high:g}]"
+        return f"at least {self.low:g}" if self.low is not None else f"at most {self.high:g}" if self.high is not None else ""
+
+
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number"}
+
+
+def _scalar(value: Any, kind: type) -> bool | int | float | None:
+    """``value`` as ``kind`` if it is one (text from ``--set`` is parsed), else ``None``."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if kind is bool:
+            return {"true": True, "false": False}.get(text)
+        try:
+            value = int(text) if kind is int else float(text)
+        except ValueError:
+            return None
+    if kind is bool:
+        return value if isinstance(value, bool) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if kind is int:
+        return value if isinstance(value, int) else None
+    return float(value) if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
 class DeferredBackend:
     """A backend named ``"module:attribute"``, imported when the core first starts it.
 
@@ -223,10 +299,40 @@ class PluginSpec(Generic[Backend]):
     backend: Callable[..., Backend]
     description: str = ""
     options: tuple[PluginOption, ...] = ()
+    #: the analyses an analysis-specific plugin (a processor) implements; the core
+    #: refuses another and starts its backend with ``parameters=``
+    analyses: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("-", "_").isidentifier():
             raise ValueError(f"plugin name {self.name!r} must be a non-empty identifier")
+
+
+@dataclass(frozen=True)
+class AnalysisSpec(PluginSpec[Analysis]):
+    """An analysis (``--analysis NAME``): its backend is the :class:`Analysis` definition, started without arguments."""
+
+    slot: ClassVar[str] = "analysis"
+    parameters: tuple[AnalysisParameter, ...] = ()
+
+    def resolve(self, values: Mapping[str, Any]) -> dict[str, bool | int | float]:
+        """Every parameter's value: ``values`` converted and checked, defaults for the rest.
+
+        Raises :class:`ConfigError` for an unknown name (listing the valid
+        ones) or a value of the wrong type or out of range (naming the parameter).
+        """
+        declared = {parameter.name: parameter for parameter in self.parameters}
+        for name in values:
+            if name not in declared:
+                hint = difflib.get_close_matches(name, declared, n=1)
+                suggestion = f"did you mean {hint[0]!r}? " if hint else ""
+                raise ConfigError(
+                    f"analysis '{self.name}' has no parameter {name!r}; {suggestion}valid: {', '.join(declared) or 'none'}"
+                )
+        return {
+            name: parameter.convert(values[name], self.name) if name in values else parameter.default
+            for name, parameter in declared.items()
+        }
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,6 @@ from typing import Any
 
 import numpy as np
 
-from agcframe.analyses.agc_ttbar import analysis as agc
 from agcframe.cache import cache_directory
 from agcframe.data import FitOptions, FitParameter, FitResult, FitStatus, Impact, Significance, UpperLimit
 from agcframe.errors import InputError
@@ -757,7 +756,7 @@ def upper_limit(model: Any, data: Any, poi_value: float, poi_error: float, level
         cls_minus_level(highest, 0)
         if np.any(cache[lowest] < level) or np.any(cache[highest] > level):
             raise InputError(
-                f"no {1 - level:.0%} CL upper limit on {agc.POI} between {lowest:g} and {highest:.3g} "
+                f"no {1 - level:.0%} CL upper limit on {model.config.poi_name} between {lowest:g} and {highest:.3g} "
                 "(the CLs curves do not cross the level there); the fit may not have converged"
             )
         limits = [toms748(cls_minus_level, *bracket(band), args=(band,), k=2, xtol=1e-6, rtol=1e-3) for band in range(6)]

@@ -1,7 +1,8 @@
-"""The AGC statistical model as a pyhf workspace, built directly from ``histograms.root``.
+"""An analysis' statistical model as a pyhf workspace, built directly from ``histograms.root``.
 
-It reproduces what cabinetry builds from the same analysis definition
-(templates rebinned to 11 bins of 40 GeV from 110 GeV, ``staterror`` per
+It reproduces what cabinetry builds from the same
+:class:`~agcframe.plugin.analysis.StatisticalModel` (templates rebinned as the
+model says, for the AGC to 11 bins of 40 GeV from 110 GeV, ``staterror`` per
 region, NormPlusShape systematics split into ``normsys`` + ``histosys`` with
 cabinetry's symmetrisation, a normalisation-only luminosity uncertainty), so
 both inference plugins fit the same likelihood.
@@ -9,7 +10,7 @@ both inference plugins fit the same likelihood.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,9 @@ import hist
 import numpy as np
 import uproot
 
-from agcframe.analyses.agc_ttbar import analysis as agc
 from agcframe.data import FitOptions, FitResult
 from agcframe.errors import InputError
+from agcframe.plugin.analysis import StatisticalModel
 
 __all__ = ["build_workspace", "fit_workspace", "model_and_data", "read_rebinned", "rebinned", "template_key"]
 
@@ -37,12 +38,12 @@ def rebinned(h: hist.Hist, edges: Sequence[float]) -> hist.Hist:
     return h[hist.loc(edges[0]) : hist.loc(edges[-1])][hist.rebin(edges=list(edges))]
 
 
-def read_rebinned(file: Any, key: str, edges: Sequence[float] | None = agc.FIT_BIN_EDGES) -> hist.Hist:
-    """Histogram ``key`` of an open ``histograms.root``, rebinned to ``edges`` (by default the fit's; ``None``: as stored)."""
+def read_rebinned(file: Any, key: str, edges: Sequence[float] | None) -> hist.Hist:
+    """Histogram ``key`` of an open ``histograms.root``, rebinned to ``edges`` (``None``: as stored)."""
     if key not in file:
         raise InputError(
             f"{file.file_path} has no histogram '{key}', which the fit model needs; "
-            "produce it with a run over all AGC samples, or pass --no-fit"
+            "produce it with a run over all the analysis' samples, or pass --no-fit"
         )
     h = file[key].to_hist()
     return h if edges is None else rebinned(h, edges)
@@ -65,19 +66,18 @@ def _normplusshape(name: str, nominal: np.ndarray, up: np.ndarray, down: np.ndar
     ]
 
 
-def build_workspace(histograms: Path, regions: Mapping[str, str] = agc.FIT_REGIONS) -> dict[str, Any]:
-    """The pyhf workspace (JSON document) of the AGC model for ``histograms``.
+def build_workspace(histograms: Path, model: StatisticalModel) -> dict[str, Any]:
+    """The pyhf workspace (JSON document) of ``model`` for ``histograms``.
 
-    ``regions`` maps channel names to the regions of the histograms: the main
-    model's, or :data:`~agcframe.analyses.agc_ttbar.analysis.ML_FIT_REGIONS` for the ML
-    validation model of ``histograms_ml.root``.
+    ``model`` is an analysis' :attr:`~agcframe.plugin.analysis.Analysis.model`,
+    or its :attr:`~agcframe.plugin.analysis.Analysis.ml_model` for ``histograms_ml.root``.
     """
     channels, observations = [], []
     with uproot.open(histograms) as file:
-        for region_name, region in regions.items():
-            edges = agc.fit_edges(region)
+        for region_name, region in model.channels.items():
+            edges = model.edges(region)
             samples = []
-            for sample_name, process in agc.FIT_SAMPLES.items():
+            for sample_name, process in model.samples.items():
                 nominal_hist = read_rebinned(file, template_key(region, process), edges)
                 nominal = nominal_hist.values()
                 modifiers: list[dict[str, Any]] = [
@@ -87,9 +87,9 @@ def build_workspace(histograms: Path, regions: Mapping[str, str] = agc.FIT_REGIO
                         "data": np.sqrt(nominal_hist.variances()).tolist(),
                     }
                 ]
-                if sample_name == agc.POI_SAMPLE:
-                    modifiers.append({"name": agc.POI, "type": "normfactor", "data": None})
-                for syst in agc.MODEL_SYSTEMATICS:
+                if sample_name == model.poi_sample:
+                    modifiers.append({"name": model.poi, "type": "normfactor", "data": None})
+                for syst in model.systematics:
                     if syst.samples is not None and sample_name not in syst.samples:
                         continue
                     if syst.normalization is not None:
@@ -102,16 +102,16 @@ def build_workspace(histograms: Path, regions: Mapping[str, str] = agc.FIT_REGIO
                     modifiers.extend(_normplusshape(syst.name, nominal, up, down))
                 samples.append({"name": sample_name, "data": nominal.tolist(), "modifiers": modifiers})
             channels.append({"name": region_name, "samples": samples})
-            data = read_rebinned(file, template_key(region, "pseudodata"), edges).values()
+            data = read_rebinned(file, template_key(region, model.data), edges).values()
             observations.append({"name": region_name, "data": data.tolist()})
     return {
         "channels": channels,
         "measurements": [
             {
-                "name": agc.MEASUREMENT,
+                "name": model.measurement,
                 "config": {
-                    "parameters": [{"name": agc.POI, "inits": [1.0], "bounds": [list(agc.POI_BOUNDS)]}],
-                    "poi": agc.POI,
+                    "parameters": [{"name": model.poi, "inits": [1.0], "bounds": [list(model.poi_bounds)]}],
+                    "poi": model.poi,
                 },
             }
         ],

@@ -2,10 +2,12 @@
 
 They are drawn in mplhep's CMS style with the font sizes reduced to fit
 cabinetry's figure sizes (at mplhep's own sizes labels overflow the axes), at
-:data:`DPI`. The data/MC figures carry the experiment label (CMS Open Data,
-3378 pb⁻¹, 13 TeV as in the AGC), LaTeX axis labels, the data labelled as
-pseudodata (the AGC fits pseudodata) and a y range that keeps the legend and
-labels clear of the stack and the data. The correlation matrix shows the
+:data:`DPI`. The data/MC figures carry the experiment label (CMS Open Data, the
+analysis' luminosity and energy: 3378 pb⁻¹, 13 TeV for the AGC), the
+observables' axis labels, the data labelled as the analysis' model names them
+(the AGC fits "Pseudodata") and a y range that keeps the legend and labels
+clear of the stack and the data. A figure that cannot be drawn is a warning;
+the others are still drawn. The correlation matrix shows the
 physics nuisance parameters; the per-bin MC-statistics parameters are in
 ``fit_results.json``. The ranking is drawn from the result's impacts, which
 are ``ranking.json``.
@@ -16,15 +18,17 @@ so the plots look the same whichever inference plugin fitted the model.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from agcframe.analyses.agc_ttbar import analysis as agc
 from agcframe.data import FitResult
+from agcframe.plugin.analysis import Analysis
 from agcframe.stats.model import model_and_data
 from agcframe.progress import progress_bar
 
@@ -35,25 +39,6 @@ log = logging.getLogger(__name__)
 DPI = 150
 #: mplhep's CMS sizes (26 pt) made for 10 x 10 inch figures, scaled to cabinetry's smaller ones
 FONT_SIZES = {"font.size": 13, "axes.labelsize": 13, "legend.fontsize": 11, "xtick.labelsize": 12, "ytick.labelsize": 12}
-#: axis labels of the observables
-OBSERVABLE_LABELS = {"HT": r"$H_{T}$ [GeV]", "m_bjj": r"$m_{bjj}$ [GeV]"}
-#: axis labels of the ML validation model's features
-FEATURE_LABELS = {
-    "deltar_leptonbtoplep": r"$\Delta R(\ell, b_{lep})$",
-    "deltar_w1w2": r"$\Delta R(j_{W1}, j_{W2})$",
-    "deltar_w1btophad": r"$\Delta R(j_{W1}, b_{had})$",
-    "mass_leptonbtoplep": r"$m(\ell b_{lep})$ [GeV]",
-    "mass_w1w2": r"$m(j_{W1} j_{W2})$ [GeV]",
-    "mass_w1w2btophad": r"$m(j_{W1} j_{W2} b_{had})$ [GeV]",
-    "pt_w1w2btophad": r"$p_{T}(j_{W1} j_{W2} b_{had})$ [GeV]",
-}
-#: model channel -> (bin edges, axis label), for the main and the ML validation models
-VARIABLES = {
-    **{name: (agc.FIT_BIN_EDGES, OBSERVABLE_LABELS[agc.OBSERVABLES[path]]) for name, path in agc.FIT_REGIONS.items()},
-    **{name: (agc.binning(path).edges, FEATURE_LABELS[path]) for name, path in agc.ML_FIT_REGIONS.items()},
-}
-#: the experiment label's right-hand text: the AGC's integrated luminosity and energy
-LUMI_LABEL = rf"{agc.LUMINOSITY:.0f} pb$^{{-1}}$ (13 TeV)"
 #: the names of the per-bin MC-statistics parameters (pyhf's staterror modifiers)
 MC_STATISTICS_PREFIX = "staterror_"
 #: free space between the highest bar or point and the lowest legend or label, as a fraction of the axes
@@ -75,25 +60,41 @@ MULTIMODAL_MARK = "\N{DAGGER}"
 RATIO_HALF_RANGES = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 
 
-def _plot_config(model: Any) -> dict[str, Any]:
-    """A cabinetry config with only what its plots read: each region's binning and variable."""
-    regions = []
-    for channel, n_bins in zip(model.config.channels, model.config.channel_nbins.values()):
-        region: dict[str, Any] = {"Name": channel}
-        if _has_variable(channel, n_bins):
-            edges, label = VARIABLES[channel]
-            region.update(Binning=edges.tolist(), Variable=label)
-        regions.append(region)
-    return {"Regions": regions}
+@dataclass(frozen=True)
+class _Labels:
+    """What the figures take from the analysis: each channel's bin edges and axis label, the luminosity text and the data's name."""
 
+    variables: dict[str, tuple[np.ndarray, str]]
+    luminosity: str
+    data: str
 
-def _has_variable(channel: str, n_bins: int) -> bool:
-    return channel in VARIABLES and len(VARIABLES[channel][0]) == n_bins + 1
+    @classmethod
+    def of(cls, analysis: Analysis, data: str) -> _Labels:
+        variables = {}
+        for model in (analysis.ml_model, analysis.model):  # the main model's channels win a shared name
+            for channel, region in (model.channels.items() if model is not None else ()):
+                binning = analysis.binning(region)
+                edges = model.edges(region)
+                variables[channel] = (binning.edges if edges is None else edges, binning.axis_label)
+        return cls(variables, rf"{analysis.luminosity:.0f} pb$^{{-1}}$ ({analysis.energy})", data)
 
+    def has_variable(self, channel: str, n_bins: int) -> bool:
+        return channel in self.variables and len(self.variables[channel][0]) == n_bins + 1
 
-def _bin_edges(channel: str, n_bins: int) -> np.ndarray:
-    """The bin edges a channel's figure has on its x axis: its variable's, else (as cabinetry draws it) the bin numbers."""
-    return np.asarray(VARIABLES[channel][0], dtype=float) if _has_variable(channel, n_bins) else np.arange(n_bins + 1.0)
+    def bin_edges(self, channel: str, n_bins: int) -> np.ndarray:
+        """The bin edges a channel's figure has on its x axis: its variable's, else (as cabinetry draws it) the bin numbers."""
+        return np.asarray(self.variables[channel][0], dtype=float) if self.has_variable(channel, n_bins) else np.arange(n_bins + 1.0)
+
+    def plot_config(self, model: Any) -> dict[str, Any]:
+        """A cabinetry config with only what its plots read: each region's binning and variable."""
+        regions = []
+        for channel, n_bins in zip(model.config.channels, model.config.channel_nbins.values()):
+            region: dict[str, Any] = {"Name": channel}
+            if self.has_variable(channel, n_bins):
+                edges, label = self.variables[channel]
+                region.update(Binning=np.asarray(edges).tolist(), Variable=label)
+            regions.append(region)
+        return {"Regions": regions}
 
 
 def _cabinetry_results(result: FitResult) -> Any:
@@ -108,19 +109,18 @@ def _cabinetry_results(result: FitResult) -> Any:
     )
 
 
-def _slide_ready(figure: Any, *, asimov: bool, bins: _ChannelBins) -> Any:
-    """A cabinetry data/MC figure with the experiment label, pseudodata named so, the legend clear of the content
-    and a ratio panel whose range follows the data and the band."""
+def _slide_ready(figure: Any, labels: _Labels, bins: _ChannelBins) -> Any:
+    """A cabinetry data/MC figure with the experiment label, the data named as the model names them, the legend clear
+    of the content and a ratio panel whose range follows the data and the band."""
     from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
     main, ratio = figure.axes[:2]
     figure.set_layout_engine("none")  # cabinetry's constrained layout measures every tick label at each draw
     main.get_gridspec().update(**DATA_MC_MARGINS)
-    data_name = "Asimov data" if asimov else "Pseudodata"
     for text in main.get_legend().get_texts():
         if text.get_text() == "Data":
-            text.set_text(data_name)
-    _experiment_label(main)
+            text.set_text(labels.data)
+    _experiment_label(main, labels.luminosity)
     ratio.set_ylim(_ratio_range(bins))
     ratio.yaxis.set_major_locator(MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10], prune="upper"))
     ratio.yaxis.set_major_formatter(ScalarFormatter())
@@ -144,7 +144,7 @@ def _room_for_y_labels(figure: Any, panels: tuple[Any, ...]) -> bool:
     return True
 
 
-def _experiment_label(axes: Any) -> None:
+def _experiment_label(axes: Any, luminosity: str) -> None:
     """"CMS *Open Data*" above the axes' top left and the luminosity and energy above its top right.
 
     mplhep's ``cms.label`` draws the same, but renders the whole figure (twice) to
@@ -163,7 +163,7 @@ def _experiment_label(axes: Any) -> None:
             "lower left", child=label, pad=0, borderpad=0.1, frameon=False, bbox_to_anchor=(0, 1), bbox_transform=axes.transAxes
         )
     )
-    axes.text(1, 1.01, LUMI_LABEL, transform=axes.transAxes, ha="right", va="bottom", fontsize=0.9 * size)
+    axes.text(1, 1.01, luminosity, transform=axes.transAxes, ha="right", va="bottom", fontsize=0.9 * size)
 
 
 @dataclass(frozen=True)
@@ -282,16 +282,17 @@ def _style() -> dict[str, Any]:
     return {**mplhep.style.CMS, **FONT_SIZES}
 
 
-def draw_fit_plots(result: FitResult, directory: Path, *, asimov: bool = False) -> list[Path]:
-    """Draw the fit's figures (see :func:`_draw`) in mplhep's CMS style."""
+def draw_fit_plots(result: FitResult, analysis: Analysis, directory: Path, *, asimov: bool = False) -> list[Path]:
+    """Draw the fit's figures (see :func:`_draw`) in mplhep's CMS style, labelled from ``analysis``."""
     import matplotlib.pyplot as plt
 
+    labels = _Labels.of(analysis, "Asimov data" if asimov else analysis.model.data_label)
     with plt.style.context(_style()):
-        return _draw(result, directory, asimov=asimov)
+        return _draw(result, labels, directory, asimov=asimov)
 
 
-def draw_ml_validation_plots(workspace: dict[str, Any], result: FitResult, directory: Path) -> list[Path]:
-    """The ML validation model's observables against the pseudodata, before and with the main fit's parameters.
+def draw_ml_validation_plots(workspace: dict[str, Any], result: FitResult, analysis: Analysis, directory: Path) -> list[Path]:
+    """The ML validation model's observables against the data, before and with the main fit's parameters.
 
     ``workspace`` is the ML model (``Feature0``, ...); ``result`` the main fit,
     whose parameters are matched to it by name (cabinetry's
@@ -304,15 +305,16 @@ def draw_ml_validation_plots(workspace: dict[str, Any], result: FitResult, direc
     directory.mkdir(parents=True, exist_ok=True)
     model, data = model_and_data(workspace)
     matched = cabinetry.model_utils.match_fit_results(model, _cabinetry_results(result))
+    labels = _Labels.of(analysis, (analysis.ml_model or analysis.model).data_label)
     with plt.style.context(_style()):
-        return _draw_data_mc(model, data, matched, directory, asimov=False)
+        return _draw_data_mc(model, data, matched, labels, directory)
 
 
-def _draw_data_mc(model: Any, data: Any, fit_results: Any, directory: Path, *, asimov: bool) -> list[Path]:
+def _draw_data_mc(model: Any, data: Any, fit_results: Any, labels: _Labels, directory: Path) -> list[Path]:
     """Pre- and post-fit (``fit_results``) data/MC figures of every channel of ``model``."""
     import cabinetry
 
-    config = _plot_config(model)
+    config = labels.plot_config(model)
     written = []
     with progress_bar("plots", total=2 * len(model.config.channels), unit="figures") as advance:
         for label, prediction in (
@@ -322,15 +324,15 @@ def _draw_data_mc(model: Any, data: Any, fit_results: Any, directory: Path, *, a
             drawable = _drawable(prediction)
             for index, channel in enumerate(model.config.channels):
                 bins = _ChannelBins(
-                    _bin_edges(channel, model.config.channel_nbins[channel]),
+                    labels.bin_edges(channel, model.config.channel_nbins[channel]),
                     np.sum(drawable.model_yields[index], axis=0),
                     np.asarray(drawable.total_stdev_model_bins[index][-1]),
                     np.asarray(data)[model.config.channel_slices[channel]],
                 )
-                for entry in cabinetry.visualize.data_mc(drawable, data, config=config, channels=channel, save_figure=False) or []:
-                    region = entry["region"].replace(" ", "_")
-                    figure = _slide_ready(entry["figure"], asimov=asimov, bins=bins)
-                    written.append(_save(figure, directory / f"{region}_{label}.png"))
+                path = directory / f"{channel.replace(' ', '_')}_{label}.png"
+                with _warned_if_undrawable(path):
+                    for entry in cabinetry.visualize.data_mc(drawable, data, config=config, channels=channel, save_figure=False) or []:
+                        written.append(_save(_slide_ready(entry["figure"], labels, bins), path))
                 advance()
     return written
 
@@ -392,13 +394,15 @@ def _ranking_figure(result: FitResult) -> Any:
     return figure
 
 
-def _draw(result: FitResult, directory: Path, *, asimov: bool) -> list[Path]:
+def _draw(result: FitResult, labels: _Labels, directory: Path, *, asimov: bool) -> list[Path]:
     """Draw pre- and post-fit distributions per region, pulls, correlations and the ranking (if the result has one).
 
     Parameters
     ----------
     result
         A fit result that carries its workspace.
+    labels
+        The analysis' axis labels, luminosity and data name.
     directory
         Folder for the PNG files (created); callers stage it, as every output.
     asimov
@@ -415,14 +419,29 @@ def _draw(result: FitResult, directory: Path, *, asimov: bool) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     model, data = model_and_data(result.workspace, asimov=asimov)
     fit_results = _cabinetry_results(result)
-    written = _draw_data_mc(model, data, fit_results, directory, asimov=asimov)
+    written = _draw_data_mc(model, data, fit_results, labels, directory)
     mc_statistics = [name for name in fit_results.labels if name.startswith(MC_STATISTICS_PREFIX)]
-    pulls = cabinetry.visualize.pulls(fit_results, exclude=[*mc_statistics, result.poi], save_figure=False, close_figure=False)
-    written.append(_save(pulls, directory / "pulls.png"))
-    correlations = cabinetry.visualize.correlation_matrix(
-        _without(fit_results, mc_statistics), pruning_threshold=0.05, save_figure=False, close_figure=False
-    )
-    written.append(_save(correlations, directory / "correlation_matrix.png"))
+    with _warned_if_undrawable(directory / "pulls.png") as path:
+        pulls = cabinetry.visualize.pulls(fit_results, exclude=[*mc_statistics, result.poi], save_figure=False, close_figure=False)
+        written.append(_save(pulls, path))
+    with _warned_if_undrawable(directory / "correlation_matrix.png") as path:
+        correlations = cabinetry.visualize.correlation_matrix(
+            _without(fit_results, mc_statistics), pruning_threshold=0.05, save_figure=False, close_figure=False
+        )
+        written.append(_save(correlations, path))
     if result.ranking:
-        written.append(_save(_ranking_figure(result), directory / "ranking.png"))
+        with _warned_if_undrawable(directory / "ranking.png") as path:
+            written.append(_save(_ranking_figure(result), path))
     return written
+
+
+@contextlib.contextmanager
+def _warned_if_undrawable(path: Path) -> Iterator[Path]:
+    """Draw the figure ``path`` in the block; if drawing fails, a warning naming it, and the other figures are still drawn."""
+    import matplotlib.pyplot as plt
+
+    try:
+        yield path
+    except Exception as exc:  # a figure is a convenience: never lose the fit's other outputs to one
+        plt.close("all")
+        log.warning("plot %s was not drawn: %s: %s", path.name, type(exc).__name__, exc)

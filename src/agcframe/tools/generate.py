@@ -31,7 +31,6 @@ import numpy as np
 import uproot
 import vector
 
-from agcframe.analyses.agc_ttbar.analysis import SAMPLE_VARIATIONS
 from agcframe.defaults import DEFAULT_COMPRESSION, DEFAULT_EVENTS_PER_FILE, DEFAULT_SEED, EVENTS_FACTOR
 from agcframe.errors import ConfigError
 from agcframe.progress import progress_bar
@@ -104,14 +103,19 @@ TTBAR_TOP_PT_SCALE = 0.85
 
 SAMPLE_MODELS: dict[tuple[str, str], SampleModel] = {
     ("ttbar", "nominal"): SampleModel(top_pt_scale=TTBAR_TOP_PT_SCALE),
-    ("ttbar", "scaleup"): SampleModel(isr_mean=0.76, top_pt_scale=0.98 * TTBAR_TOP_PT_SCALE),
     ("ttbar", "scaledown"): SampleModel(isr_mean=0.68, top_pt_scale=1.02 * TTBAR_TOP_PT_SCALE),
+    ("ttbar", "scaleup"): SampleModel(isr_mean=0.76, top_pt_scale=0.98 * TTBAR_TOP_PT_SCALE),
     ("ttbar", "ME_var"): SampleModel(isr_mean=1.05, top_pt_scale=1.04 * TTBAR_TOP_PT_SCALE, negative_weight_fraction=0.25),
     ("ttbar", "PS_var"): SampleModel(isr_mean=0.9, jet_response=0.97, top_pt_scale=TTBAR_TOP_PT_SCALE),
     ("single_top_s_chan", "nominal"): SampleModel(isr_mean=0.6, negative_weight_fraction=0.19),
     ("single_top_t_chan", "nominal"): SampleModel(isr_mean=0.5, isr_pt=22.0),
     ("single_top_tW", "nominal"): SampleModel(isr_mean=0.6),
     ("wjets", "nominal"): SampleModel(isr_mean=0.0, negative_weight_fraction=0.16),
+}
+#: the samples generated, process -> variations, in the order their seeds are drawn: the AGC's (ANALYSIS.md)
+SAMPLE_VARIATIONS: dict[str, tuple[str, ...]] = {
+    process: tuple(variation for sample, variation in SAMPLE_MODELS if sample == process)
+    for process in dict.fromkeys(process for process, _ in SAMPLE_MODELS)
 }
 
 

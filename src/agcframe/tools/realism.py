@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agcframe.analyses.agc_ttbar import analysis as agc
 from agcframe.errors import InputError
+from agcframe.plugin.analysis import Analysis
 
 __all__ = ["RealismRow", "realism_table", "shape_distance"]
 
@@ -35,15 +35,17 @@ def shape_distance(left: np.ndarray, right: np.ndarray) -> float:
     return float(0.5 * np.abs(left / left.sum() - right / right.sum()).sum())
 
 
-def realism_table(generated: dict[str, dict[str, list[float]]], real: dict[str, dict[str, list[float]]]) -> list[RealismRow]:
-    """Rows for every region and process, from two documents in the AGC JSON format (contents with flow)."""
+def realism_table(
+    generated: dict[str, dict[str, list[float]]], real: dict[str, dict[str, list[float]]], analysis: Analysis
+) -> list[RealismRow]:
+    """Rows for every region and simulated process of ``analysis``, from two documents in the AGC JSON format (contents with flow)."""
     rows = []
-    for region in agc.REGIONS:
-        for process in agc.PROCESSES:
+    for region in analysis.regions:
+        for process in (name for name, sample in analysis.samples.items() if not sample.is_data):
             name = f"{region}_{process}"
             for document, label in ((generated, "generated histograms"), (real, "reference")):
                 if name not in document:
-                    raise InputError(f"the {label} have no histogram '{name}'; compare outputs of a run over every AGC sample")
+                    raise InputError(f"the {label} have no histogram '{name}'; compare outputs of a run over every sample of the analysis")
             generated_contents = np.asarray(generated[name]["contents"], float)
             real_contents = np.asarray(real[name]["contents"], float)
             rows.append(

@@ -17,7 +17,7 @@ import uproot
 
 from agcframe.analyses.agc_ttbar import ml
 from conftest import REAL_FILE
-from reference_analysis import is_selected_jet, selected_electrons, selected_muons
+from reference_analysis import AGC_CUTS, is_selected_jet, selected_electrons, selected_muons
 
 xgboost = pytest.importorskip("xgboost", reason="xgboost is a test dependency (pip install -e '.[test]')")
 
@@ -49,8 +49,8 @@ def _selected_4j2b_events(path: Path, limit: int, strict: bool = True) -> list[d
     events = []
     for record in uproot.open(path)["Events"].arrays(library="ak"):  # event by event, up to the limit
         ev = record.to_list()
-        leptons = [(kind, i) for kind, selected in (("Electron", selected_electrons), ("Muon", selected_muons)) for i in selected(ev)]
-        jets = [j for j in range(len(ev["Jet_pt"])) if is_selected_jet(ev["Jet_pt"][j], ev["Jet_eta"][j], ev["Jet_jetId"][j])]
+        leptons = [(kind, i) for kind, selected in (("Electron", selected_electrons), ("Muon", selected_muons)) for i in selected(ev, AGC_CUTS)]
+        jets = [j for j in range(len(ev["Jet_pt"])) if is_selected_jet(ev["Jet_pt"][j], ev["Jet_eta"][j], ev["Jet_jetId"][j], AGC_CUTS)]
         n_btag = sum(ev["Jet_btagCSVV2"][j] > 0.5 for j in jets)
         if not strict and len(jets) >= 4:
             leptons = leptons[:1] or [(kind, 0) for kind in ("Muon", "Electron") if ev[f"{kind}_pt"]][:1]

@@ -88,7 +88,7 @@ def _manager_with(hook: str, spec: object) -> PluginManager:
 
 
 def test_a_processor_without_an_ml_stage_is_refused(small_fileset: Path, tmp_path: Path) -> None:
-    manager = _manager_with("agcframe_processors", ProcessorSpec(name="plain", backend=object))
+    manager = _manager_with("agcframe_processors", ProcessorSpec(name="plain", backend=object, analyses=("agc_ttbar",)))
     config = agcframe.RunConfig(fileset=str(small_fileset), output=str(tmp_path / "out"), fit=False, ml=True, plugins={"processor": "plain"})
     with pytest.raises(ConfigError, match=r"processor plugin 'plain' has no ML stage.*--plugin processor=coffea or numba"):
         agcframe.run(config, manager=manager)
@@ -97,7 +97,7 @@ def test_a_processor_without_an_ml_stage_is_refused(small_fileset: Path, tmp_pat
 
 def test_the_offset_and_the_empty_rule_of_ml_histograms(tmp_path: Path) -> None:
     """Every bin gets 1e-6; a histogram is written only if its sum exceeds 25 x 1e-6 x 1.01 (the AGC's save_histograms)."""
-    histogrammer = HistHistogrammer()
+    histogrammer = HistHistogrammer(agc.AgcTtbar())
     fills = [
         Fill("pt_w1", "ttbar", "nominal", np.array([40.0, 41.0, 250.0], np.float32), np.ones(3), 2.0),
         Fill("pt_w1", "ttbar", "ME_var", np.array([], np.float32), np.ones(0), 2.0),

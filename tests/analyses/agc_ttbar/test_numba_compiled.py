@@ -14,14 +14,19 @@ import pytest
 from agcframe.data import WorkItem
 from agcframe.io.fileset import load_fileset, select_datasets
 from agcframe.analyses.agc_ttbar.numba import compiled, kernels
+from agcframe.analyses.agc_ttbar.parameters import DEFAULTS
 from agcframe.analyses.agc_ttbar.numba.processor import NumbaProcessor, selection_inputs
 from agcframe.plugins.uproot.source import UprootSource
 from conftest import REAL_FILE
+from agcframe.analyses.agc_ttbar.analysis import AgcTtbar
+
+AGC = AgcTtbar()
 
 
 def _inputs(path: str, entries: int, variation: str = "nominal") -> tuple[Any, ...]:
     item = WorkItem("ttbar", variation, 1.0, path, 0, 0, entries)
-    return selection_inputs(item, NumbaProcessor().read(item), seed=7)[1]
+    processor = NumbaProcessor()
+    return selection_inputs(item, processor.read(item), 7, processor.cuts)[1]
 
 
 def _assert_same(left: tuple[np.ndarray, ...], right: tuple[np.ndarray, ...]) -> None:
@@ -33,7 +38,7 @@ def _assert_same(left: tuple[np.ndarray, ...], right: tuple[np.ndarray, ...]) ->
 
 @pytest.fixture(scope="module")
 def generated_inputs(small_fileset: Path) -> tuple[Any, ...]:
-    item = UprootSource().plan(select_datasets(load_fileset(small_fileset), 1), 100_000)[0]
+    item = UprootSource().plan(select_datasets(load_fileset(small_fileset, AGC), AGC, 1), 100_000)[0]
     return _inputs(item.path, item.entry_stop)
 
 
@@ -48,7 +53,8 @@ def test_compiled_equals_jit_on_generated_and_real_events(generated_inputs: tupl
     compiled.warm_up()
     assert compiled._compiled_module() is not None
     real = _inputs(str(REAL_FILE), 200)
-    for arguments in (generated_inputs, real, (*generated_inputs[:-1], 1)):
+    other_cuts = compiled.cut_array({**DEFAULTS, "jet_pt_min": 35.0, "btag_threshold": 0.45, "control_region_btags": 0, "jet_id_mask": 2})
+    for arguments in (generated_inputs, real, (*generated_inputs[:-2], 1, generated_inputs[-1]), (*generated_inputs[:-1], other_cuts)):
         _assert_same(compiled.select_events(*arguments), kernels.select_events(*arguments))
     region = compiled.select_events(*generated_inputs)[0]
     assert (region == compiled.REGION_4J1B).sum() > 0 and (region == compiled.REGION_4J2B).sum() > 0

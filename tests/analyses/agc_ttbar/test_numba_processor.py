@@ -18,6 +18,9 @@ from agcframe.io.fileset import load_fileset, select_datasets
 from agcframe.plugins.uproot.source import UprootSource
 from conftest import REAL_FILE
 from histograms import assert_bit_identical
+from agcframe.analyses.agc_ttbar.analysis import AgcTtbar
+
+AGC = AgcTtbar()
 
 
 @pytest.mark.parametrize("chunksize", [100_000, 377])
@@ -76,7 +79,7 @@ def test_reads_inflate_with_isal_and_give_zlibs_bytes(small_fileset: Path) -> No
     from agcframe.io.inputs import isal_inflate, open_tree
     from agcframe.analyses.agc_ttbar.numba.processor import BRANCHES, NumbaProcessor
 
-    item = UprootSource().plan(select_datasets(load_fileset(small_fileset), 1), 1000)[1]
+    item = UprootSource().plan(select_datasets(load_fileset(small_fileset, AGC), AGC, 1), 1000)[1]
     inflater = uproot.compression._decompress_ZLIB
     with open_tree(item.path) as tree:
         expected = tree.arrays(BRANCHES, entry_start=item.entry_start, entry_stop=item.entry_stop, how=dict)
@@ -101,7 +104,7 @@ def test_metrics_count_the_bytes_of_the_branches_read(small_fileset: Path, tmp_p
     metrics = agcframe.run(config).metrics
     baskets = sum(
         sum(tree[name].compressed_bytes for name in BRANCHES)
-        for tree in (uproot.open(entry.path)["Events"] for dataset in select_datasets(load_fileset(small_fileset), -1) for entry in dataset.files)
+        for tree in (uproot.open(entry.path)["Events"] for dataset in select_datasets(load_fileset(small_fileset, AGC), AGC, -1) for entry in dataset.files)
     )
     assert baskets <= metrics["bytes_read"] < 1.01 * baskets
     assert metrics["reading_share"] > metrics["computing_share"] > 0

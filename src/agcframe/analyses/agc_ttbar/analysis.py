@@ -1,52 +1,56 @@
-"""The AGC CMS ttbar analysis definition: every number of the physics contract.
+"""The AGC CMS ttbar analysis definition: every number of the physics contract but the cuts.
 
-Processors, histogrammers and inference plugins read the analysis from here so
-that the constants exist once.
+The cuts are the analysis' parameters (:mod:`agcframe.analyses.agc_ttbar.parameters`);
+everything else the processors, the model and the plots need is here, once.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Final
 
 import numpy as np
 
+from agcframe.data import Binning
+from agcframe.plugin.analysis import ModelSystematic, PseudodataPart, Sample, StatisticalModel, Variation
 from agcframe.rng import MAX_ABS_DEVIATE, keyed_normal
 
 __all__ = [
+    "AgcTtbar",
     "BIN_EDGES",
     "BRANCHES",
-    "BTAG_THRESHOLD",
     "BTAG_VARIATIONS",
     "CROSS_SECTIONS",
+    "FEATURE_LABELS",
     "FIT_BIN_EDGES",
+    "FIT_SAMPLES",
     "JET_KINEMATIC_SYSTEMATICS",
     "LUMINOSITY",
-    "MIN_JETS",
     "ML_BIN_OFFSET",
     "ML_BRANCHES",
     "ML_FEATURES",
     "ML_FIT_FEATURES",
-    "ML_FIT_REGIONS",
+    "ML_MODEL",
     "ML_REGION",
+    "MODEL",
     "MODEL_SYSTEMATICS",
-    "ModelSystematic",
     "N_BTAG_VARIATIONS",
+    "OBSERVABLE_LABELS",
+    "POI",
     "PROCESSES",
+    "PSEUDODATA",
     "REGIONS",
     "SAMPLE_VARIATIONS",
     "SELECTION_BRANCHES",
     "TTBAR_SAMPLE_VARIATIONS",
-    "Binning",
+    "VARIATIONS",
     "bdt_model_path",
     "binning",
     "btag_weight_factors",
-    "fit_edges",
-    "histogram_variations",
     "jet_pt_resolution_factors",
-    "sample_weight",
 ]
 
 LUMINOSITY: Final = 3378.0  # 1/pb
@@ -101,47 +105,31 @@ ML_BIN_OFFSET: Final = 1e-6
 ML_FIT_FEATURES: Final = (0, 1, 2, 4, 5, 6, 7)
 
 
-@dataclass(frozen=True)
-class Binning:
-    """The histogram binning of a region (a main region or an ML feature) and its title."""
-
-    bins: int
-    low: float
-    high: float
-    title: str
-    unit: str = ""
-    #: added to every bin before writing (ML histograms only)
-    offset: float = 0.0
-
-    @property
-    def edges(self) -> np.ndarray:
-        return np.linspace(self.low, self.high, self.bins + 1)
+#: the observables' plot labels (matplotlib mathtext)
+OBSERVABLE_LABELS: Final = {"HT": r"$H_{T}$", "m_bjj": r"$m_{bjj}$"}
+#: the plot labels of the ML features the validation model fits
+FEATURE_LABELS: Final = {
+    "deltar_leptonbtoplep": r"$\Delta R(\ell, b_{lep})$",
+    "deltar_w1w2": r"$\Delta R(j_{W1}, j_{W2})$",
+    "deltar_w1btophad": r"$\Delta R(j_{W1}, b_{had})$",
+    "mass_leptonbtoplep": r"$m(\ell b_{lep})$",
+    "mass_w1w2": r"$m(j_{W1} j_{W2})$",
+    "mass_w1w2btophad": r"$m(j_{W1} j_{W2} b_{had})$",
+    "pt_w1w2btophad": r"$p_{T}(j_{W1} j_{W2} b_{had})$",
+}
 
 
 def binning(region: str) -> Binning:
     """The binning of ``region``: ``4j1b``/``4j2b`` (HT, m_bjj) or an ML feature name."""
     if region in OBSERVABLES:
-        return Binning(len(BIN_EDGES) - 1, float(BIN_EDGES[0]), float(BIN_EDGES[-1]), OBSERVABLES[region], "GeV")
+        observable = OBSERVABLES[region]
+        return Binning(len(BIN_EDGES) - 1, float(BIN_EDGES[0]), float(BIN_EDGES[-1]), observable, "GeV", label=OBSERVABLE_LABELS[observable])
     if region in ML_FEATURES:
         low, high = ML_FEATURES[region]
         unit = "GeV" if region.startswith(("mass", "pt")) else ""
-        return Binning(ML_BINS, float(low), float(high), region, unit, ML_BIN_OFFSET)
+        return Binning(ML_BINS, float(low), float(high), region, unit, ML_BIN_OFFSET, FEATURE_LABELS.get(region, ""))
     raise KeyError(f"no binning for region {region!r}; regions are {', '.join((*OBSERVABLES, *ML_FEATURES))}")
 
-# Object selection (GeV)
-ELECTRON_PT_MIN: Final = 30.0
-ELECTRON_ABS_ETA_MAX: Final = 2.1
-ELECTRON_CUT_BASED: Final = 4
-ELECTRON_SIP3D_MAX: Final = 4.0
-MUON_PT_MIN: Final = 30.0
-MUON_ABS_ETA_MAX: Final = 2.1
-MUON_SIP3D_MAX: Final = 4.0
-MUON_ISO_MAX: Final = 0.15
-JET_PT_MIN: Final = 30.0
-JET_ABS_ETA_MAX: Final = 2.4
-JET_ID_TIGHT_LEPTON_VETO_BIT: Final = 4
-BTAG_THRESHOLD: Final = 0.5
-MIN_JETS: Final = 4
 
 #: the branches the selection reads (ANALYSIS.md's list)
 SELECTION_BRANCHES: Final = (
@@ -174,26 +162,6 @@ JET_PT_RESOLUTION_MAX_FACTOR: Final = float(np.nextafter(np.float32(1.0 + JET_PT
 WJETS_SCALE_VARIATIONS: Final[dict[str, float]] = {"scale_var_up": 1.025, "scale_var_down": 0.975}
 
 
-def sample_weight(process: str, nevts: int) -> float:
-    """Per-event weight ``xsec * lumi / nevts`` of a sample of ``nevts`` events."""
-    return CROSS_SECTIONS[process] * LUMINOSITY / nevts
-
-
-def histogram_variations(process: str, sample_variation: str) -> tuple[str, ...]:
-    """Names of the histogram variations filled from one (process, sample variation).
-
-    The separate-sample ttbar variations get only their own name; nominal samples
-    get nominal, the jet kinematic systematics, the b-tag weights and, for W+jets,
-    the scale weights.
-    """
-    if sample_variation != "nominal":
-        return (sample_variation,)
-    names = ("nominal", *JET_KINEMATIC_SYSTEMATICS, *BTAG_VARIATIONS)
-    if process == "wjets":
-        names += tuple(WJETS_SCALE_VARIATIONS)
-    return names
-
-
 def btag_weight_factors(jet_pt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Up and down b-tag weight factors ``1 ± 0.075 * pt / 50`` for one jet per event.
 
@@ -221,13 +189,8 @@ def jet_pt_resolution_factors(
 
 
 # Statistical model (cabinetry -> pyhf)
-MEASUREMENT: Final = "CMS_ttbar"
 POI: Final = "ttbar_norm"
-POI_BOUNDS: Final = (0.0, 10.0)
-#: the model sample the POI normalises
-POI_SAMPLE: Final = "ttbar"
-FIT_REGIONS: Final[dict[str, str]] = {"4j1b CR": "4j1b", "4j2b SR": "4j2b"}
-#: model sample name -> process; the data sample is the pseudodata
+#: model sample name -> process
 FIT_SAMPLES: Final[dict[str, str]] = {
     "ttbar": "ttbar",
     "W+jets": "wjets",
@@ -235,38 +198,12 @@ FIT_SAMPLES: Final[dict[str, str]] = {
     "single top, t-channel": "single_top_t_chan",
     "tW": "single_top_tW",
 }
-DATA_SAMPLE: Final = "Pseudodata"
 #: rebinning for the fit: drop bins below 110 GeV, merge pairs -> 11 bins of 40 GeV
 FIT_LOW_EDGE: Final = 110.0
 FIT_REBIN: Final = 2
 #: the fit's bin edges, 110 to 550 GeV in steps of 40 GeV
 FIT_BIN_EDGES: Final = BIN_EDGES[BIN_EDGES >= FIT_LOW_EDGE][::FIT_REBIN]
 LUMINOSITY_UNCERTAINTY: Final = 0.03
-#: the ML validation model's channels (the AGC's ``Feature{k}``) and the features they read, binned as histogrammed
-ML_FIT_REGIONS: Final[dict[str, str]] = {f"Feature{k}": tuple(ML_FEATURES)[k] for k in ML_FIT_FEATURES}
-
-
-def fit_edges(region: str) -> np.ndarray | None:
-    """The bin edges a model channel reads ``region``'s histograms with: the AGC's rebinning, or ``None`` (as histogrammed)."""
-    return FIT_BIN_EDGES if region in OBSERVABLES else None
-
-
-@dataclass(frozen=True)
-class ModelSystematic:
-    """One systematic of the statistical model.
-
-    ``up``/``down`` are histogram variation names; ``down=None`` symmetrises
-    the up variation. ``samples=None`` applies to every sample.
-    ``normalization`` makes it a pure normalisation uncertainty instead.
-    """
-
-    name: str
-    up: str | None = None
-    down: str | None = None
-    samples: tuple[str, ...] | None = None
-    normalization: float | None = None
-
-
 MODEL_SYSTEMATICS: Final = (
     ModelSystematic("ME variation", up="ME_var", samples=("ttbar",)),
     ModelSystematic("PS variation", up="PS_var", samples=("ttbar",)),
@@ -280,6 +217,48 @@ MODEL_SYSTEMATICS: Final = (
     ModelSystematic("W+jets scale variations", up="scale_var_up", down="scale_var_down", samples=("W+jets",)),
     ModelSystematic("Luminosity", normalization=LUMINOSITY_UNCERTAINTY),
 )
+#: the AGC's model: HT in the control region, m_bjj in the signal region, fitted to the pseudodata
+MODEL: Final = StatisticalModel(
+    measurement="CMS_ttbar",
+    poi=POI,
+    poi_sample="ttbar",
+    channels={"4j1b CR": "4j1b", "4j2b SR": "4j2b"},
+    samples=FIT_SAMPLES,
+    systematics=MODEL_SYSTEMATICS,
+    data_label="Pseudodata",
+    rebinning={region: tuple(FIT_BIN_EDGES.tolist()) for region in OBSERVABLES},
+)
+#: the ML validation model: the same samples and systematics, channels ``Feature{k}`` reading the features as histogrammed
+ML_MODEL: Final = replace(MODEL, channels={f"Feature{k}": tuple(ML_FEATURES)[k] for k in ML_FIT_FEATURES}, rebinning={})
+#: the variations of the nominal samples: the jet kinematic systematics, the b-tag weights and, for W+jets, the scale weights
+VARIATIONS: Final = (
+    *(Variation(name, "shape") for name in JET_KINEMATIC_SYSTEMATICS),
+    *(Variation(name, "weight") for name in BTAG_VARIATIONS),
+    *(Variation(name, "weight", ("wjets",)) for name in WJETS_SCALE_VARIATIONS),
+)
+#: (ttbar ME_var + ttbar PS_var) / 2 + W+jets nominal (ANALYSIS.md)
+PSEUDODATA: Final = (PseudodataPart("ttbar", "ME_var", 0.5), PseudodataPart("ttbar", "PS_var", 0.5), PseudodataPart("wjets", "nominal"))
+
+
+@dataclass(frozen=True)
+class AgcTtbar:
+    """The AGC ttbar analysis' definition (:class:`agcframe.plugin.analysis.Analysis`)."""
+
+    name: str = "agc_ttbar"
+    luminosity: float = LUMINOSITY
+    energy: str = "13 TeV"
+    samples: Mapping[str, Sample] = field(
+        default_factory=lambda: {process: Sample(CROSS_SECTIONS[process], SAMPLE_VARIATIONS[process]) for process in PROCESSES}
+    )
+    regions: tuple[str, ...] = REGIONS
+    ml_regions: tuple[str, ...] = tuple(ML_FEATURES)
+    variations: tuple[Variation, ...] = VARIATIONS
+    pseudodata: tuple[PseudodataPart, ...] = PSEUDODATA
+    model: StatisticalModel = MODEL
+    ml_model: StatisticalModel | None = ML_MODEL
+
+    def binning(self, region: str) -> Binning:
+        return binning(region)
 
 
 def bdt_model_path(name: str) -> Path:

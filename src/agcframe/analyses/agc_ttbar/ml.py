@@ -29,7 +29,7 @@ from agcframe.analyses.agc_ttbar.analysis import ML_FEATURES
 from agcframe.analyses.agc_ttbar.bdt import agc_model, predict_proba
 from agcframe.cache import key_numba_caches, source_digest
 from agcframe.data import Fill, WorkItem
-from agcframe.engine.fills import region_fills
+from agcframe.analyses.agc_ttbar.fills import region_fills
 
 __all__ = ["FEATURES", "MAX_N_JETS", "Scorer", "best_assignments", "compiled_scores", "feature_fills", "permutations"]
 
@@ -139,7 +139,7 @@ def feature_fills(
 
     ``jets`` are the selected jets' pt (varied), eta, phi, mass, b tag and qgl
     (flat, with ``jet_offsets``); ``lepton``, ``event`` and ``leading_jet_pt``
-    as for :func:`best_assignments` and :func:`agcframe.engine.fills.region_fills`.
+    as for :func:`best_assignments` and :func:`agcframe.analyses.agc_ttbar.fills.region_fills`.
     Each feature of the best assignment is one region, with the variations
     (and weights) of the 4j2b histograms.
     """

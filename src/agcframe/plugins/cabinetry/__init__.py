@@ -1,4 +1,4 @@
-"""Inference plugin ``cabinetry``: the AGC statistical model built and fitted with cabinetry/pyhf.
+"""Inference plugin ``cabinetry``: the analysis' statistical model built and fitted with cabinetry/pyhf.
 
 The backend lives in :mod:`agcframe.plugins.cabinetry.inference`, imported when a run uses it.
 """
@@ -21,7 +21,7 @@ def agcframe_inferences() -> Iterable[InferenceSpec]:
         options=(
             PluginOption(
                 "config",
-                "cabinetry YAML to fit instead of the AGC model; InputPath's file is relative to the histograms",
+                "cabinetry YAML to fit instead of the analysis' model; InputPath's file is relative to the histograms",
                 Path,
             ),
         ),

@@ -1,22 +1,22 @@
-"""Inference plugin ``cabinetry``: the AGC statistical model built and fitted with cabinetry/pyhf."""
+"""Inference plugin ``cabinetry``: the analysis' statistical model built and fitted with cabinetry/pyhf."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import cabinetry
 import hist
 import jsonschema
+import numpy as np
 import uproot
 import yaml
 from cabinetry.templates.collector import _histo_path
 
-from agcframe.analyses.agc_ttbar import analysis as agc
 from agcframe.data import FitOptions, FitResult
-from agcframe.errors import InputError, describe_exception
+from agcframe.errors import ConfigError, InputError, describe_exception
+from agcframe.plugin.analysis import Analysis, StatisticalModel
 from agcframe.stats.model import fit_workspace, read_rebinned
 
 __all__ = ["CONFIG_FILE", "ML_CONFIG_FILE", "CabinetryInference", "build_templates", "cabinetry_config", "located", "user_config"]
@@ -28,16 +28,15 @@ CONFIG_FILE = "cabinetry_config.yml"
 ML_CONFIG_FILE = "cabinetry_config_ml.yml"
 
 
-def cabinetry_config(histograms_name: str = "histograms.root", regions: Mapping[str, str] = agc.FIT_REGIONS) -> dict[str, Any]:
-    """The AGC model as a cabinetry configuration, with paths relative to the output directory.
+def cabinetry_config(model: StatisticalModel, histograms_name: str = "histograms.root") -> dict[str, Any]:
+    """``model`` as a cabinetry configuration, with paths relative to the output directory.
 
-    Each main region's ``Binning`` (110-550 GeV in 40 GeV bins) is the AGC's
-    rebinning of the 20 GeV histograms; agcframe applies it to histogram
-    inputs. With ``regions=ML_FIT_REGIONS`` it is the ML validation model,
-    whose channels keep the histograms' binning.
+    A region the model rebins gets a ``Binning`` (for the AGC, 110-550 GeV in
+    40 GeV bins of its 20 GeV histograms); agcframe applies it to histogram
+    inputs. The other regions keep the histograms' binning.
     """
     systematics = []
-    for syst in agc.MODEL_SYSTEMATICS:
+    for syst in model.systematics:
         entry: dict[str, Any] = {"Name": syst.name}
         if syst.normalization is not None:
             entry.update(
@@ -56,29 +55,28 @@ def cabinetry_config(histograms_name: str = "histograms.root", regions: Mapping[
         systematics.append(entry)
     return {
         "General": {
-            "Measurement": agc.MEASUREMENT,
-            "POI": agc.POI,
+            "Measurement": model.measurement,
+            "POI": model.poi,
             "HistogramFolder": "templates",
             "InputPath": f"{histograms_name}:{{RegionPath}}_{{SamplePath}}{{VariationPath}}",
             "VariationPath": "",
         },
-        "Regions": [_region(name, path) for name, path in regions.items()],
-        "Samples": [{"Name": agc.DATA_SAMPLE, "SamplePath": "pseudodata", "Data": True}]
-        + [{"Name": name, "SamplePath": process} for name, process in agc.FIT_SAMPLES.items()],
+        "Regions": [_region(name, path, model.edges(path)) for name, path in model.channels.items()],
+        "Samples": [{"Name": model.data_label, "SamplePath": model.data, "Data": True}]
+        + [{"Name": name, "SamplePath": process} for name, process in model.samples.items()],
         "NormFactors": [
             {
-                "Name": agc.POI,
-                "Samples": agc.POI_SAMPLE,
+                "Name": model.poi,
+                "Samples": model.poi_sample,
                 "Nominal": 1.0,
-                "Bounds": list(agc.POI_BOUNDS),
+                "Bounds": list(model.poi_bounds),
             }
         ],
         "Systematics": systematics,
     }
 
 
-def _region(name: str, path: str) -> dict[str, Any]:
-    edges = agc.fit_edges(path)
+def _region(name: str, path: str, edges: np.ndarray | None) -> dict[str, Any]:
     return {"Name": name, "RegionPath": path} if edges is None else {"Name": name, "RegionPath": path, "Binning": edges.tolist()}
 
 
@@ -137,30 +135,35 @@ def build_templates(config: dict[str, Any]) -> None:
 
 
 class CabinetryInference:
-    """Builds templates with cabinetry (rebinned as the AGC does) and the pyhf workspace; fits it with agcframe's engine.
+    """Builds templates with cabinetry (rebinned as the analysis' model says) and the pyhf workspace; fits it with agcframe's engine.
 
     The configuration it fits is written to ``cabinetry_config.yml`` in the
     output directory; passed back as ``config`` it gives the same fit.
 
     Parameters
     ----------
+    analysis
+        The run's analysis; its :attr:`~agcframe.plugin.analysis.Analysis.model` is fitted.
     config
-        A cabinetry YAML to use instead of the AGC model. Templates are read at
+        A cabinetry YAML to use instead of the analysis' model. Templates are read at
         its ``InputPath`` (relative to the histograms' folder) and rebinned to a
         region's ``Binning`` where it gives one.
     """
 
-    def __init__(self, config: Path | None = None) -> None:
+    def __init__(self, analysis: Analysis, config: Path | None = None) -> None:
+        self.analysis = analysis
         self.config = config
 
     def fit(self, histograms: Path, workdir: Path, options: FitOptions) -> FitResult:
-        config = user_config(self.config) if self.config is not None else cabinetry_config(histograms.name)
+        config = user_config(self.config) if self.config is not None else cabinetry_config(self.analysis.model, histograms.name)
         (workdir / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))  # workdir is the run's staging directory
         return fit_workspace(_workspace(config, histograms, workdir), options)
 
     def ml_workspace(self, histograms: Path, workdir: Path) -> dict[str, Any]:
         """The ML validation model of ``histograms_ml.root``, built by cabinetry (its config: ``cabinetry_config_ml.yml``)."""
-        config = cabinetry_config(histograms.name, agc.ML_FIT_REGIONS)
+        if self.analysis.ml_model is None:
+            raise ConfigError(f"analysis '{self.analysis.name}' has no ML validation model; run without --ml")
+        config = cabinetry_config(self.analysis.ml_model, histograms.name)
         (workdir / ML_CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
         return _workspace(config, histograms, workdir)
 

@@ -10,6 +10,8 @@ chunking, executor, worker count or merge order. Floating-point sums are not.
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +20,9 @@ import hist
 import numpy as np
 import uproot
 
-from agcframe.analyses.agc_ttbar import analysis as agc
-from agcframe.data import Fill
-from agcframe.errors import AgcframeError
+from agcframe.data import Binning, Fill, histogram_name
+from agcframe.errors import AgcframeError, AnalysisError
+from agcframe.plugin.analysis import Analysis, PseudodataPart
 
 __all__ = ["FIXED_POINT_BITS", "FixedPointHistogram", "HistHistogrammer", "histogram_name", "to_hists"]
 
@@ -57,16 +59,16 @@ class FixedPointHistogram:
 Counts = dict[Key, FixedPointHistogram]
 
 
-def _observable_axis(binning: agc.Binning) -> hist.axis.Regular:
+def _observable_axis(binning: Binning) -> hist.axis.Regular:
     return hist.axis.Regular(binning.bins, binning.low, binning.high, name="observable", label=_axis_title(binning))
 
 
-def _axis_title(binning: agc.Binning) -> str:
+def _axis_title(binning: Binning) -> str:
     return f"{binning.title} [{binning.unit}]" if binning.unit else binning.title
 
 
 def _fixed_point_counts(
-    binning: agc.Binning, values: np.ndarray, fill_index: np.ndarray, weights: np.ndarray, n_fills: int
+    binning: Binning, values: np.ndarray, fill_index: np.ndarray, weights: np.ndarray, n_fills: int
 ) -> np.ndarray:
     """Fixed-point sums of ``weights`` per (observable bin with flow, fill): fills of one binning in one call."""
     counts = hist.Hist(
@@ -76,18 +78,13 @@ def _fixed_point_counts(
     return counts.view(flow=True)
 
 
-def histogram_name(region: str, process: str, variation: str) -> str:
-    """AGC/cabinetry key: ``{region}_{process}`` or ``{region}_{process}_{variation}``."""
-    return f"{region}_{process}" if variation == "nominal" else f"{region}_{process}_{variation}"
-
-
-def to_hists(counts: Counts, regions: Iterable[str] = agc.REGIONS) -> dict[str, hist.Hist]:
-    """One ``hist.Hist`` per region of ``regions`` with axes observable x process x variation (Weight storage)."""
+def to_hists(counts: Counts, analysis: Analysis, regions: Iterable[str] | None = None) -> dict[str, hist.Hist]:
+    """One ``hist.Hist`` per region of ``regions`` (default: the analysis' main regions) with axes observable x process x variation (Weight storage)."""
     hists = {}
-    for region in regions:
+    for region in analysis.regions if regions is None else regions:
         keys = [key for key in counts if key[0] == region]
         h = hist.Hist(
-            _observable_axis(agc.binning(region)),
+            _observable_axis(analysis.binning(region)),
             hist.axis.StrCategory(sorted({k[1] for k in keys}), name="process"),
             hist.axis.StrCategory(sorted({k[2] for k in keys}), name="variation"),
             storage=hist.storage.Weight(),
@@ -102,12 +99,15 @@ def to_hists(counts: Counts, regions: Iterable[str] = agc.REGIONS) -> dict[str, 
 
 
 class HistHistogrammer:
-    """Fills hist/boost-histogram objects and writes AGC-named TH1D histograms."""
+    """Fills hist/boost-histogram objects and writes TH1D histograms in cabinetry's naming, binned as ``analysis`` declares."""
+
+    def __init__(self, analysis: Analysis) -> None:
+        self.analysis = analysis
 
     def fill(self, fills: Iterable[Fill]) -> Counts:
-        by_binning: dict[agc.Binning, list[Fill]] = {}
+        by_binning: dict[Binning, list[Fill]] = {}
         for f in fills:
-            by_binning.setdefault(agc.binning(f.region), []).append(f)
+            by_binning.setdefault(self._binning(f.region), []).append(f)
         counts: Counts = {}
         for binning, group in by_binning.items():
             values = np.concatenate([f.values for f in group])
@@ -121,6 +121,16 @@ class HistHistogrammer:
                 counts[key] = counts[key] + partial if key in counts else partial
         return counts
 
+    def _binning(self, region: str) -> Binning:
+        try:
+            return self.analysis.binning(region)
+        except KeyError:
+            declared = ", ".join(self.analysis.regions) + (f" and {len(self.analysis.ml_regions)} ML-stage regions" if self.analysis.ml_regions else "")
+            raise AnalysisError(
+                f"the processor filled region {region!r}, which analysis '{self.analysis.name}' does not declare "
+                f"(it declares {declared}); add it to the analysis' definition or fix the processor"
+            ) from None
+
     def merge(self, left: Counts, right: Counts) -> Counts:
         merged = dict(left)
         for key, value in right.items():
@@ -133,8 +143,8 @@ class HistHistogrammer:
     def write(self, result: Counts, path: Path, regions: Sequence[str]) -> list[str]:
         written = []
         with uproot.recreate(path) as file:
-            for region, h in to_hists(result, regions).items():
-                binning = agc.binning(region)
+            for region, h in to_hists(result, self.analysis, regions).items():
+                binning = self.analysis.binning(region)
                 if binning.offset:  # as the AGC's ``h += offset``: every bin, flow included, as a fill of that weight
                     h.view(flow=True).value += binning.offset
                     h.view(flow=True).variance += binning.offset**2
@@ -148,7 +158,7 @@ class HistHistogrammer:
                             name = histogram_name(region, process, variation)
                             file[name] = _titled(one, binning)
                             written.append(name)
-                pseudodata = _pseudodata(h, region, written)
+                pseudodata = _pseudodata(h, region, written, self.analysis.pseudodata)
                 if pseudodata is not None:
                     name = f"{region}_pseudodata"
                     file[name] = _titled(pseudodata, binning)
@@ -156,16 +166,16 @@ class HistHistogrammer:
         return written
 
 
-def _titled(h: hist.Hist, binning: agc.Binning) -> hist.Hist:
+def _titled(h: hist.Hist, binning: Binning) -> hist.Hist:
     """``h`` titled with its observable (``HT``, ``m_bjj``, the ML feature), its axis with the unit (the ROOT titles)."""
     h.name = binning.title
     h.axes[0].label = _axis_title(binning)
     return h
 
 
-def _pseudodata(h: hist.Hist, region: str, written: list[str]) -> hist.Hist | None:
-    """(ttbar ME_var + ttbar PS_var) / 2 + wjets nominal, when all three were written."""
-    parts = [("ttbar", "ME_var"), ("ttbar", "PS_var"), ("wjets", "nominal")]
-    if not all(histogram_name(region, *part) in written for part in parts):
+def _pseudodata(h: hist.Hist, region: str, written: list[str], parts: Sequence[PseudodataPart]) -> hist.Hist | None:
+    """The analysis' pseudodata (for the AGC, (ttbar ME_var + ttbar PS_var) / 2 + wjets nominal), when all its parts were written."""
+    if not parts or not all(histogram_name(region, part.process, part.variation) in written for part in parts):
         return None
-    return (h[:, "ttbar", "ME_var"] + h[:, "ttbar", "PS_var"]) / 2 + h[:, "wjets", "nominal"]
+    terms = [h[:, part.process, part.variation] * part.factor for part in parts]
+    return functools.reduce(operator.add, terms)

@@ -1,4 +1,4 @@
-"""Inference plugin ``pyhf``: the AGC HistFactory model built directly as a pyhf workspace.
+"""Inference plugin ``pyhf``: the analysis' HistFactory model built directly as a pyhf workspace.
 
 The backend lives in :mod:`agcframe.plugins.pyhf.inference`, imported when a run uses it.
 """

@@ -27,6 +27,7 @@ from agcframe.cache import cache_directory
 from agcframe.data import Dataset, FileEntry, WorkItem, file_work_items, is_remote
 from agcframe.errors import InputError
 from agcframe.analyses.agc_ttbar import analysis as agc
+from agcframe.analyses.agc_ttbar.parameters import DEFAULTS, Parameters
 from agcframe.io.inputs import checked_entries, open_tree
 
 from .delivery import connect, deliver
@@ -36,11 +37,18 @@ __all__ = ["ServiceXSource"]
 
 
 class ServiceXSource:
-    """Delivers each dataset through ServiceX, then chunks the delivered files."""
+    """Delivers each dataset through ServiceX, then chunks the delivered files.
+
+    Its preselection is the AGC analysis' at the run's ``parameters`` (a request,
+    and so its cache entry, per set of cuts).
+    """
 
     treename = "Events"
 
-    def __init__(self, endpoint: str | None = None, config: Path | None = None, ignore_cache: bool = False) -> None:
+    def __init__(
+        self, endpoint: str | None = None, config: Path | None = None, ignore_cache: bool = False, parameters: Parameters = DEFAULTS
+    ) -> None:
+        self.parameters = dict(parameters)
         self.backend = connect(endpoint, config, cache_directory() / "servicex")
         self.ignore_cache = ignore_cache
         self._delivered = {"files_in": 0, "files_delivered": 0, "events_in": 0, "events_delivered": 0, "bytes_delivered": 0}
@@ -55,7 +63,7 @@ class ServiceXSource:
                 Sample(
                     Name=f"{ds.process}__{ds.variation}",
                     Dataset=dataset.FileList([entry.path for entry in ds.files]),
-                    Query=analysis_query(self.treename),
+                    Query=analysis_query(self.parameters, self.treename),
                     IgnoreLocalCache=self.ignore_cache,
                 )
                 for ds in datasets

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import warnings
 
 import awkward as ak
 import numpy as np
@@ -11,9 +10,10 @@ import numpy as np
 from agcframe.analyses.agc_ttbar import analysis as agc
 from agcframe.data import Fill, WorkItem
 from agcframe.errors import import_extra
-from agcframe.engine.fills import needs_btag_weights, region_fills
-from agcframe.io.inputs import open_tree, require_branches
+from agcframe.analyses.agc_ttbar.fills import needs_btag_weights, region_fills
+from agcframe.io.inputs import read_nanoevents
 from agcframe.analyses.agc_ttbar.ml import feature_fills
+from agcframe.analyses.agc_ttbar.parameters import DEFAULTS, Parameters
 
 __all__ = ["CoffeaProcessor", "PRELOADED_BRANCHES", "REQUIRED_BRANCHES", "xgboost_scores"]
 
@@ -21,41 +21,24 @@ REQUIRED_BRANCHES = agc.BRANCHES
 #: read in bulk before the selection: the branches it uses and the counters NanoAODSchema builds offsets from
 PRELOADED_BRANCHES = (*agc.SELECTION_BRANCHES, "nElectron", "nMuon", "nJet")
 
-# NanoAODSchema's notes on collections a file lacks (generated files hold the AGC's branches only);
-# filters for the whole process, since ``warnings.catch_warnings`` is not thread-safe and chunks are read ahead in threads
-warnings.filterwarnings("ignore", message="Missing cross-reference index", category=RuntimeWarning, module="coffea")
-warnings.filterwarnings("ignore", message="Branch .* already exists", category=RuntimeWarning, module="coffea")
-
-
 class CoffeaProcessor:
     """The AGC reference processor, chunk by chunk, with coffea NanoEvents.
 
     With ``ml``, it also runs the ML stage, scoring the assignments with
     XGBoost itself (one thread per worker), as the AGC reference does.
+    ``parameters`` are the analysis' cuts (default: the AGC's).
     """
 
-    def __init__(self, ml: bool = False) -> None:
+    def __init__(self, ml: bool = False, parameters: Parameters = DEFAULTS) -> None:
         self.ml = ml
+        self.parameters = dict(parameters)
         self.branches = (*REQUIRED_BRANCHES, "Jet_qgl") if ml else REQUIRED_BRANCHES
         if ml:
             _booster("even")  # fails here, before any chunk, without xgboost
 
     def read(self, item: WorkItem) -> ak.Array:
         """NanoEvents of ``item``'s entry range, with the selection's branches and their counters preloaded."""
-        from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
-
-        with open_tree(item.path, item.treename) as tree:
-            require_branches(tree, item.path, self.branches)
-            factory = NanoEventsFactory.from_root(
-                tree.file.root_directory,
-                treepath=tree.object_path,
-                entry_start=item.entry_start,
-                entry_stop=item.entry_stop,
-                schemaclass=NanoAODSchema,
-                mode="virtual",
-                preload=PRELOADED_BRANCHES,
-            )
-            return factory.events()
+        return read_nanoevents(item, self.branches, PRELOADED_BRANCHES)
 
     def compute(self, item: WorkItem, events: ak.Array, seed: int) -> list[Fill]:
         """The fills of ``item`` from its NanoEvents ``events`` (what :meth:`read` returned)."""
@@ -68,19 +51,20 @@ class CoffeaProcessor:
             "pt_scale_up": jets.pt * np.float32(agc.JET_PT_SCALE_UP),
             "pt_res_up": ak.unflatten(np.asarray(flat_pt) * res_factors, ak.num(jets.pt)),
         }
+        cut = self.parameters
         electrons, muons = events.Electron, events.Muon
         electrons = electrons[
-            (electrons.pt > agc.ELECTRON_PT_MIN)
-            & (abs(electrons.eta) < agc.ELECTRON_ABS_ETA_MAX)
-            & (electrons.cutBased == agc.ELECTRON_CUT_BASED)
-            & (electrons.sip3d < agc.ELECTRON_SIP3D_MAX)
+            (electrons.pt > cut["electron_pt_min"])
+            & (abs(electrons.eta) < cut["electron_abs_eta_max"])
+            & (electrons.cutBased == cut["electron_cut_based"])
+            & (electrons.sip3d < cut["electron_sip3d_max"])
         ]
         muons = muons[
-            (muons.pt > agc.MUON_PT_MIN)
-            & (abs(muons.eta) < agc.MUON_ABS_ETA_MAX)
-            & muons.tightId
-            & (muons.sip3d < agc.MUON_SIP3D_MAX)
-            & (muons.pfRelIso04_all < agc.MUON_ISO_MAX)
+            (muons.pt > cut["muon_pt_min"])
+            & (abs(muons.eta) < cut["muon_abs_eta_max"])
+            & (muons.tightId | (not cut["muon_tight_id"]))
+            & (muons.sip3d < cut["muon_sip3d_max"])
+            & (muons.pfRelIso04_all < cut["muon_iso_max"])
         ]
         n_leptons = ak.num(electrons) + ak.num(muons)
         fills = []
@@ -88,13 +72,14 @@ class CoffeaProcessor:
             if kinematic != "nominal" and item.variation != "nominal":
                 continue
             varied = ak.with_field(jets, jet_pt[kinematic], "pt")
-            selected = varied[(varied.pt > agc.JET_PT_MIN) & (abs(varied.eta) < agc.JET_ABS_ETA_MAX) & varied.isTightLeptonVeto]
-            n_btag = ak.sum(selected.btagCSVV2 > agc.BTAG_THRESHOLD, axis=1)
-            base = (n_leptons == 1) & (ak.num(selected) >= agc.MIN_JETS)
+            selected = varied[(varied.pt > cut["jet_pt_min"]) & (abs(varied.eta) < cut["jet_abs_eta_max"]) & _passes_jet_id(varied, cut["jet_id_mask"])]
+            n_btag = ak.sum(selected.btagCSVV2 > cut["btag_threshold"], axis=1)
+            base = (n_leptons == 1) & (ak.num(selected) >= cut["min_jets"])
+            in_control = n_btag == cut["control_region_btags"]
             for region in agc.REGIONS:
-                in_region = base & ((n_btag == 1) if region == "4j1b" else (n_btag >= 2))
+                in_region = base & (in_control if region == "4j1b" else (n_btag >= cut["signal_region_min_btags"]) & ~in_control)
                 region_jets = selected[in_region]
-                observable = _ht(region_jets) if region == "4j1b" else _m_bjj(region_jets)
+                observable = _ht(region_jets) if region == "4j1b" else _m_bjj(region_jets, cut["btag_threshold"])
                 leading_pt = (
                     [ak.to_numpy(region_jets.pt[:, i]) for i in range(agc.N_BTAG_VARIATIONS)]
                     if needs_btag_weights(item, kinematic)
@@ -136,9 +121,14 @@ def _ht(jets: ak.Array) -> ak.Array:
     return ak.sum(jets.pt, axis=-1)
 
 
-def _m_bjj(jets: ak.Array) -> ak.Array:
+def _passes_jet_id(jets: ak.Array, mask: int) -> ak.Array:
+    """``jetId & mask`` non-zero (the AGC's mask 4 is coffea's ``isTightLeptonVeto``); mask 0 asks for no ID."""
+    return (jets.jetId & mask) != 0 if mask else True
+
+
+def _m_bjj(jets: ak.Array, btag_threshold: float) -> ak.Array:
     trijet = ak.combinations(jets, 3, fields=["j1", "j2", "j3"])
     p4 = trijet.j1 + trijet.j2 + trijet.j3
     max_btag = np.maximum(trijet.j1.btagCSVV2, np.maximum(trijet.j2.btagCSVV2, trijet.j3.btagCSVV2))
-    p4 = p4[max_btag > agc.BTAG_THRESHOLD]
+    p4 = p4[max_btag > btag_threshold]
     return ak.flatten(p4[ak.argmax(p4.pt, axis=1, keepdims=True)].mass, axis=1)

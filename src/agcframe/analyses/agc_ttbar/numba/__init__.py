@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from agcframe import hookimpl
+from agcframe.analyses.agc_ttbar import NAME
 from agcframe.plugin.specs import DeferredBackend, ProcessorSpec
 
 
@@ -18,4 +19,5 @@ def agcframe_processors() -> Iterable[ProcessorSpec]:
         backend=DeferredBackend("agcframe.analyses.agc_ttbar.numba.processor:NumbaProcessor"),
         description="uproot flat arrays and numba kernels: the AGC at the read limit",
         ml=True,
+        analyses=(NAME,),
     )

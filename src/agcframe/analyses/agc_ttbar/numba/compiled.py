@@ -8,8 +8,8 @@ process (numba initialises its CPU target and imports the packages of its
 :func:`ensure_built` compiles it once per machine, in a subprocess (a few
 seconds, with the C compiler ``numba.pycc`` uses), into
 ``<agcframe cache>/numba-kernels/<key>/``, where the key hashes agcframe's
-sources (the kernels fold in the analysis' constants) and the versions of
-numba, numpy and Python; later runs import it.
+sources (the kernels fold in the analysis' constants; its parameters, the cuts,
+are an argument) and the versions of numba, numpy and Python; later runs import it.
 :func:`select_events` calls it when the arrays have NanoAOD's dtypes, and
 :func:`agcframe.analyses.agc_ttbar.numba.kernels.select_events` (the same code, JIT-compiled)
 otherwise, or where it could not be built (no C compiler, a read-only cache, a
@@ -36,12 +36,13 @@ from typing import Any
 import numpy as np
 
 from agcframe.analyses.agc_ttbar import analysis as agc
+from agcframe.analyses.agc_ttbar.parameters import DEFAULTS, Parameters
 from agcframe.cache import cache_directory, source_digest
 from agcframe.progress import progress_bar
 
 __all__ = [
-    "N_VARIATIONS", "REGION_4J1B", "REGION_4J2B", "REGION_NONE", "SELECT_EVENTS_DTYPES", "empty_arguments", "ensure_built",
-    "module_path", "select_events", "warm_up",
+    "CUTS", "N_VARIATIONS", "REGION_4J1B", "REGION_4J2B", "REGION_NONE", "SELECT_EVENTS_DTYPES", "cut_array", "empty_arguments",
+    "ensure_built", "module_path", "select_events", "warm_up",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -51,9 +52,12 @@ REGION_NONE, REGION_4J1B, REGION_4J2B = 0, 1, 2
 #: the jet-pt variations of a nominal sample, in the rows of select_events' outputs
 N_VARIATIONS = 1 + len(agc.JET_KINEMATIC_SYSTEMATICS)
 
+#: the analysis parameters the kernels read, in the order of their ``cuts`` argument (:func:`cut_array`)
+CUTS = tuple(DEFAULTS)
+
 MODULE = "agcframe_numba_kernels"
 _OFFSETS, _F32, _I32, _U32 = np.dtype(np.int64), np.dtype(np.float32), np.dtype(np.int32), np.dtype(np.uint32)
-#: the dtypes of select_events' array arguments in NanoAOD (its last two are ints: seed and variations)
+#: the dtypes of select_events' array arguments in NanoAOD (then come two ints, seed and variations, and the cuts)
 SELECT_EVENTS_DTYPES = (
     _OFFSETS, _F32, _F32, _I32, _F32,  # electrons: offsets, pt, eta, cutBased, sip3d
     _OFFSETS, _F32, _F32, np.dtype(np.bool_), _F32, _F32,  # muons: offsets, pt, eta, tightId, sip3d, pfRelIso04_all
@@ -120,10 +124,15 @@ def warm_up() -> None:
     select_events(*empty_arguments())
 
 
+def cut_array(parameters: Parameters) -> np.ndarray:
+    """The kernels' ``cuts`` argument: the values of :data:`CUTS` in ``parameters``, as float64."""
+    return np.array([float(parameters[name]) for name in CUTS], np.float64)
+
+
 def empty_arguments() -> tuple[Any, ...]:
-    """select_events' arguments for no events, with NanoAOD's dtypes."""
+    """select_events' arguments for no events, with NanoAOD's dtypes and the AGC's cuts."""
     arrays = [np.zeros(1 if dtype == _OFFSETS else 0, dtype) for dtype in SELECT_EVENTS_DTYPES]
-    return (*arrays, 0, N_VARIATIONS)
+    return (*arrays, 0, N_VARIATIONS, cut_array(DEFAULTS))
 
 
 @functools.cache
@@ -170,7 +179,7 @@ def _build(output_dir: str) -> None:
     outputs = numba.types.Tuple((numba.int8[:, ::1], numba.float32[:, ::1], numba.float32[:, ::1]))
     compiler = CC(MODULE)
     compiler.output_dir = output_dir
-    compiler.export("select_events", outputs(*arrays, numba.int64, numba.int64))(jit_select_events.py_func)
+    compiler.export("select_events", outputs(*arrays, numba.int64, numba.int64, numba.float64[::1]))(jit_select_events.py_func)
     compiler.compile()
 
 

@@ -18,10 +18,12 @@ import numpy as np
 
 from agcframe.analyses.agc_ttbar import analysis as agc
 from agcframe.data import Fill, WorkItem
-from agcframe.engine.fills import needs_btag_weights, region_fills
+from agcframe.analyses.agc_ttbar.fills import needs_btag_weights, region_fills
 from agcframe.io.inputs import isal_inflate, open_tree, require_branches
 
-from .compiled import REGION_4J1B, REGION_4J2B, select_events, warm_up
+from agcframe.analyses.agc_ttbar.parameters import DEFAULTS, Parameters
+
+from .compiled import REGION_4J1B, REGION_4J2B, cut_array, select_events, warm_up
 
 __all__ = ["BRANCHES", "ML_BRANCHES", "NumbaProcessor", "selection_inputs"]
 
@@ -57,11 +59,13 @@ class NumbaProcessor:
     With ``ml``, it also runs the ML stage: the 4j2b events' jets and lepton
     are gathered by a kernel and the BDT is evaluated by agcframe's compiled
     trees (:func:`agcframe.analyses.agc_ttbar.ml.compiled_scores`).
+    ``parameters`` are the analysis' cuts (default: the AGC's).
     """
 
-    def __init__(self, ml: bool = False) -> None:
+    def __init__(self, ml: bool = False, parameters: Parameters = DEFAULTS) -> None:
         self.ml = ml
         self.branches = ML_BRANCHES if ml else BRANCHES
+        self.cuts = cut_array(parameters)
         warm_up()
 
     def read(self, item: WorkItem) -> dict[str, ak.Array]:
@@ -72,7 +76,7 @@ class NumbaProcessor:
 
     def compute(self, item: WorkItem, arrays: dict[str, ak.Array], seed: int) -> list[Fill]:
         """The fills of ``item`` from its ``arrays`` (what :meth:`read` returned)."""
-        kinematics, selection = selection_inputs(item, arrays, seed)
+        kinematics, selection = selection_inputs(item, arrays, seed, self.cuts)
         region, observable, lead_pt = select_events(*selection)
         fills = []
         for v, kinematic in enumerate(kinematics):
@@ -81,13 +85,13 @@ class NumbaProcessor:
                 leading = [lead_pt[selected, i] for i in range(agc.N_BTAG_VARIATIONS)] if needs_btag_weights(item, kinematic) else []
                 fills.extend(region_fills(item, name, kinematic, observable[v, selected], leading))
                 if self.ml and name == agc.ML_REGION:
-                    fills.extend(_feature_fills(item, kinematic, v, selected, arrays, seed, leading))
+                    fills.extend(_feature_fills(item, kinematic, v, selected, arrays, seed, self.cuts, leading))
         return fills
 
 
 def _feature_fills(
     item: WorkItem, kinematic: str, variation: int, selected: np.ndarray, arrays: dict[str, ak.Array], seed: int,
-    leading: list[np.ndarray],
+    cuts: np.ndarray, leading: list[np.ndarray],
 ) -> list[Fill]:  # fmt: skip
     """The ML stage's fills for the ``selected`` (4j2b) events under the jet-pt variation ``kinematic`` (row ``variation``)."""
     # imported here: they import numba, which only the ML stage needs
@@ -103,14 +107,14 @@ def _feature_fills(
     ]
     index, pt, offsets, lepton = ml_inputs(
         selected, variation, seed, *event_ids, jet_offsets, jet_pt, _flat(arrays["Jet_eta"])[1], _flat(arrays["Jet_jetId"])[1],
-        *collections[0], *collections[1],
+        *collections[0], *collections[1], cuts,
     )  # fmt: skip
     jets = [pt, *(_flat(arrays[f"Jet_{field}"])[1][index] for field in ("eta", "phi", "mass", "btagCSVV2", "qgl"))]
     return feature_fills(item, kinematic, offsets, jets, lepton, event_ids[2][selected], leading)
 
 
-def selection_inputs(item: WorkItem, arrays: dict[str, ak.Array], seed: int) -> tuple[list[str], tuple[Any, ...]]:
-    """The jet-pt variations of ``item`` and the arguments of :func:`select_events` for them.
+def selection_inputs(item: WorkItem, arrays: dict[str, ak.Array], seed: int, cuts: np.ndarray) -> tuple[list[str], tuple[Any, ...]]:
+    """The jet-pt variations of ``item`` and the arguments of :func:`select_events` for them (``cuts``: :func:`cut_array`).
 
     The rows of ``select_events``' outputs follow the returned variation names.
     """
@@ -120,4 +124,4 @@ def selection_inputs(item: WorkItem, arrays: dict[str, ak.Array], seed: int) -> 
         offsets, _ = _flat(arrays[f"{collection}_{fields[0]}"])
         flat += [offsets, *(_flat(arrays[f"{collection}_{field}"])[1] for field in fields)]
     event_ids = [np.asarray(arrays[name]) for name in _EVENT_ID]
-    return kinematics, (*flat, *event_ids, seed, len(kinematics))
+    return kinematics, (*flat, *event_ids, seed, len(kinematics), cuts)

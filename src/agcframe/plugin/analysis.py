@@ -1,0 +1,163 @@
+"""What an analysis declares: its samples, histograms and statistical model, for the core and the generic plugins.
+
+An analysis plugin (:class:`~agcframe.plugin.specs.AnalysisSpec`) provides an
+:class:`Analysis`. The core reads the fileset with its samples, the
+histogrammer bins with its regions, the inference plugins build its
+:class:`StatisticalModel`, and the plots label its observables, luminosity and
+data; none of them knows which analysis it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from agcframe.data import Binning, histogram_name
+
+__all__ = [
+    "Analysis",
+    "ModelSystematic",
+    "PseudodataPart",
+    "Sample",
+    "StatisticalModel",
+    "Variation",
+    "expected_histograms",
+    "sample_weight",
+]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A process of an analysis: simulated with a cross section (pb), or real data (``cross_section=None``).
+
+    ``variations`` are the samples a fileset may list for it (``nominal`` and,
+    e.g., alternative generators); ``label`` names it in plots and the model.
+    """
+
+    cross_section: float | None
+    variations: tuple[str, ...] = ("nominal",)
+
+    @property
+    def is_data(self) -> bool:
+        return self.cross_section is None
+
+
+@dataclass(frozen=True)
+class Variation:
+    """A systematic variation the processor fills from the nominal samples: a per-event ``weight`` or a ``shape`` (recomputed kinematics).
+
+    ``processes=None`` applies it to every simulated process.
+    """
+
+    name: str
+    kind: Literal["weight", "shape"]
+    processes: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ModelSystematic:
+    """One systematic of the statistical model.
+
+    ``up``/``down`` are histogram variation names; ``down=None`` symmetrises
+    the up variation. ``samples=None`` applies to every model sample.
+    ``normalization`` makes it a pure normalisation uncertainty instead.
+    """
+
+    name: str
+    up: str | None = None
+    down: str | None = None
+    samples: tuple[str, ...] | None = None
+    normalization: float | None = None
+
+
+@dataclass(frozen=True)
+class StatisticalModel:
+    """A HistFactory model of an analysis' histograms, as cabinetry and pyhf build it.
+
+    ``channels`` maps each channel to the region whose histograms it reads,
+    ``samples`` each model sample to its process, and ``data`` is the process
+    whose histograms are the observed data (``pseudodata`` where the analysis
+    builds pseudodata, else a real-data sample). ``rebinning`` gives the bin
+    edges a region is read with (each one of its histograms' edges); a region
+    without one is read as histogrammed. Every sample has a per-bin
+    MC-statistics parameter per channel; the POI normalises ``poi_sample``.
+    """
+
+    measurement: str
+    poi: str
+    poi_sample: str
+    channels: Mapping[str, str]
+    samples: Mapping[str, str]
+    systematics: tuple[ModelSystematic, ...] = ()
+    poi_bounds: tuple[float, float] = (0.0, 10.0)
+    data: str = "pseudodata"
+    data_label: str = "Data"
+    rebinning: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+
+    def edges(self, region: str) -> np.ndarray | None:
+        """The bin edges the model reads ``region`` with, or ``None`` (as histogrammed)."""
+        edges = self.rebinning.get(region)
+        return None if edges is None else np.asarray(edges, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class PseudodataPart:
+    """One term of an analysis' pseudodata: ``factor`` times the histogram of ``process``'s ``variation``."""
+
+    process: str
+    variation: str
+    factor: float = 1.0
+
+
+@runtime_checkable
+class Analysis(Protocol):
+    """An analysis' definition. It is picklable: histogrammers hold it on executor workers."""
+
+    #: the analysis' name, as ``--analysis`` selects it
+    name: str
+    #: integrated luminosity, 1/pb (simulated samples are normalised to it; the plots show it)
+    luminosity: float
+    #: the centre-of-mass energy as the plots show it, e.g. ``"13 TeV"``
+    energy: str
+    #: the processes a fileset may list, by name
+    samples: Mapping[str, Sample]
+    #: the regions of ``histograms.root``, in writing order
+    regions: tuple[str, ...]
+    #: the regions of an ML stage's ``histograms_ml.root`` (``agcframe run --ml``); empty without one
+    ml_regions: tuple[str, ...]
+    #: the systematic variations filled from the nominal samples (alternative samples fill their own name)
+    variations: tuple[Variation, ...]
+    #: the weighted sum of histograms written as ``{region}_pseudodata``; empty: no pseudodata
+    pseudodata: tuple[PseudodataPart, ...]
+    #: the model fitted to ``histograms.root``
+    model: StatisticalModel
+    #: the validation model of ``histograms_ml.root``, or ``None``
+    ml_model: StatisticalModel | None
+
+    def binning(self, region: str) -> Binning:
+        """The binning, title, axis label and unit of ``region``'s histograms; :class:`KeyError` for one it does not declare."""
+        ...
+
+
+def sample_weight(analysis: Analysis, process: str, nevts: int) -> float:
+    """Per-event weight of a sample of ``nevts`` events: ``xsec * lumi / nevts``, or 1 for real data."""
+    sample = analysis.samples[process]
+    return 1.0 if sample.cross_section is None else sample.cross_section * analysis.luminosity / nevts
+
+
+def expected_histograms(analysis: Analysis, samples: Iterable[tuple[str, str]], regions: Iterable[str]) -> list[str]:
+    """The histograms of ``regions`` that ``analysis`` declares for the (process, sample variation) pairs ``samples``.
+
+    A nominal simulated sample gives ``nominal`` and each variation that applies
+    to its process; an alternative sample, and real data, give only their own.
+    """
+    names = []
+    for process, sample_variation in samples:
+        variations = [sample_variation]
+        if sample_variation == "nominal" and not analysis.samples[process].is_data:
+            variations += [v.name for v in analysis.variations if v.processes is None or process in v.processes]
+        names += [histogram_name(region, process, variation) for region in regions for variation in variations]
+    return names
