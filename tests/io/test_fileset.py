@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +19,10 @@ from agcframe.analyses.agc_ttbar.analysis import CROSS_SECTIONS
 from agcframe.cli import main
 from agcframe.errors import InputError
 from agcframe.io.fileset import load_fileset, select_datasets
+from agcframe.analyses.agc_ttbar.analysis import AgcTtbar
+from agcframe.plugin.analysis import Sample
 from histograms import assert_bit_identical
 from test_cli import agcframe_cli
-from agcframe.analyses.agc_ttbar.analysis import AgcTtbar
 
 AGC = AgcTtbar()
 
@@ -186,3 +188,19 @@ def test_fileset_fuzz_every_key_is_one_line_or_accepted(form: str, tmp_path: Pat
             assert str(path) in errors[0] or errors[0].startswith("agcframe: error: sample "), f"{case}: {errors[0]}"
         elif new_key is not None and new_key[:-1] in READ_KEYS:
             assert f"'{new_key}', which agcframe does not read" in " ".join(result.stderr.split()), case
+
+
+def test_an_analysis_declares_its_own_samples_and_real_data(small_fileset: Path, tmp_path: Path) -> None:
+    """A process the AGC does not know is refused for it, and read for an analysis that declares it; real data weighs 1."""
+    document = json.loads(small_fileset.read_text())
+    document["data_2015"] = {"nominal": copy.deepcopy(document["wjets"]["nominal"])}
+    for entry in document["data_2015"]["nominal"]["files"]:
+        entry["path"] = str(small_fileset.parent / entry["path"])
+    path = tmp_path / "with_data.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(InputError, match=r"process 'data_2015' is not a process of analysis 'agc_ttbar' .*declare it in the analysis' samples"):
+        load_fileset(path, AGC)
+    with_data = dataclasses.replace(AGC, samples={**AGC.samples, "data_2015": Sample(None)})
+    weights = {(d.process, d.variation): d.weight for d in select_datasets(load_fileset(path, with_data), with_data)}
+    assert weights[("data_2015", "nominal")] == 1.0
+    assert weights[("wjets", "nominal")] == pytest.approx(CROSS_SECTIONS["wjets"] * AGC.luminosity / document["wjets"]["nominal"]["nevts_total"])
