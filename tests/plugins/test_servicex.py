@@ -14,9 +14,9 @@ import awkward as ak
 import pytest
 import uproot
 from agcframe.tools.generate import GenerationSettings, generated_events
-from agcframe.plugins.servicex.source import ServiceXSource
+from agcframe.plugins.servicex.source import ServiceXSource, uproot_raw_query
 from agcframe.analyses.agc_ttbar.parameters import DEFAULTS
-from agcframe.plugins.servicex.query import analysis_query, preselection_jet_pt_min
+from agcframe.analyses.agc_ttbar.preselection import preselection_jet_pt_min
 
 from agcframe.analyses.agc_ttbar import analysis
 from agcframe.config import RunConfig
@@ -60,12 +60,12 @@ def test_histograms_bit_identical_to_the_uproot_source(small_fileset: Path, tmp_
 
 
 def test_the_query_the_plugin_builds_is_the_query_that_runs(small_fileset: Path) -> None:
-    source = ServiceXSource(endpoint="local", ignore_cache=True)
+    source = ServiceXSource(AGC, DEFAULTS, endpoint="local", ignore_cache=True)
     datasets = select_datasets(load_fileset(small_fileset, AGC), AGC, 1)[:1]
     items = source.plan(datasets, 100_000)
     transformer = source.backend.adapter
     statuses = [transformer._status[request] for request in transformer.transformed]  # type: ignore[attr-defined]
-    assert [status.selection for status in statuses] == [analysis_query(DEFAULTS).generate_selection_string()]
+    assert [status.selection for status in statuses] == [uproot_raw_query(AGC.column_request(DEFAULTS)).generate_selection_string()]
     with uproot.open(items[0].path) as file:
         branches = set(file["Events"].keys())
     counters = {"nJet", "nElectron", "nMuon"}
@@ -78,14 +78,14 @@ def test_the_query_the_plugin_builds_is_the_query_that_runs(small_fileset: Path)
 
 def test_results_are_cached_until_an_input_changes(small_fileset: Path) -> None:
     datasets = select_datasets(load_fileset(small_fileset, AGC), AGC, 1)[:1]
-    first = ServiceXSource(endpoint="local", ignore_cache=True)
+    first = ServiceXSource(AGC, DEFAULTS, endpoint="local", ignore_cache=True)
     items = first.plan(datasets, 100_000)
-    again = ServiceXSource(endpoint="local")
+    again = ServiceXSource(AGC, DEFAULTS, endpoint="local")
     assert again.plan(datasets, 100_000) == items
     assert again.backend.adapter.transformed == {}  # type: ignore[attr-defined]  # nothing transformed: from the cache
     path = datasets[0].files[0].path
     os.utime(path)  # the input changed after the cached transform
-    changed = ServiceXSource(endpoint="local")
+    changed = ServiceXSource(AGC, DEFAULTS, endpoint="local")
     changed.plan(datasets, 100_000)
     assert len(changed.backend.adapter.transformed) == 1  # type: ignore[attr-defined]
 
@@ -196,3 +196,16 @@ def test_bad_token(tmp_path: Path, token_rejecting_endpoint: str) -> None:
     line = _servicex_error(tmp_path, "--servicex-endpoint", "af")
     assert "refused agcframe" in line and "401" in line
     assert "renew the token" in line
+
+
+def test_an_analysis_without_a_column_request_is_refused_in_one_line(tmp_path: Path) -> None:
+    import dataclasses
+
+    from agcframe.errors import ConfigError
+
+    @dataclasses.dataclass(frozen=True)
+    class NoRequest:
+        name: str = "no_request"
+
+    with pytest.raises(ConfigError, match=r"^analysis 'no_request' does not say which columns to deliver .*use --plugin source=uproot$"):
+        ServiceXSource(NoRequest(), {}, endpoint="local")  # type: ignore[arg-type]

@@ -396,17 +396,21 @@ def _backends(
 ) -> tuple[dict[str, RegisteredSpec], dict[str, Any]]:
     """The registered plugins of ``slots`` the configuration chooses, and their started backends.
 
-    The analysis starts first: the histogrammer and the inference plugin are given its definition
-    (``analysis=``), and each plugin that lists the analysis its parameter values (``parameters=``).
+    The analysis starts first: the histogrammer, the inference plugin and every plugin whose spec
+    ``takes_analysis`` (the ``servicex`` source) are given its definition (``analysis=``), and those and
+    each plugin that lists the analysis its parameter values (``parameters=``).
     """
     selected = _select(manager, _chosen_plugins(config, manager, slots), config.plugin_options)
     analysis = selected["analysis"].spec
     parameters = analysis.resolve(config.parameters)
     _check_implements(selected, manager)
     core_options: dict[str, dict[str, Any]] = {slot: {} for slot in selected}
+    definition = _instantiate(selected["analysis"], config.plugin_options)
     for slot, registered in selected.items():
-        if analysis.name in registered.spec.analyses:
+        if analysis.name in registered.spec.analyses or registered.spec.takes_analysis:
             core_options[slot]["parameters"] = parameters
+        if slot in ("histogrammer", "inference") or registered.spec.takes_analysis:
+            core_options[slot]["analysis"] = definition
     if config.ml:
         processor = selected["processor"].spec
         if not getattr(processor, "ml", False):
@@ -416,10 +420,7 @@ def _backends(
                 f"use --plugin processor={' or '.join(with_ml) or '...'}"
             )
         core_options["processor"]["ml"] = True
-    backends = {"analysis": _instantiate(selected["analysis"], config.plugin_options)}
-    for slot in ("histogrammer", "inference"):
-        if slot in core_options:
-            core_options[slot]["analysis"] = backends["analysis"]
+    backends = {"analysis": definition}
     for slot, registered in selected.items():
         if slot != "analysis":
             backends[slot] = _instantiate(registered, config.plugin_options, **core_options[slot])

@@ -19,6 +19,7 @@ from agcframe.data import Binning, histogram_name
 
 __all__ = [
     "Analysis",
+    "ColumnRequest",
     "ModelSystematic",
     "PseudodataPart",
     "Sample",
@@ -110,6 +111,22 @@ class PseudodataPart:
     process: str
     variation: str
     factor: float = 1.0
+
+
+@dataclass(frozen=True)
+class ColumnRequest:
+    """What a column-delivery service (the ``servicex`` source) must deliver for a run of an analysis.
+
+    ``branches`` are delivered (where an input has them), every input must have
+    ``required``, and ``cut`` (UprootRaw's expression language, ``sum`` over a
+    collection) is a loose preselection that keeps every event any histogram
+    can contain, for every variation. An analysis offers one through an optional
+    method ``column_request(parameters)``; without it, delivery services refuse it.
+    """
+
+    branches: tuple[str, ...]
+    required: tuple[str, ...] = ()
+    cut: str | None = None
 
 
 @runtime_checkable

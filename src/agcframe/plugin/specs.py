@@ -302,6 +302,9 @@ class PluginSpec(Generic[Backend]):
     #: the analyses an analysis-specific plugin (a processor) implements; the core
     #: refuses another and starts its backend with ``parameters=``
     analyses: tuple[str, ...] = ()
+    #: a generic plugin that reads the run's analysis: the core starts its backend with
+    #: ``analysis=`` (the :class:`~agcframe.plugin.analysis.Analysis`) and ``parameters=``
+    takes_analysis: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("-", "_").isidentifier():

@@ -10,12 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
 from agcframe.data import Binning
-from agcframe.plugin.analysis import ModelSystematic, PseudodataPart, Sample, StatisticalModel, Variation
+from agcframe.plugin.analysis import ColumnRequest, ModelSystematic, PseudodataPart, Sample, StatisticalModel, Variation
 from agcframe.rng import MAX_ABS_DEVIATE, keyed_normal
 
 __all__ = [
@@ -259,6 +259,12 @@ class AgcTtbar:
 
     def binning(self, region: str) -> Binning:
         return binning(region)
+
+    def column_request(self, parameters: Mapping[str, Any]) -> ColumnRequest:
+        """The branches and the loose preselection ServiceX delivers at ``parameters`` (:mod:`.preselection`)."""
+        from agcframe.analyses.agc_ttbar.preselection import column_request
+
+        return column_request(parameters)
 
 
 def bdt_model_path(name: str) -> Path:

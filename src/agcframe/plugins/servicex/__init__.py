@@ -9,7 +9,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from agcframe import hookimpl
-from agcframe.analyses.agc_ttbar import NAME as AGC_TTBAR
 from agcframe.plugin.specs import DeferredBackend, PluginOption, SourceSpec
 
 
@@ -19,7 +18,7 @@ def agcframe_sources() -> Iterable[SourceSpec]:
         name="servicex",
         backend=DeferredBackend("agcframe.plugins.servicex.source:ServiceXSource", extra="servicex"),
         description="the analysis columns of preselected events, delivered by ServiceX (or its local backend)",
-        analyses=(AGC_TTBAR,),
+        takes_analysis=True,
         options=(
             PluginOption("endpoint", "'local', a name in servicex.yaml, or a URL (default: servicex.yaml, else local)"),
             PluginOption("config", "path of the servicex.yaml to read", Path),

@@ -1,7 +1,7 @@
 """Source plugin ``servicex``: the analysis columns of preselected events, delivered by ServiceX.
 
 Every dataset of the run becomes one ``Sample`` of a ``ServiceXSpec`` (its
-files as a ``FileList``, the :func:`~.query.analysis_query` UprootRaw query);
+files as a ``FileList``, an UprootRaw query of the analysis' :class:`~agcframe.plugin.analysis.ColumnRequest`);
 the delivered ROOT files are cut into work items like the ``uproot`` source
 cuts the originals. Histograms equal those of ``--plugin source=uproot`` bit for
 bit: the preselection keeps every event any histogram can contain, and the
@@ -22,33 +22,50 @@ from typing import Any
 
 from servicex import Delivery, General, OutputFormat, Sample, ServiceXSpec, dataset
 from servicex.minio_adapter import _sanitize_filename
+from servicex.uproot_raw.uproot_raw import TreeSubQuery, UprootRawQuery
 
 from agcframe.cache import cache_directory
 from agcframe.data import Dataset, FileEntry, WorkItem, file_work_items, is_remote
-from agcframe.errors import InputError
-from agcframe.analyses.agc_ttbar import analysis as agc
-from agcframe.analyses.agc_ttbar.parameters import DEFAULTS, Parameters
+from agcframe.errors import ConfigError, InputError
 from agcframe.io.inputs import checked_entries, open_tree
+from agcframe.plugin.analysis import Analysis, ColumnRequest
 
 from .delivery import connect, deliver
-from .query import analysis_query
 
-__all__ = ["ServiceXSource"]
+__all__ = ["ServiceXSource", "uproot_raw_query"]
+
+
+def uproot_raw_query(request: ColumnRequest, treename: str = "Events") -> UprootRawQuery:
+    """The UprootRaw query of ``request``: its branches of the events passing its cut."""
+    return UprootRawQuery(
+        TreeSubQuery(treename=treename, filter_name=list(request.branches), cut=request.cut, fail_on_missing_trees=True)
+    )
 
 
 class ServiceXSource:
     """Delivers each dataset through ServiceX, then chunks the delivered files.
 
-    Its preselection is the AGC analysis' at the run's ``parameters`` (a request,
-    and so its cache entry, per set of cuts).
+    What it delivers is the ``analysis``' :class:`~agcframe.plugin.analysis.ColumnRequest`
+    at the run's ``parameters`` (a request, and so its cache entry, per set of cuts).
     """
 
     treename = "Events"
 
     def __init__(
-        self, endpoint: str | None = None, config: Path | None = None, ignore_cache: bool = False, parameters: Parameters = DEFAULTS
+        self,
+        analysis: Analysis,
+        parameters: Any,
+        endpoint: str | None = None,
+        config: Path | None = None,
+        ignore_cache: bool = False,
     ) -> None:
-        self.parameters = dict(parameters)
+        request = getattr(analysis, "column_request", None)
+        if request is None:
+            raise ConfigError(
+                f"analysis '{analysis.name}' does not say which columns to deliver (it has no column_request), "
+                "so the servicex source cannot run it; use --plugin source=uproot"
+            )
+        self.request: ColumnRequest = request(parameters)
         self.backend = connect(endpoint, config, cache_directory() / "servicex")
         self.ignore_cache = ignore_cache
         self._delivered = {"files_in": 0, "files_delivered": 0, "events_in": 0, "events_delivered": 0, "bytes_delivered": 0}
@@ -63,7 +80,7 @@ class ServiceXSource:
                 Sample(
                     Name=f"{ds.process}__{ds.variation}",
                     Dataset=dataset.FileList([entry.path for entry in ds.files]),
-                    Query=analysis_query(self.parameters, self.treename),
+                    Query=uproot_raw_query(self.request, self.treename),
                     IgnoreLocalCache=self.ignore_cache,
                 )
                 for ds in datasets
@@ -105,7 +122,7 @@ class ServiceXSource:
                 pass
         except InputError:
             return
-        checked_entries(entry.path, self.treename, agc.BRANCHES, entry.nevts)
+        checked_entries(entry.path, self.treename, self.request.required, entry.nevts)
 
     def _count_inputs(self, ds: Dataset, outputs: Sequence[str]) -> None:
         self._delivered["files_in"] += len(ds.files)

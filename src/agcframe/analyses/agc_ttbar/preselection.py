@@ -1,4 +1,4 @@
-"""The UprootRaw query agcframe sends to ServiceX: the analysis branches and a loose event preselection.
+"""What a column-delivery service (ServiceX) must deliver for the AGC analysis: its branches and a loose event preselection.
 
 The branches are those of the selection and of the ML stage (``Jet_qgl``), so
 that one delivery serves runs with and without ``--ml``; a file without the ML
@@ -23,12 +23,11 @@ the same as without the preselection.
 
 from __future__ import annotations
 
-from servicex.uproot_raw.uproot_raw import TreeSubQuery, UprootRawQuery
-
 from agcframe.analyses.agc_ttbar import analysis as agc
 from agcframe.analyses.agc_ttbar.parameters import Parameters
+from agcframe.plugin.analysis import ColumnRequest
 
-__all__ = ["DELIVERED_BRANCHES", "analysis_query", "preselection", "preselection_jet_pt_min"]
+__all__ = ["DELIVERED_BRANCHES", "column_request", "preselection", "preselection_jet_pt_min"]
 
 #: what the query asks for: the analysis branches and the ML stage's (each once, in order)
 DELIVERED_BRANCHES = tuple(dict.fromkeys((*agc.BRANCHES, *agc.ML_BRANCHES)))
@@ -51,10 +50,6 @@ def preselection(parameters: Parameters) -> str:
     return f"(sum({jets}) >= {int(parameters['min_jets'])}) & ((sum({electrons}) + sum({muons})) >= 1)"
 
 
-def analysis_query(parameters: Parameters, treename: str = "Events") -> UprootRawQuery:
-    """Exactly the :data:`DELIVERED_BRANCHES` of events passing :func:`preselection` of ``parameters``."""
-    return UprootRawQuery(
-        TreeSubQuery(
-            treename=treename, filter_name=list(DELIVERED_BRANCHES), cut=preselection(parameters), fail_on_missing_trees=True
-        )
-    )
+def column_request(parameters: Parameters) -> ColumnRequest:
+    """Exactly the :data:`DELIVERED_BRANCHES` of events passing :func:`preselection` of ``parameters``; every input must have the selection's branches."""
+    return ColumnRequest(DELIVERED_BRANCHES, agc.BRANCHES, preselection(parameters))
