@@ -300,7 +300,7 @@ def merge_partials(paths: Sequence[str | Path], *, manager: PluginManager | None
     return _merge(paths, manager or PluginManager())[1]
 
 
-def _merge(paths: Sequence[str | Path], manager: PluginManager) -> tuple[RegisteredSpec, PartialResult, Any, Any]:
+def _merge(paths: Sequence[str | Path], manager: PluginManager) -> tuple[RegisteredSpec, PartialResult, Any, Analysis]:
     """The histogrammer the partial results were made with, their merge, that histogrammer started and the analysis' definition."""
     partials = [read_partial(path) for path in paths]
     if not partials:
@@ -311,7 +311,7 @@ def _merge(paths: Sequence[str | Path], manager: PluginManager) -> tuple[Registe
         if len(names) > 1:
             raise InputError(f"the partial results come from different {slot} plugins ({', '.join(names)}); merge each on its own")
         made_with[slot] = names[0]
-    analysis = _instantiate(manager.get("analysis", made_with["analysis"]), {})
+    analysis = analysis_definition(made_with["analysis"], manager=manager)
     registered = manager.get("histogrammer", made_with["histogrammer"])
     histogrammer = _instantiate(registered, {}, analysis=analysis)
     results = [partial.result for partial in partials if partial.result is not None]
@@ -337,7 +337,7 @@ def write_merged(
 
 
 def _write_merged(
-    registered: RegisteredSpec, merged: Any, histogrammer: Any, analysis: Any, paths: Sequence[str | Path], histograms: Path
+    registered: RegisteredSpec, merged: Any, histogrammer: Any, analysis: Analysis, paths: Sequence[str | Path], histograms: Path
 ) -> list[str]:
     names = _write_atomically(histogrammer, merged.result, histograms, analysis.regions)
     ml_names = []
