@@ -18,7 +18,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from agcframe import __version__
-from agcframe.config import DEFAULT_PLUGINS, RunConfig, parse_parameter_settings, parse_plugin_choices
+from agcframe.config import DEFAULT_PLUGINS, RunConfig, parse_parameter_settings, parse_plugin_choices, parse_processor_options
 from agcframe.tools.container import DEFAULT_TAG
 from agcframe.defaults import DEFAULT_COMPRESSION, DEFAULT_EVENTS_PER_FILE, DEFAULT_SEED, EVENTS_FACTOR
 from agcframe.errors import AgcframeError, ConfigError
@@ -190,6 +190,13 @@ def _processing_options(command: F) -> F:
 @click.option("--skip-bad-files", is_flag=True, help="Finish without inputs that fail; histograms are then partial.")
 @click.option("--resume", is_flag=True, help="Reuse the checkpoints of an interrupted run with the same configuration.")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML/JSON run configuration; flags given override it.")
+@click.option(
+    "--processor", metavar="MODULE:CLASS",
+    help="Run your coffea ProcessorABC instead of the processor plugin (module, or file.py, from the working directory).",
+)  # fmt: skip
+@click.option("--processor-option", multiple=True, metavar="KEY=VALUE", help="A keyword argument of its constructor.")
+@click.option("--processor-schema", metavar="NAME", default="NanoAODSchema", show_default=True, help="coffea NanoEvents schema of its events.")
+@click.option("--histogram-naming", metavar="MODULE:FUNCTION", help="Names its histograms in histograms.root: naming(keys, categories).")
 @_fit_options
 @_reports_errors
 def run(
@@ -212,9 +219,17 @@ def run(
     limit: bool,
     no_plots: bool,
     no_ranking: bool,
+    processor: str | None,
+    processor_option: tuple[str, ...],
+    processor_schema: str,
+    histogram_naming: str | None,
     plugin_options: dict[str, dict[str, Any]],
 ) -> None:
-    """Run the analysis: files -> histograms.root -> fit and plots."""
+    """Run the analysis: files -> histograms.root -> fit and plots.
+
+    With --processor, your coffea processor runs instead of agcframe's: its
+    output is written to output.coffea and its histograms to histograms.root.
+    """
     from agcframe.engine.pipeline import ML_HISTOGRAMS_FILE
     from agcframe.engine.pipeline import run as run_analysis
 
@@ -236,6 +251,10 @@ def run(
         "limit": ("limit", limit),
         "plots": ("no_plots", not no_plots),
         "ranking": ("no_ranking", not no_ranking),
+        "processor": ("processor", processor),
+        "processor_options": ("processor_option", parse_processor_options(processor_option)),
+        "processor_schema": ("processor_schema", processor_schema),
+        "histogram_naming": ("histogram_naming", histogram_naming),
     }
     flag_names = {key: _flag(param) for key, (param, _) in flags.items()}
     if config_file is None:
@@ -246,7 +265,7 @@ def run(
         given = {
             key: value
             for key, (param, value) in flags.items()
-            if context.get_parameter_source(param) is not click.core.ParameterSource.DEFAULT or (key == "plugins" and value)
+            if context.get_parameter_source(param) is not click.core.ParameterSource.DEFAULT or (key in ("plugins", "processor_options") and value)
         }
         config = RunConfig.from_file(
             config_file, {**given, "plugin_options": plugin_options}, flags={key: flag_names[key] for key in given}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -14,7 +15,9 @@ from agcframe.errors import ConfigError
 from agcframe.defaults import DEFAULT_SEED
 from agcframe.plugin.manager import SLOTS
 
-__all__ = ["DEFAULT_PLUGINS", "RunConfig", "merge_config", "parse_parameter_settings", "parse_plugin_choices", "read_config_file"]
+__all__ = [
+    "DEFAULT_PLUGINS", "RunConfig", "merge_config", "parse_parameter_settings", "parse_plugin_choices", "parse_processor_options", "read_config_file",
+]  # fmt: skip
 
 DEFAULT_PLUGINS: Mapping[str, str] = {
     "analysis": "agc_ttbar",
@@ -57,6 +60,10 @@ SCHEMA: dict[str, Any] = {
             "type": "object",
             "additionalProperties": {"type": ["boolean", "number", "string"]},
         },
+        "processor": {"type": ["string", "null"], "pattern": "^[^:]+:[A-Za-z_][A-Za-z0-9_.]*$"},
+        "processor_options": {"type": "object"},
+        "processor_schema": {"type": "string", "minLength": 1},
+        "histogram_naming": {"type": ["string", "null"], "pattern": "^[^:]+:[A-Za-z_][A-Za-z0-9_.]*$"},
     },
 }
 
@@ -90,6 +97,14 @@ class RunConfig:
     plugin_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: the analysis' parameters (cuts) that differ from its defaults: name -> value (``--set name=value``)
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: a coffea ``ProcessorABC`` to run instead of the processor plugin: an instance, or ``"MODULE:CLASS"``
+    #: (``--processor``) started with ``processor_options`` (``--processor-option key=value``)
+    processor: Any = None
+    processor_options: dict[str, Any] = field(default_factory=dict)
+    #: the coffea NanoEvents schema of its events: a name in ``coffea.nanoevents``, ``"MODULE:CLASS"`` or the class
+    processor_schema: Any = "NanoAODSchema"
+    #: names its histograms in ``histograms.root``: ``"MODULE:FUNCTION"`` or the function (:mod:`agcframe.io.coffea_output`)
+    histogram_naming: Any = None
 
     def __post_init__(self) -> None:
         # slots not chosen keep their default plugin
@@ -131,7 +146,23 @@ class RunConfig:
         return cls.from_mapping(merge_config(read_config_file(path), overrides or {}), source=str(path), flags=flags)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The configuration as JSON values; a processor, schema or naming function given as an object is named ``module:qualname``."""
+        values = asdict(dataclasses.replace(self, processor=None, processor_schema=None, histogram_naming=None))
+        for key in ("processor", "processor_schema", "histogram_naming"):
+            values[key] = _named(getattr(self, key))
+        values["plugin_options"] = {
+            plugin: {name: str(value) if isinstance(value, Path) else value for name, value in options.items()}
+            for plugin, options in self.plugin_options.items()
+        }
+        return values
+
+
+def _named(value: Any) -> Any:
+    """``value`` itself if it is JSON (text or ``None``), else its class or function as ``module:qualname``."""
+    if value is None or isinstance(value, str):
+        return value
+    target = value if isinstance(value, type) or callable(value) and hasattr(value, "__qualname__") else type(value)
+    return f"{target.__module__}:{target.__qualname__}"
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -159,7 +190,7 @@ _VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
 
 def merge_config(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """``overrides`` over ``base``; ``plugins``, ``plugin_options`` and ``parameters`` merged per key."""
+    """``overrides`` over ``base``; ``plugins``, ``plugin_options``, ``parameters`` and ``processor_options`` merged per key."""
     merged = {**base, **overrides}
     for key in ("plugins", "plugin_options", "parameters"):
         if isinstance(base.get(key), dict) and isinstance(overrides.get(key), dict):
@@ -206,12 +237,24 @@ def parse_plugin_choices(choices: tuple[str, ...] | list[str]) -> dict[str, str]
 
 
 
-def parse_parameter_settings(settings: tuple[str, ...] | list[str]) -> dict[str, str]:
-    """``["btag_threshold=0.6", ...]`` -> ``{"btag_threshold": "0.6"}`` (the analysis converts and checks the values)."""
+def _name_values(settings: tuple[str, ...] | list[str], flag: str, example: str) -> dict[str, str]:
+    """``["name=value", ...]`` -> ``{"name": "value"}``; :class:`ConfigError` naming ``flag`` for a setting without both."""
     parsed = {}
     for setting in settings:
         name, sep, value = setting.partition("=")
         if not sep or not name.strip() or not value.strip():
-            raise ConfigError(f"--set {setting!r} must look like name=value, e.g. btag_threshold=0.6 (agcframe analyses lists the names)")
+            raise ConfigError(f"{flag} {setting!r} must look like name=value, e.g. {example}")
         parsed[name.strip()] = value.strip()
     return parsed
+
+
+def parse_parameter_settings(settings: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """``["btag_threshold=0.6", ...]`` -> ``{"btag_threshold": "0.6"}`` (the analysis converts and checks the values)."""
+    return _name_values(settings, "--set", "btag_threshold=0.6 (agcframe analyses lists the names)")
+
+
+def parse_processor_options(settings: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """``["threshold=0.5", "label=ht"]`` -> ``{"threshold": 0.5, "label": "ht"}``: each value read as a YAML scalar."""
+    import yaml
+
+    return {name: yaml.safe_load(value) for name, value in _name_values(settings, "--processor-option", "threshold=0.5").items()}

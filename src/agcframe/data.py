@@ -79,6 +79,9 @@ class Dataset:
     files: tuple[FileEntry, ...]
     nevts: int
     weight: float
+    #: what a coffea processor finds in ``events.metadata``: ``dataset`` (its name), ``process``,
+    #: ``variation``, ``nevts``, ``xsec`` (where known) and the fileset's own metadata of the sample
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)

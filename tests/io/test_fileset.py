@@ -117,7 +117,7 @@ def test_a_key_agcframe_does_not_read_is_named_in_a_warning(small_fileset: Path,
     path = small_fileset.parent / "unknown-key.json"
     path.write_text(json.dumps(document))
     load_fileset(path, AGC)
-    assert "['ttbar']['nominal'] has 'nevts_totl', which agcframe does not read (it reads 'files', 'nevts_total')" in caplog.text
+    assert "['ttbar']['nominal'] has 'nevts_totl', which agcframe does not read (it reads 'files', 'nevts_total', 'metadata')" in caplog.text
 
 
 #: a small fileset of each form, every key agcframe reads in it present

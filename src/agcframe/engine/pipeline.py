@@ -24,18 +24,20 @@ import hist
 
 from agcframe.cache import cache_directory, source_digest
 from agcframe.config import DEFAULT_PLUGINS, RunConfig
-from agcframe.data import Dataset, FitOptions, FitResult
+from agcframe.data import Dataset, FitOptions, FitResult, histogram_name
 from agcframe.defaults import DEFAULT_EVENTS_PER_FILE, DEFAULT_SEED
 from agcframe.engine.checkpoints import CheckpointStore, checkpoint_directory
+from agcframe.engine.coffea_processor import CoffeaAccumulator, CoffeaProcessorRun, import_target, load_processor, processor_digest, processor_schema
 from agcframe.engine.outputs import held_output, staged_outputs, write_json
 from agcframe.engine.partials import PartialResult, merged_inputs, read_partial, write_partial
 from agcframe.engine.processing import ChunkCost, ChunkTask, Processed, executor_session, plan, plan_file
 from agcframe.engine.processing import process as process_items
 from agcframe.engine.reduce import tree_reduce
-from agcframe.errors import AgcframeError, ConfigError, InputError, PluginError
+from agcframe.errors import AgcframeError, AnalysisError, ConfigError, InputError, PluginError
+from agcframe.io.coffea_output import HistogramNaming, cabinetry_histograms, save_output, write_histograms
 from agcframe.io.fileset import load_fileset, select_datasets
 from agcframe.io.histogram_file import load_histograms, load_ml_histograms
-from agcframe.plugin.analysis import Analysis, expected_histograms
+from agcframe.plugin.analysis import Analysis, expected_histograms, filled_variations
 from agcframe.plugin.manager import PROCESSING_SLOTS, PluginManager, RegisteredSpec, check_option_targets
 from agcframe.plugin.specs import DeferredBackend
 from agcframe.progress import showing_progress
@@ -47,6 +49,10 @@ __all__ = ["RunResult", "analysis_definition", "analysis_of", "default_fileset",
 log = logging.getLogger(__name__)
 
 HISTOGRAMS_FILE = "histograms.root"
+#: a coffea processor's accumulated output (``coffea.util.load`` reads it)
+COFFEA_OUTPUT_FILE = "output.coffea"
+#: the plugins a coffea processor's run uses: its own processor, coffea's accumulate instead of a histogrammer
+COFFEA_PROCESSOR_SLOTS = ("analysis", "source", "executor")
 ML_HISTOGRAMS_FILE = "histograms_ml.root"
 #: the ML validation model (runs with ml and the fit)
 ML_WORKSPACE_FILE = "workspace_ml.json"
@@ -77,6 +83,8 @@ class RunResult:
     provenance: dict[str, Any] = field(default_factory=dict)
     #: the histograms of ``histograms_ml.root`` (runs with ``ml``)
     ml_histogram_names: list[str] = field(default_factory=list)
+    #: a coffea processor's accumulated output, after its ``postprocess`` (runs with ``processor``; also in ``output.coffea``)
+    processor_output: Any = None
 
     @functools.cached_property
     def histograms(self) -> hist.Hist:
@@ -145,15 +153,21 @@ def run(
 
 
 def _run(config: RunConfig, manager: PluginManager, show_progress: bool) -> RunResult:
-    slots = (*PROCESSING_SLOTS, "inference") if config.fit else PROCESSING_SLOTS  # the inference plugin starts before processing, to fail early
+    coffea_run = config.processor is not None
+    slots = COFFEA_PROCESSOR_SLOTS if coffea_run else PROCESSING_SLOTS
+    slots = (*slots, "inference") if config.fit else slots  # the inference plugin starts before processing, to fail early
     selected, backends = _backends(config, manager, slots)
-    fileset_path, datasets = _datasets(config, backends["analysis"])
+    analysis = backends["analysis"]
+    fileset_path, datasets = _datasets(config, None if coffea_run else analysis)
 
     started = time.perf_counter()
     executor = backends["executor"]
-    histogrammer = backends["histogrammer"]
-    task = ChunkTask(backends["processor"], histogrammer, config.seed, config.retries, config.skip_bad_files)
-    store = CheckpointStore(checkpoint_directory(config.output), _checkpoint_key(config, selected))
+    if coffea_run:
+        processor, accumulator, code = _coffea_processor(config, datasets)
+    else:
+        processor, accumulator, code = backends["processor"], backends["histogrammer"], None
+    task = ChunkTask(processor, accumulator, config.seed, config.retries, config.skip_bad_files)
+    store = CheckpointStore(checkpoint_directory(config.output), _checkpoint_key(config, selected, code))
     with executor_session(executor, config.workers):  # one pool of workers plans and processes
         planned_items = plan(
             backends["source"], datasets, config.chunksize,
@@ -180,28 +194,41 @@ def _run(config: RunConfig, manager: PluginManager, show_progress: bool) -> RunR
             len(processed.skipped),
         )
 
-    analysis = backends["analysis"]
-    yields = histogrammer.yields(processed.result)
-    _warn_unfilled(analysis, yields, datasets, (*analysis.regions, *(analysis.ml_regions if config.ml else ())))
-    empty_regions = [
-        region
-        for region in analysis.regions
-        if not any(value > 0 for name, value in yields.items() if name.startswith(f"{region}_"))
-    ]
-    for region in empty_regions:
-        log.warning("region %s is empty: no event passed its selection", region)
-    if config.fit and empty_regions:
-        raise InputError(
-            f"regions {', '.join(empty_regions)} are empty, so there is nothing to fit; "
-            "run over more events or pass --no-fit"
-        )
+    if coffea_run:
+        output = _postprocessed(processor.processor, processed.result)
+        histograms = cabinetry_histograms(output, _histogram_naming(config.histogram_naming))
+        yields = {name: float(h.sum(flow=True).value) for name, h in histograms.items()}
+        empty_regions: list[str] = []
+        fitting = config.fit and _fits_coffea_histograms(config, selected, analysis, histograms, datasets)
+    else:
+        output = None
+        yields = accumulator.yields(processed.result)
+        _warn_unfilled(analysis, yields, datasets, (*analysis.regions, *(analysis.ml_regions if config.ml else ())))
+        empty_regions = [
+            region
+            for region in analysis.regions
+            if not any(value > 0 for name, value in yields.items() if name.startswith(f"{region}_"))
+        ]
+        for region in empty_regions:
+            log.warning("region %s is empty: no event passed its selection", region)
+        if config.fit and empty_regions:
+            raise InputError(
+                f"regions {', '.join(empty_regions)} are empty, so there is nothing to fit; "
+                "run over more events or pass --no-fit"
+            )
+        fitting = config.fit
 
     with staged_outputs(config.output, "run") as staging:
-        names = histogrammer.write(processed.result, staging / HISTOGRAMS_FILE, analysis.regions)
-        ml_names = histogrammer.write(processed.result, staging / ML_HISTOGRAMS_FILE, analysis.ml_regions) if config.ml else []
+        if coffea_run:
+            save_output(output, staging / COFFEA_OUTPUT_FILE)
+            names = write_histograms(histograms, staging / HISTOGRAMS_FILE, analysis.pseudodata)
+            ml_names = []
+        else:
+            names = accumulator.write(processed.result, staging / HISTOGRAMS_FILE, analysis.regions)
+            ml_names = accumulator.write(processed.result, staging / ML_HISTOGRAMS_FILE, analysis.ml_regions) if config.ml else []
         written = time.perf_counter()
         fit_result = None
-        if config.fit:
+        if fitting:
             fit_result = _fit(
                 backends["inference"],
                 selected["inference"],
@@ -242,10 +269,12 @@ def _run(config: RunConfig, manager: PluginManager, show_progress: bool) -> RunR
         if callable(delivery_metrics):
             metrics["source"] = delivery_metrics()
         provenance = _provenance(config, selected, fileset_path, processed, inputs)
+        if code is not None:
+            provenance["processor"] = code
         write_json(staging / "metrics.json", metrics)
         write_json(staging / "provenance.json", provenance)
     store.clear()
-    return RunResult(Path(config.output), names, yields, empty_regions, metrics, fit_result, provenance, ml_names)
+    return RunResult(Path(config.output), names, yields, empty_regions, metrics, fit_result, provenance, ml_names, output)
 
 
 def process_file(
@@ -379,10 +408,14 @@ def _cost_metrics(cost: ChunkCost) -> dict[str, float]:
     }
 
 
-def _datasets(config: RunConfig, analysis: Analysis) -> tuple[Path, list[Dataset]]:
-    """The configuration's fileset (the embedded dataset by default) and the datasets it selects, of ``analysis``' samples."""
+def _datasets(config: RunConfig, analysis: Analysis | None) -> tuple[Path, list[Dataset]]:
+    """The configuration's fileset (the embedded dataset by default) and the datasets it selects, of ``analysis``' samples (any for ``None``: a coffea processor's run).
+
+    Each dataset's normalisation and cross section (``metadata['xsec']``) are the run's analysis' where it declares the process.
+    """
     fileset_path = Path(config.fileset) if config.fileset else default_fileset()
-    return fileset_path, select_datasets(load_fileset(fileset_path, analysis), analysis, config.n_files_max)
+    fileset = load_fileset(fileset_path, analysis)
+    return fileset_path, select_datasets(fileset, analysis or analysis_definition(config.plugins["analysis"]), config.n_files_max)
 
 
 def analysis_definition(name: str | None = None, *, manager: PluginManager | None = None) -> Analysis:
@@ -411,6 +444,8 @@ def _backends(
             core_options[slot]["parameters"] = parameters
         if slot in ("histogrammer", "inference") or registered.spec.takes_analysis:
             core_options[slot]["analysis"] = definition
+    if config.ml and config.processor is not None:
+        raise ConfigError("--ml (config key 'ml') is the ML stage of agcframe's own processors; a --processor run computes what its processor does")
     if config.ml:
         processor = selected["processor"].spec
         if not getattr(processor, "ml", False):
@@ -425,6 +460,62 @@ def _backends(
         if slot != "analysis":
             backends[slot] = _instantiate(registered, config.plugin_options, **core_options[slot])
     return selected, backends
+
+
+def _coffea_processor(config: RunConfig, datasets: Sequence[Dataset]) -> tuple[CoffeaProcessorRun, CoffeaAccumulator, dict[str, str]]:
+    """The configuration's coffea processor, started, as the run's processor; coffea's accumulate; what keys its checkpoints."""
+    processor = load_processor(config.processor, config.processor_options)
+    metadata = {(d.process, d.variation): d.metadata for d in datasets}
+    code = processor_digest(processor, config.processor_options if isinstance(config.processor, str) else None)
+    return CoffeaProcessorRun(processor, processor_schema(config.processor_schema), metadata), CoffeaAccumulator(), code
+
+
+def _postprocessed(processor: Any, output: Any) -> Any:
+    """The processor's ``postprocess`` of the accumulated ``output`` (its return value, or ``output`` if it returns ``None``)."""
+    try:
+        result = processor.postprocess(output)
+    except Exception as exc:
+        raise AnalysisError(f"processor {type(processor).__name__} raised in postprocess: {type(exc).__name__}: {exc}") from exc
+    return output if result is None else result
+
+
+def _histogram_naming(naming: Any) -> HistogramNaming | None:
+    """The configuration's naming function: the function itself, or the one ``MODULE:FUNCTION`` names."""
+    if naming is None or callable(naming):
+        return naming
+    function = import_target(naming, "function", "--histogram-naming")
+    if not callable(function):
+        raise ConfigError(f"--histogram-naming {naming!r} is not a function")
+    return function
+
+
+def _fits_coffea_histograms(
+    config: RunConfig, selected: Mapping[str, RegisteredSpec], analysis: Analysis, histograms: Mapping[str, Any], datasets: Sequence[Dataset]
+) -> bool:
+    """Whether a coffea processor's histograms can be fitted: with the inference plugin's own model (``--cabinetry-config``), or they hold the analysis' model.
+
+    They hold it when every region has its data (the pseudodata, which is summed from its
+    parts, or the real data), and every variation of the analysis that applies to a
+    sample of the run has a histogram.
+    """
+    if config.plugin_options.get(selected["inference"].spec.name, {}).get("config") is not None:
+        return True
+    samples = {(d.process, d.variation) for d in datasets if d.process in analysis.samples}
+    parts = [(part.process, part.variation) for part in analysis.pseudodata]
+    data = parts or [(process, "nominal") for process, sample in analysis.samples.items() if sample.is_data]
+    needed = [
+        [histogram_name(region, process, variation) for region in analysis.regions]
+        for process, variation in {*data, *filled_variations(analysis, samples)}
+    ]
+    missing = sorted(names[0] for names in needed if not any(name in histograms for name in names))
+    if data and not missing:
+        return True
+    log.warning(
+        "not fitting: the processor's histograms do not hold analysis '%s''s model (no %s); "
+        "give your model as a cabinetry configuration (--cabinetry-config) to fit them",
+        analysis.name, ", ".join(missing[:3]) or "data",
+    )  # fmt: skip
+    return False
 
 
 def _warn_unfilled(analysis: Analysis, yields: Mapping[str, float], datasets: Sequence[Dataset], regions: Sequence[str]) -> None:
@@ -464,9 +555,14 @@ def _check_implements(selected: Mapping[str, RegisteredSpec], manager: PluginMan
         raise ConfigError(f"{slot} plugin '{spec.name}' {implemented}, not analysis '{analysis}'; {remedy}, or choose another --analysis")
 
 
-def _checkpoint_key(config: RunConfig, selected: Mapping[str, RegisteredSpec]) -> dict[str, Any]:
-    """What besides the work item decides a chunk's partial result: settings, parameters, plugins, and the code of the analysis and both plugins."""
+def _checkpoint_key(config: RunConfig, selected: Mapping[str, RegisteredSpec], processor: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """What besides the work item decides a chunk's partial result: settings, parameters, plugins, and the code of the analysis and both plugins.
+
+    A coffea processor's run is keyed by its ``processor`` (class, code and state) and schema instead.
+    """
     analysis = selected["analysis"].spec
+    if processor is not None:
+        return {"agcframe": _version("agcframe"), "processor": dict(processor), "schema": str(config.to_json()["processor_schema"])}
     return {
         "agcframe": _version("agcframe"),
         "code": {slot: source_digest(_backend_module(selected[slot].spec.backend)) for slot in ("analysis", "processor", "histogrammer")},

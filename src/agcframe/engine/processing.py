@@ -29,7 +29,7 @@ from agcframe.errors import AgcframeError, AnalysisError, InputError, PluginErro
 from agcframe.io.inputs import bytes_read, forget_remote_file, server_of
 from agcframe.progress import terminal_progress
 from agcframe.engine.reduce import tree_reduce
-from agcframe.plugin.specs import Executor, Histogrammer, Processor, Source
+from agcframe.plugin.specs import Accumulator, Executor, Processor, Source
 
 __all__ = ["ChunkCost", "ChunkFailure", "ChunkOutcome", "ChunkTask", "Processed", "SkippedInput", "plan", "plan_file", "process"]
 
@@ -111,7 +111,7 @@ def _peak_memory_bytes() -> int:
 
 @dataclass(frozen=True)
 class ChunkTask:
-    """Processor then histogrammer on one work item, with retries; picklable, so it runs on any worker.
+    """Processor then accumulator (the histogrammer) on one work item, with retries; picklable, so it runs on any worker.
 
     A chunk that raises is tried again up to ``retries`` times (an
     :class:`AgcframeError`, such as a missing branch, is not: it fails the same
@@ -123,7 +123,8 @@ class ChunkTask:
     """
 
     processor: Processor
-    histogrammer: Histogrammer[Any]
+    #: the run's histogrammer, or coffea's accumulate for a ``ProcessorABC``'s output
+    accumulator: Accumulator[Any, Any]
     seed: int
     retries: int = 0
     keep_going: bool = False
@@ -158,7 +159,7 @@ class ChunkTask:
                 read = time.perf_counter()
                 fills = self.processor.compute(item, data, self.seed)
                 computed = time.perf_counter()
-                partial = self.histogrammer.fill(fills)
+                partial = self.accumulator.fill(fills)
                 cost = ChunkCost(read - started, computed - read, time.perf_counter() - computed, bytes_read() - bytes_before)
                 return ChunkOutcome(partial, cost, _peak_memory_bytes())
             except Exception as exc:
@@ -395,7 +396,7 @@ def process(
         SkippedInput(path, next(f.error for f in failures if f.item.path == path)) for path in sorted(bad_paths)
     ]
     kept = [index for index in range(len(items)) if items[index].path not in bad_paths]
-    result = tree_reduce([partials[index] for index in kept], task.histogrammer.merge)
+    result = tree_reduce([partials[index] for index in kept], task.accumulator.merge)
     return Processed(
         result,
         [items[i] for i in kept],

@@ -5,7 +5,9 @@ str, "nevts": int}, ...]}}}``, with the processes and samples the run's analysis
 declares (:attr:`~agcframe.plugin.analysis.Analysis.samples`; for the AGC's
 ttbar, ``nominal``, ``scaledown``, ``scaleup``, ``ME_var`` and ``PS_var``).
 ``nevts_total`` is optional; a file's ``nevts`` may be ``null`` where the
-sample gives ``nevts_total``, and the sample is then used whole. Relative paths
+sample gives ``nevts_total``, and the sample is then used whole. A sample's
+``metadata`` (an object) is what a coffea processor finds in ``events.metadata``
+besides the dataset's name, process, variation, ``nevts`` and ``xsec``. Relative paths
 are resolved against the fileset's directory, so a generated dataset can be
 moved as a whole. Keys agcframe does not read are named in a warning.
 
@@ -14,7 +16,12 @@ coffea's ``dataset_tools`` form, as the AGC notebook writes it, is read too:
 "ttbar", "variation": "nominal", "nevts": int, "xsec": float}}}`` (``files`` may
 also be a list of paths, or map paths to ``{"object_path": "Events", ...}``).
 Its ``nevts`` counts the events of all the dataset's files together, so such a
-dataset is used whole.
+dataset is used whole; all of its metadata reaches a coffea processor.
+
+A coffea processor's run (``agcframe run --processor``) reads any samples:
+without an analysis to check them against, a coffea-form dataset without
+``process`` is its own process (variation ``nominal``), and unknown keys are
+not named.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ __all__ = ["FilesetSummary", "load_fileset", "select_datasets", "summarize", "wr
 log = logging.getLogger(__name__)
 
 #: the keys of a sample ({process: {variation: sample}}) and of one of its files, in the AGC form
-SAMPLE_KEYS = ("files", "nevts_total")
+SAMPLE_KEYS = ("files", "nevts_total", "metadata")
 FILE_KEYS = ("path", "nevts")
 #: the keys of a dataset, of its metadata and of one of its files (a mapping), in coffea's form
 COFFEA_DATASET_KEYS = ("files", "metadata", "form")
@@ -44,8 +51,8 @@ COFFEA_METADATA_KEYS = ("process", "variation", "nevts", "xsec")
 COFFEA_FILE_KEYS = ("object_path", "steps", "num_entries", "uuid")
 
 
-def load_fileset(path: str | Path, analysis: Analysis) -> dict[str, dict[str, dict[str, Any]]]:
-    """Load and check an AGC-format fileset JSON file of ``analysis``' samples.
+def load_fileset(path: str | Path, analysis: Analysis | None) -> dict[str, dict[str, dict[str, Any]]]:
+    """Load and check an AGC-format fileset JSON file of ``analysis``' samples (``None``: of any samples).
 
     Raises :class:`InputError` naming the file and key when it is missing,
     is not JSON, does not have the AGC structure or lists a sample the analysis does not declare.
@@ -89,8 +96,12 @@ def _is_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_sample_name(where: str, process: object, variation: object, analysis: Analysis) -> None:
-    """``process`` is a process of ``analysis`` and ``variation`` one of its samples; else one line starting with ``where``."""
+def _check_sample_name(where: str, process: object, variation: object, analysis: Analysis | None) -> None:
+    """``process`` is a process of ``analysis`` and ``variation`` one of its samples (any names without one); else one line starting with ``where``."""
+    if analysis is None:
+        if not isinstance(process, str) or not isinstance(variation, str):
+            raise InputError(f"{where}: process {process!r} and variation {variation!r} must be strings")
+        return
     if not isinstance(process, str) or process not in analysis.samples:
         raise InputError(
             f"{where}: process {process!r} is not a process of analysis '{analysis.name}' ({', '.join(analysis.samples)}); "
@@ -103,7 +114,7 @@ def _check_sample_name(where: str, process: object, variation: object, analysis:
         )
 
 
-def _from_coffea_form(path: Path, document: dict[str, Any], analysis: Analysis) -> dict[str, dict[str, dict[str, Any]]]:
+def _from_coffea_form(path: Path, document: dict[str, Any], analysis: Analysis | None) -> dict[str, dict[str, dict[str, Any]]]:
     """The AGC form of a coffea ``dataset_tools`` fileset: per-file ``nevts`` unknown (``None``), the dataset's total kept."""
     converted: dict[str, dict[str, dict[str, Any]]] = {}
     for name, dataset in document.items():
@@ -116,18 +127,24 @@ def _from_coffea_form(path: Path, document: dict[str, Any], analysis: Analysis) 
             fail("must have 'files' and 'metadata' (coffea's fileset form, as the AGC notebook writes it)")
         _warn_unknown(path, f"dataset {name!r}", dataset, COFFEA_DATASET_KEYS)
         metadata = dataset["metadata"]
-        missing = [key for key in ("process", "variation", "nevts") if not isinstance(metadata, dict) or key not in metadata]
+        if not isinstance(metadata, dict):
+            fail("metadata must be an object")
+        if analysis is None:
+            metadata = {"process": name, "variation": "nominal", **metadata}
+        missing = [key for key in ("process", "variation", "nevts") if key not in metadata]
         if missing:
             raise InputError(
                 f"{where} has no {', '.join(repr(key) for key in missing)} in its metadata; "
                 "coffea-form filesets need metadata process, variation and nevts (the AGC notebook's)"
             )
-        _warn_unknown(path, f"dataset {name!r} metadata", metadata, COFFEA_METADATA_KEYS)
+        if analysis is not None:
+            _warn_unknown(path, f"dataset {name!r} metadata", metadata, COFFEA_METADATA_KEYS)
         process, variation, nevts = metadata["process"], metadata["variation"], metadata["nevts"]
         _check_sample_name(where, process, variation, analysis)
         if not _is_count(nevts) or nevts <= 0:
             fail(f"metadata nevts must be a positive integer, not {nevts!r}")
-        xsec, declared = metadata.get("xsec"), analysis.samples[process].cross_section
+        xsec = metadata.get("xsec")
+        declared = analysis.samples[process].cross_section if analysis is not None else xsec
         if xsec is not None and (
             declared is None or not isinstance(xsec, (int, float)) or isinstance(xsec, bool)
             or not math.isclose(float(xsec), declared, rel_tol=1e-6)
@@ -152,11 +169,12 @@ def _from_coffea_form(path: Path, document: dict[str, Any], analysis: Analysis) 
         converted.setdefault(process, {})[variation] = {
             "nevts_total": nevts,
             "files": [{"path": file_path, "nevts": None} for file_path in trees],
+            "metadata": {"dataset": name, **metadata},
         }
     return converted
 
 
-def _check_structure(path: Path, document: object, analysis: Analysis) -> None:
+def _check_structure(path: Path, document: object, analysis: Analysis | None) -> None:
     def fail(where: str, what: str) -> NoReturn:
         raise InputError(f"fileset {path}: {where} {what}; expected the AGC fileset format")
 
@@ -171,7 +189,10 @@ def _check_structure(path: Path, document: object, analysis: Analysis) -> None:
             _check_sample_name(f"fileset {path}", process, variation, analysis)
             if not isinstance(sample, dict) or not isinstance(sample.get("files"), list):
                 fail(key, "must have a 'files' list")
-            _warn_unknown(path, key, sample, SAMPLE_KEYS)
+            if analysis is not None:
+                _warn_unknown(path, key, sample, SAMPLE_KEYS)
+            if not isinstance(sample.get("metadata", {}), dict):
+                fail(f"{key}['metadata']", "must be an object")
             if "nevts_total" in sample and (not _is_count(sample["nevts_total"]) or sample["nevts_total"] < 0):
                 fail(f"{key}['nevts_total']", f"must be a non-negative integer, not {sample['nevts_total']!r}")
             for i, entry in enumerate(sample["files"]):
@@ -184,7 +205,8 @@ def _check_structure(path: Path, document: object, analysis: Analysis) -> None:
                     unknown = _unknown(entry, FILE_KEYS)
                     besides = f" (it has {', '.join(map(repr, unknown))})" if unknown else ""
                     fail(where, f"must have a non-negative integer 'nevts'{besides}")
-                _warn_unknown(path, where, entry, FILE_KEYS)
+                if analysis is not None:
+                    _warn_unknown(path, where, entry, FILE_KEYS)
 
 
 def _unknown(entry: dict[str, Any], known: tuple[str, ...]) -> list[str]:
@@ -207,7 +229,9 @@ def select_datasets(
     """The first ``n_files_max`` files (-1: all) of every (process, variation) of a fileset of ``analysis``.
 
     The normalisation of each dataset (``xsec * lumi / nevts``; 1 for real
-    data) uses the ``nevts`` of the files taken, as ANALYSIS.md prescribes.
+    data, and for a process the analysis does not declare) uses the ``nevts``
+    of the files taken, as ANALYSIS.md prescribes. A dataset's metadata has the
+    analysis' cross section of its process as ``xsec``, unless the fileset gives one.
     """
     if n_files_max == 0 or n_files_max < -1:
         raise InputError(f"--n-files-max must be -1 (all files) or a positive number, not {n_files_max}")
@@ -228,7 +252,12 @@ def select_datasets(
                 nevts = sum(f.nevts for f in files if f.nevts is not None)
             if not files or nevts == 0:
                 raise InputError(f"sample {process}/{variation} has no events in its first files")
-            datasets.append(Dataset(process, variation, files, nevts, sample_weight(analysis, process, nevts)))
+            declared = analysis.samples.get(process)
+            weight = sample_weight(analysis, process, nevts) if declared is not None else 1.0
+            xsec = {"xsec": declared.cross_section} if declared is not None and declared.cross_section is not None else {}
+            metadata = {"dataset": f"{process}__{variation}", **xsec, **sample.get("metadata", {})}
+            metadata.update(process=process, variation=variation, nevts=nevts)
+            datasets.append(Dataset(process, variation, files, nevts, weight, metadata))
     return datasets
 
 

@@ -9,13 +9,18 @@ data; none of them knows which analysis it is.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import functools
+import operator
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 from agcframe.data import Binning, histogram_name
+
+if TYPE_CHECKING:
+    import hist
 
 __all__ = [
     "Analysis",
@@ -26,6 +31,8 @@ __all__ = [
     "StatisticalModel",
     "Variation",
     "expected_histograms",
+    "filled_variations",
+    "pseudodata",
     "sample_weight",
 ]
 
@@ -165,16 +172,36 @@ def sample_weight(analysis: Analysis, process: str, nevts: int) -> float:
     return 1.0 if sample.cross_section is None else sample.cross_section * analysis.luminosity / nevts
 
 
-def expected_histograms(analysis: Analysis, samples: Iterable[tuple[str, str]], regions: Iterable[str]) -> list[str]:
-    """The histograms of ``regions`` that ``analysis`` declares for the (process, sample variation) pairs ``samples``.
+def filled_variations(analysis: Analysis, samples: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The (process, variation) pairs of histograms ``analysis`` declares for the (process, sample variation) pairs ``samples``.
 
     A nominal simulated sample gives ``nominal`` and each variation that applies
     to its process; an alternative sample, and real data, give only their own.
     """
-    names = []
+    pairs = []
     for process, sample_variation in samples:
-        variations = [sample_variation]
+        pairs.append((process, sample_variation))
         if sample_variation == "nominal" and not analysis.samples[process].is_data:
-            variations += [v.name for v in analysis.variations if v.processes is None or process in v.processes]
-        names += [histogram_name(region, process, variation) for region in regions for variation in variations]
-    return names
+            pairs += [(process, v.name) for v in analysis.variations if v.processes is None or process in v.processes]
+    return pairs
+
+
+def expected_histograms(analysis: Analysis, samples: Iterable[tuple[str, str]], regions: Iterable[str]) -> list[str]:
+    """The histograms of ``regions`` that ``analysis`` declares for the (process, sample variation) pairs ``samples`` (:func:`filled_variations`)."""
+    regions = list(regions)
+    return [
+        histogram_name(region, process, variation)
+        for process, variation in filled_variations(analysis, samples)
+        for region in regions
+    ]
+
+
+def pseudodata(parts: Sequence[PseudodataPart], region: str, histograms: Mapping[str, hist.Hist]) -> hist.Hist | None:
+    """The pseudodata of ``region``, summed from its ``parts`` among ``histograms`` (by name); ``None`` unless all are there.
+
+    For the AGC, (ttbar ME_var + ttbar PS_var) / 2 + wjets nominal.
+    """
+    names = [histogram_name(region, part.process, part.variation) for part in parts]
+    if not parts or not all(name in histograms for name in names):
+        return None
+    return functools.reduce(operator.add, (histograms[name] * part.factor for name, part in zip(names, parts)))

@@ -21,6 +21,7 @@ from agcframe.errors import ConfigError, missing_extra
 from agcframe.plugin.analysis import Analysis
 
 __all__ = [
+    "Accumulator",
     "Analysis",
     "AnalysisParameter",
     "AnalysisSpec",
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 Partial = TypeVar("Partial")
+Output = TypeVar("Output", contravariant=True)
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 Backend = TypeVar("Backend")
@@ -99,7 +101,26 @@ class Processor(Protocol):
 
 
 @runtime_checkable
-class Histogrammer(Protocol[Partial]):
+class Accumulator(Protocol[Output, Partial]):
+    """Turns what a processor returns for one work item into a partial result, and merges partial results.
+
+    The core pairs a processor with an accumulator in its chunk task: a
+    :class:`Processor`'s fills go to the run's :class:`Histogrammer`; the output
+    of a coffea ``ProcessorABC`` (``agcframe run --processor``) goes to coffea's
+    ``accumulate``. Partial results are merged in item order, whatever the executor.
+    """
+
+    def fill(self, output: Output) -> Partial:
+        """The partial result of one work item's ``output``."""
+        ...
+
+    def merge(self, left: Partial, right: Partial) -> Partial:
+        """Combine two partial results of consecutive items (``left`` first)."""
+        ...
+
+
+@runtime_checkable
+class Histogrammer(Accumulator[Iterable[Fill], Partial], Protocol[Partial]):
     """Accumulates fills into histograms and writes them."""
 
     def fill(self, fills: Iterable[Fill]) -> Partial:

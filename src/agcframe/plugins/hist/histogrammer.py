@@ -10,8 +10,6 @@ chunking, executor, worker count or merge order. Floating-point sums are not.
 
 from __future__ import annotations
 
-import functools
-import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +20,7 @@ import uproot
 
 from agcframe.data import Binning, Fill, histogram_name
 from agcframe.errors import AgcframeError, AnalysisError
-from agcframe.plugin.analysis import Analysis, PseudodataPart
+from agcframe.plugin.analysis import Analysis, pseudodata
 
 __all__ = ["FIXED_POINT_BITS", "FixedPointHistogram", "HistHistogrammer", "histogram_name", "to_hists"]
 
@@ -149,6 +147,7 @@ class HistHistogrammer:
                     h.view(flow=True).value += binning.offset
                     h.view(flow=True).variance += binning.offset**2
                 empty_yield = binning.bins * binning.offset * 1.01
+                region_histograms = {}
                 for process in h.axes["process"]:
                     for variation in h.axes["variation"]:
                         if (region, process, variation) not in result:
@@ -156,12 +155,13 @@ class HistHistogrammer:
                         one = h[:, process, variation]
                         if one.values().sum() > empty_yield:
                             name = histogram_name(region, process, variation)
+                            region_histograms[name] = one
                             file[name] = _titled(one, binning)
                             written.append(name)
-                pseudodata = _pseudodata(h, region, written, self.analysis.pseudodata)
-                if pseudodata is not None:
+                summed = pseudodata(self.analysis.pseudodata, region, region_histograms)
+                if summed is not None:
                     name = f"{region}_pseudodata"
-                    file[name] = _titled(pseudodata, binning)
+                    file[name] = _titled(summed, binning)
                     written.append(name)
         return written
 
@@ -171,11 +171,3 @@ def _titled(h: hist.Hist, binning: Binning) -> hist.Hist:
     h.name = binning.title
     h.axes[0].label = _axis_title(binning)
     return h
-
-
-def _pseudodata(h: hist.Hist, region: str, written: list[str], parts: Sequence[PseudodataPart]) -> hist.Hist | None:
-    """The analysis' pseudodata (for the AGC, (ttbar ME_var + ttbar PS_var) / 2 + wjets nominal), when all its parts were written."""
-    if not parts or not all(histogram_name(region, part.process, part.variation) in written for part in parts):
-        return None
-    terms = [h[:, part.process, part.variation] * part.factor for part in parts]
-    return functools.reduce(operator.add, terms)
