@@ -20,7 +20,7 @@ from rich.table import Table
 from agcframe import __version__
 from agcframe.config import DEFAULT_PLUGINS, RunConfig, parse_parameter_settings, parse_plugin_choices, parse_processor_options
 from agcframe.tools.container import DEFAULT_TAG
-from agcframe.defaults import DEFAULT_COMPRESSION, DEFAULT_EVENTS_PER_FILE, DEFAULT_SEED, EVENTS_FACTOR
+from agcframe.defaults import DEFAULT_COMPRESSION, DEFAULT_EVENTS_PER_FILE, DEFAULT_PROCESSOR_SCHEMA, DEFAULT_SEED, EVENTS_FACTOR
 from agcframe.errors import AgcframeError, ConfigError
 from agcframe.plugin.manager import PROCESSING_SLOTS, SLOTS, PluginManager
 from agcframe.progress import showing_progress
@@ -195,7 +195,7 @@ def _processing_options(command: F) -> F:
     help="Run your coffea ProcessorABC instead of the processor plugin (module, or file.py, from the working directory).",
 )  # fmt: skip
 @click.option("--processor-option", multiple=True, metavar="KEY=VALUE", help="A keyword argument of its constructor.")
-@click.option("--processor-schema", metavar="NAME", default="NanoAODSchema", show_default=True, help="coffea NanoEvents schema of its events.")
+@click.option("--processor-schema", metavar="NAME", default=DEFAULT_PROCESSOR_SCHEMA, show_default=True, help="coffea NanoEvents schema of its events.")
 @click.option("--histogram-naming", metavar="MODULE:FUNCTION", help="Names its histograms in histograms.root: naming(keys, categories).")
 @_fit_options
 @_reports_errors

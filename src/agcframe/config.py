@@ -12,7 +12,7 @@ from typing import Any
 import jsonschema
 
 from agcframe.errors import ConfigError
-from agcframe.defaults import DEFAULT_SEED
+from agcframe.defaults import DEFAULT_PROCESSOR_SCHEMA, DEFAULT_SEED
 from agcframe.plugin.manager import SLOTS
 
 __all__ = [
@@ -102,7 +102,7 @@ class RunConfig:
     processor: Any = None
     processor_options: dict[str, Any] = field(default_factory=dict)
     #: the coffea NanoEvents schema of its events: a name in ``coffea.nanoevents``, ``"MODULE:CLASS"`` or the class
-    processor_schema: Any = "NanoAODSchema"
+    processor_schema: Any = DEFAULT_PROCESSOR_SCHEMA
     #: names its histograms in ``histograms.root``: ``"MODULE:FUNCTION"`` or the function (:mod:`agcframe.io.coffea_output`)
     histogram_naming: Any = None
 

@@ -6,7 +6,7 @@ The command line reads them to build its options; keeping them here means that
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_COMPRESSION", "DEFAULT_EVENTS_PER_FILE", "DEFAULT_SEED", "EVENTS_FACTOR"]
+__all__ = ["DEFAULT_COMPRESSION", "DEFAULT_EVENTS_PER_FILE", "DEFAULT_PROCESSOR_SCHEMA", "DEFAULT_SEED", "EVENTS_FACTOR"]
 
 #: seed of the jet resolution smearing and of the embedded dataset
 DEFAULT_SEED = 42
@@ -17,3 +17,5 @@ DEFAULT_EVENTS_PER_FILE = 20_000
 EVENTS_FACTOR = {"ttbar": 2}
 #: the compression of the real AGC files
 DEFAULT_COMPRESSION = "zlib:1"
+#: the coffea NanoEvents schema of a coffea processor's events (``--processor-schema``), as coffea's Runner is mostly run
+DEFAULT_PROCESSOR_SCHEMA = "NanoAODSchema"

@@ -12,7 +12,7 @@ only the nominal histograms are comparable bin for bin with agcframe's.
 
 The benchmark runs it as a whole command, side by side with ``agcframe run``::
 
-    python tests/benchmarks/agc_reference.py FILESET OUTPUT.root [--chunksize N]
+    python tests/benchmarks/agc_reference.py FILESET OUTPUT.root [--chunksize N] [--executor futures --workers N]
 
 FILESET is an AGC-format fileset (``agcframe generate``'s ``fileset.json``).
 """
@@ -158,9 +158,12 @@ def main() -> None:
     parser.add_argument("fileset", type=Path)
     parser.add_argument("output", type=Path)
     parser.add_argument("--chunksize", type=int, default=100_000)
+    parser.add_argument("--executor", choices=["iterative", "futures"], default="iterative")
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")  # NanoAODSchema's notes on missing cross-references
-    run = processor.Runner(executor=processor.IterativeExecutor(), schema=NanoAODSchema, chunksize=args.chunksize, savemetrics=True)
+    executor = processor.FuturesExecutor(workers=args.workers) if args.executor == "futures" else processor.IterativeExecutor()
+    run = processor.Runner(executor=executor, schema=NanoAODSchema, chunksize=args.chunksize, savemetrics=True)
     output, metrics = run(coffea_fileset(args.fileset), processor_instance=TtbarAnalysis(), treename="Events")
     histogram = output["hist"]
     with uproot.recreate(args.output) as file:

@@ -1,7 +1,7 @@
 """Processor speed on the same generated files, one core: end to end, compute alone, kernels, filling, the read floor.
 
 Each benchmark stores events/s in ``extra_info``; compare them within one run
-(the README's performance section has the command and a table).
+(docs/performance.md has the command and a table).
 """
 
 from __future__ import annotations

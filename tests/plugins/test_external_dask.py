@@ -131,3 +131,39 @@ def test_agcframe_on_an_external_cluster_survives_a_killed_worker(
     read = [entry["path"] for entry in json.loads((output / "provenance.json").read_text())["inputs"]]
     assert all(path.startswith("root://127.0.0.1:") == (inputs != small_fileset) for path in read)
     assert_bit_identical(tmp_path / "iterative" / "histograms.root", output / "histograms.root")
+
+
+JET_PT_PROCESSOR = '''
+import awkward as ak
+import hist
+from coffea import processor
+
+
+class JetPt(processor.ProcessorABC):
+    def process(self, events):
+        h = hist.Hist.new.Reg(50, 0, 500, name="pt").StrCat([], name="process", growth=True).Weight()
+        h.fill(pt=ak.flatten(events.Jet.pt), process=events.metadata["process"], weight=events.metadata["xsec"] / events.metadata["nevts"])
+        return {"jet_pt": h, "events": len(events)}
+
+    def postprocess(self, accumulator):
+        return accumulator
+'''
+
+
+def test_a_coffea_processor_the_workers_cannot_import_runs_on_an_external_cluster(
+    external_cluster: tuple[str, list[subprocess.Popen[bytes]]], small_fileset: Path, tmp_path: Path
+) -> None:
+    """A processor in a file of the working directory travels to workers started elsewhere by value, and accumulates as iterative does."""
+    from coffea.util import load
+
+    address, _ = external_cluster
+    (tmp_path / "jet_pt.py").write_text(JET_PT_PROCESSOR)
+    common = ("run", "--processor", "jet_pt:JetPt", "--no-fit", "--fileset", str(small_fileset), "--chunksize", "700")
+    iterative = agcframe_cli(*common, "--output", "iterative", cwd=tmp_path)
+    assert iterative.returncode == 0, iterative.stderr
+    dask = agcframe_cli(*common, "--workers", "2", "--plugin", "executor=dask", "--dask-scheduler-address", address, "--output", "dask", cwd=tmp_path)
+    assert dask.returncode == 0, dask.stderr
+    ours, theirs = (load(str(tmp_path / run / "output.coffea")) for run in ("dask", "iterative"))
+    assert ours["events"] == theirs["events"] > 0
+    assert ours["jet_pt"].view(flow=True).tobytes() == theirs["jet_pt"].view(flow=True).tobytes()
+    assert list(ours["jet_pt"].axes["process"]) == list(theirs["jet_pt"].axes["process"])

@@ -12,10 +12,13 @@ from agcframe.analyses.agc_ttbar.analysis import BRANCHES
 from agcframe.errors import ConfigError
 from agcframe.tools.generate import GenerationSettings, generate_dataset
 from conftest import REAL_FILE
+from test_cli import agcframe_cli
 
 
 def test_all_branches_have_the_real_names_and_types(tmp_path: Path) -> None:
-    generate_dataset(tmp_path / "data", GenerationSettings(events_per_file=300, all_branches=True))
+    """As docs/embedded-dataset.md generates them: ``agcframe generate --all-branches``."""
+    done = agcframe_cli("generate", "--output", str(tmp_path / "data"), "--events-per-file", "300", "--all-branches")
+    assert done.returncode == 0, done.stderr
     with uproot.open(tmp_path / "data" / "ttbar__nominal__0000.root") as generated, uproot.open(REAL_FILE) as real:
         ours, theirs = generated["Events"], real["Events"]
         types = {name: ours[name].typename for name in ours.keys()}

@@ -6,11 +6,12 @@ runs any coffea processor unchanged: every work item's events reach its
 with the dataset's name and the fileset's metadata), and the outputs are
 accumulated with coffea's ``accumulate``, in item order.
 
-A processor reads its columns lazily, inside ``process``. After its first chunk
-of a dataset, a worker process knows which branches it read there (coffea's
-access log) and reads them in bulk, in the work item's read phase, for the
-dataset's next chunks: that read can then run ahead of the computing (remote
-files) and is timed and counted as reading in ``metrics.json``.
+A processor reads its columns lazily, inside ``process``. After its first chunk,
+a worker process knows which branches it read (coffea's access log) and reads
+them in bulk, in the work item's read phase, for its next chunks: that read can
+then run ahead of the computing (remote files) and is timed and counted as
+reading in ``metrics.json``. Branches it reads only for some datasets are read
+for all of them once seen; a branch a file lacks is not read.
 """
 
 from __future__ import annotations
@@ -33,11 +34,8 @@ from agcframe.io.inputs import open_tree
 
 __all__ = ["CoffeaAccumulator", "CoffeaProcessorRun", "import_target", "load_processor", "processor_digest", "processor_schema"]
 
-#: coffea's default schema for a processor run (``--processor-schema``)
-DEFAULT_SCHEMA = "NanoAODSchema"
-
-#: branches a processor read in its chunks of a dataset in this process, by (processor class, dataset)
-_learned_branches: dict[tuple[str, str], frozenset[str]] = {}
+#: branches a processor read in its chunks in this process, by processor class
+_learned_branches: dict[str, frozenset[str]] = {}
 
 
 def import_target(target: str, what: str, flag: str) -> Any:
@@ -105,7 +103,7 @@ def load_processor(target: Any, options: Mapping[str, Any]) -> Any:
     except Exception as exc:
         raise ConfigError(
             f"processor {type(processor).__name__} cannot be pickled to the workers ({type(exc).__name__}: {exc}); "
-            "keep only picklable state in it (no open files, locks or lambdas), or make it in process()"
+            "keep only picklable state in it (no open files, locks or sockets), or make that in process()"
         ) from None
     return processor
 
@@ -119,7 +117,7 @@ def _ship_by_value(module: str) -> None:
     import cloudpickle
 
     top = module.partition(".")[0]
-    if top not in importlib.metadata.packages_distributions() and module in sys.modules:
+    if module != "__main__" and module in sys.modules and top not in importlib.metadata.packages_distributions():
         cloudpickle.register_pickle_by_value(sys.modules[module])
 
 
@@ -160,7 +158,7 @@ def processor_digest(processor: Any, options: Mapping[str, Any] | None) -> dict[
             state = hashlib.sha256(pickle.dumps(processor)).hexdigest()[:16]
         except Exception:  # only cloudpickle can: its bytes need not repeat, so a resume may compute again
             state = hashlib.sha256(_pickled(processor)).hexdigest()[:16]
-    return {"class": f"{cls.__module__}:{cls.__qualname__}", "code": _code_digest(cls.__module__), "state": state}
+    return {"class": _class_name(processor), "code": _code_digest(cls.__module__), "state": state}
 
 
 def _code_digest(module: str) -> str:
@@ -187,15 +185,11 @@ class CoffeaProcessorRun:
     def __reduce__(self) -> tuple[Any, ...]:
         return _restore_run, (_pickled(self.processor), self.schema, self.metadata)
 
-    def _dataset(self, item: WorkItem) -> str:
-        return str(self.metadata[item.process, item.variation].get("dataset", f"{item.process}__{item.variation}"))
-
     def read(self, item: WorkItem) -> tuple[Any, list[Any]]:
-        """The item's NanoEvents (virtual arrays), with the branches this process saw the processor read for its dataset read now."""
+        """The item's NanoEvents (virtual arrays), with the branches this process saw the processor read already read now."""
         from coffea.nanoevents import NanoEventsFactory
 
-        metadata = {
-            "dataset": self._dataset(item),
+        metadata = {  # coffea's Runner's, then the dataset's (its name, process, variation, nevts, xsec, the fileset's)
             "filename": item.path,
             "treename": item.treename,
             "entrystart": item.entry_start,
@@ -203,7 +197,7 @@ class CoffeaProcessorRun:
             "fileuuid": "",
             **self.metadata[item.process, item.variation],
         }
-        preload = _learned_branches.get((type(self.processor).__qualname__, metadata["dataset"]))
+        preload = _learned_branches.get(_class_name(self.processor))
         accessed: list[Any] = []
         with open_tree(item.path, item.treename) as tree:
             try:
@@ -245,11 +239,15 @@ class CoffeaProcessorRun:
                 raise InputError(f"{item.describe()}: processor {name} reads {exc.key!r}, which the file does not have") from exc
             except Exception as exc:
                 raise AnalysisError(f"processor {name} raised on {item.describe()}: {type(exc).__name__}: {exc}") from exc
-        key = (type(self.processor).__qualname__, self._dataset(item))
+        key = _class_name(self.processor)
         _learned_branches[key] = _learned_branches.get(key, frozenset()) | {entry.branch for entry in accessed}
         if output is None:
             raise AnalysisError(f"processor {name} returned nothing for {item.describe()}; process() must return its output (a dict of histograms)")
         return output
+
+
+def _class_name(processor: Any) -> str:
+    return f"{type(processor).__module__}:{type(processor).__qualname__}"
 
 
 def _restore_run(processor: bytes, schema: type, metadata: Mapping[tuple[str, str], Mapping[str, Any]]) -> CoffeaProcessorRun:

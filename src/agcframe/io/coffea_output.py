@@ -96,7 +96,7 @@ def cabinetry_histograms(output: Any, naming: HistogramNaming | None = None) -> 
                     )  # fmt: skip
                     break
                 continue
-            one = h[{axis.name: value for axis, value in zip(categorical, values)}] if categorical else h.copy()
+            one = h[{axis.name: hist.loc(value) for axis, value in zip(categorical, values)}] if categorical else h.copy()
             if one.sum(flow=True).value == 0 and one.sum(flow=True).variance == 0:
                 continue
             if name in named:

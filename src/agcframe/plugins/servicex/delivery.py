@@ -95,7 +95,7 @@ def connect(endpoint: str | None, config_path: Path | None, cache_dir: Path) -> 
         where = f"in {config_path}" if config_path else "(no servicex.yaml in this directory, its parents or home)"
         raise ServiceXError(
             f"no ServiceX endpoint configured: cannot find a ServiceX configuration {where}; "
-            "write a servicex.yaml with api_endpoints (see README), pass --servicex-endpoint URL, "
+            "write a servicex.yaml with api_endpoints (see docs/facilities.md), pass --servicex-endpoint URL, "
             f"or use --servicex-endpoint {LOCAL}"
         ) from exc
     except ValueError as exc:  # unknown endpoint name; the client lists the valid ones

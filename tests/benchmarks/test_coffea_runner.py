@@ -1,0 +1,58 @@
+"""A coffea processor through agcframe and through coffea's own ``Runner``: the same processor, files, executor and chunk size.
+
+The processor is the AGC notebook's ``TtbarAnalysis`` (``agc_reference.py``), unchanged. Both sides
+are whole commands, fresh processes, imports included:
+
+* ``agcframe run --processor agc_reference.py:TtbarAnalysis --no-fit`` (it also writes
+  ``output.coffea``, ``histograms.root``, ``metrics.json`` and ``provenance.json``, and checkpoints
+  every chunk);
+* ``python agc_reference.py``: ``coffea.processor.Runner`` with the same executor, then the
+  histograms written with uproot.
+
+On the embedded dataset, with the iterative executor and with the futures executor on 2 workers, at
+the default chunk size (100,000). Compare the medians of a row's two benchmarks.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agcframe.engine.pipeline import default_fileset
+
+REFERENCE = Path(__file__).with_name("agc_reference.py")
+EXECUTORS = {"iterative": 1, "futures": 2}
+
+
+def _command(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([sys.executable, *args], capture_output=True, text=True, check=False, cwd=cwd)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def fileset() -> Path:
+    return default_fileset()  # generated once, before any clock starts
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_agcframe_run_processor_command(benchmark: Any, executor: str, fileset: Path, tmp_path: Path) -> None:
+    args = (
+        "-m", "agcframe", "run", "--processor", f"{REFERENCE}:TtbarAnalysis", "--no-fit", "--fileset", str(fileset),
+        "--plugin", f"executor={executor}", "--workers", str(EXECUTORS[executor]), "--output", "out",
+    )  # fmt: skip
+    result = benchmark.pedantic(_command, args=args, kwargs={"cwd": tmp_path}, rounds=3, iterations=1)
+    benchmark.extra_info.update(executor=executor, summary=result.stdout.strip())
+    assert (tmp_path / "out" / "output.coffea").is_file()
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_coffea_runner_command(benchmark: Any, executor: str, fileset: Path, tmp_path: Path) -> None:
+    args = (str(REFERENCE), str(fileset), "histograms.root", "--executor", executor, "--workers", str(EXECUTORS[executor]))
+    result = benchmark.pedantic(_command, args=args, kwargs={"cwd": tmp_path}, rounds=3, iterations=1)
+    benchmark.extra_info.update(executor=executor, summary=result.stdout.strip())
+    assert (tmp_path / "histograms.root").is_file()
