@@ -27,6 +27,7 @@ __all__ = [
     "hookimpl",
     "load_histograms",
     "load_ml_histograms",
+    "plot",
     "run",
 ]
 
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from agcframe.data import FitOptions, FitResult
     from agcframe.errors import AgcframeError
     from agcframe.io.histogram_file import load_histograms, load_ml_histograms
-    from agcframe.engine.pipeline import RunResult, fit, run
+    from agcframe.engine.pipeline import RunResult, fit, plot, run
     from agcframe.plugin.manager import PluginManager
 
 #: public name -> the module that defines it, imported on first use (PEP 562) so
@@ -58,6 +59,7 @@ _LAZY = {
     "fit": "engine.pipeline",
     "load_histograms": "io.histogram_file",
     "load_ml_histograms": "io.histogram_file",
+    "plot": "engine.pipeline",
     "run": "engine.pipeline",
 }
 

@@ -415,6 +415,19 @@ def fit(
 
 
 @main.command()
+@click.argument("output", type=click.Path(path_type=Path), default=Path("agc-output"))
+@click.option("--asimov", is_flag=True, help="The fit was to Asimov data (agcframe fit --asimov): show that data.")
+@click.option("--analysis", metavar="NAME", help="The analysis whose labels the plots carry (default: the run's in OUTPUT).")
+@_reports_errors
+def plot(output: Path, asimov: bool, analysis: str | None) -> None:
+    """Draw the fit's plots into OUTPUT/plots, for a run or fit made with --no-plots."""
+    from agcframe.engine.pipeline import plot as draw
+
+    written = draw(output, asimov=asimov, analysis=analysis)
+    click.echo(f"drew {len(written)} plots into {output / 'plots'}")
+
+
+@main.command()
 @click.option("--output", type=click.Path(path_type=Path), required=True, help="Directory for the files and fileset.json.")
 @click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True)
 @click.option(

@@ -297,6 +297,24 @@ class FitResult:
                 return parameter
         raise KeyError(name)
 
+    @classmethod
+    def from_json(
+        cls, document: dict[str, Any], *, workspace: dict[str, Any] | None = None, ranking: list[dict[str, Any]] | None = None
+    ) -> FitResult:
+        """The result a ``fit_results.json`` document (:meth:`to_json`) describes, with its ``workspace.json`` and ``ranking.json``."""
+        significance, limit, status = document.get("significance"), document.get("limit"), document.get("status")
+        return cls(
+            poi=document["poi"],
+            parameters=tuple(FitParameter(p["name"], p["value"], p["error"]) for p in document["parameters"]),
+            correlation=tuple(tuple(row) for row in document.get("correlation", ())),
+            minimum_nll=document.get("minimum_nll"),
+            workspace=workspace,
+            significance=Significance(**{k: math.inf if v is None else v for k, v in significance.items()}) if significance else None,
+            limit=UpperLimit(1 - limit["cl"], limit["observed"], tuple(limit["expected"].values())) if limit else None,  # type: ignore[arg-type]
+            status=FitStatus(**status) if status else None,
+            ranking=tuple(Impact(**{**impact, "multimodal": tuple(impact.get("multimodal", ()))}) for impact in ranking) if ranking is not None else None,
+        )
+
     def to_json(self) -> dict[str, object]:
         """The ``fit_results.json`` document."""
         poi = self.parameter(self.poi)

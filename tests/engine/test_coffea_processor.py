@@ -183,6 +183,22 @@ def by_flavour(keys, categories):
     return f"jets_{keys[1]}_{categories['flavour']}" if categories["flavour"] != "0" else None
 
 
+class Flaky(processor.ProcessorABC):
+    """A read that fails once per chunk, as a remote file's may: a marker file remembers the first try."""
+
+    def process(self, events):
+        import pathlib
+
+        marker = pathlib.Path(f"tried-{events.metadata['dataset']}-{events.metadata['entrystart']}")
+        if not marker.exists():
+            marker.touch()
+            raise OSError("connection reset by peer")
+        return {"events": len(events)}
+
+    def postprocess(self, accumulator):
+        return accumulator
+
+
 class Counting(processor.ProcessorABC):
     def __init__(self, factor):
         self.factor = factor
@@ -277,3 +293,17 @@ def test_skip_bad_files_leaves_out_an_unreadable_file(user_module: Path, small_f
     metrics = json.loads((user_module / "partial" / "metrics.json").read_text())
     assert metrics["partial"] and [entry["path"] for entry in metrics["skipped_inputs"]] == [str(truncated)]
     assert load(str(user_module / "partial" / "output.coffea")) == {"events": metrics["events"]} and metrics["events"] > 0
+
+
+def test_a_failing_read_is_retried(user_module: Path, small_fileset: Path) -> None:
+    command = ["run", "--processor", "user_processors:Flaky", "--fileset", str(small_fileset), "--no-fit"]
+    failed = agcframe_cli(*command, "--retries", "0", "--output", "once", cwd=user_module)
+    assert failed.returncode != 0 and failed.stderr.count("\n") == 1, failed.stderr
+    assert "failed 1 times: OSError: connection reset by peer" in failed.stderr
+    for marker in user_module.glob("tried-*"):
+        marker.unlink()
+    done = agcframe_cli(*command, "--retries", "1", "--output", "retried", cwd=user_module)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((user_module / "retried" / "metrics.json").read_text())
+    assert load(str(user_module / "retried" / "output.coffea")) == {"events": metrics["events"]}
+    assert "retrying" in done.stderr

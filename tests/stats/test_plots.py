@@ -180,3 +180,29 @@ def test_a_plot_that_cannot_be_drawn_is_a_warning_and_the_rest_is_written(
     written = {path.name for path in (tmp_path / "out" / "plots").iterdir()}
     assert written == set(EXPECTED) - {"pulls.png", "ranking.png"}  # no ranking was asked for
     assert (tmp_path / "out" / "fit_results.json").is_file()
+
+
+def test_agcframe_plot_draws_later_what_the_fit_would_have_drawn(plots: Path, tmp_path: Path) -> None:
+    """``agcframe plot`` on a fit's output without its plots: the same figures, byte for byte, and the fit's files kept."""
+    from agcframe.engine.outputs import MANIFEST
+    from test_cli import agcframe_cli
+
+    output = tmp_path / "output"
+    shutil.copytree(plots.parent, output, ignore=shutil.ignore_patterns("plots", MANIFEST))
+    before = {path.name: path.read_bytes() for path in output.iterdir() if path.is_file()}
+    done = agcframe_cli("plot", str(output))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"drew {len(EXPECTED)} plots into {output / 'plots'}"
+    for name in EXPECTED:
+        assert (output / "plots" / name).read_bytes() == (plots / name).read_bytes(), name
+    assert all((output / name).read_bytes() == content for name, content in before.items())
+    assert (output / "plot.log").is_file()
+
+
+def test_agcframe_plot_without_a_fit_is_one_line(tmp_path: Path) -> None:
+    from test_cli import agcframe_cli
+
+    done = agcframe_cli("plot", str(tmp_path))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert f"{tmp_path / 'fit_results.json'} does not exist; plot the output of 'agcframe run' or 'agcframe fit'" in done.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == []

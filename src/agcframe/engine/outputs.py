@@ -4,9 +4,10 @@ A command holds its output (a lock beside it) from start to end; it writes
 into a staging directory whose entries replace the output's only on success.
 The manifest beside the outputs lists, per command, the files it wrote. A
 command removes what an earlier command of the kinds it supersedes wrote and
-it does not write again: a ``run`` supersedes earlier runs and fits (a fit of
-other histograms is stale), a ``fit`` only earlier fits, so a ``fit`` never
-removes the run's ``histograms.root``, ``metrics.json`` or ``provenance.json``.
+it does not write again: a ``run`` supersedes earlier runs, fits and plots (a fit of
+other histograms is stale), a ``fit`` only earlier fits and plots, so a ``fit`` never
+removes the run's ``histograms.root``, ``metrics.json`` or ``provenance.json``, and a
+``plot`` only earlier plots.
 Files no agcframe command wrote are left alone.
 """
 
@@ -30,7 +31,7 @@ __all__ = ["MANIFEST", "SUPERSEDES", "held_output", "staged_outputs", "write_jso
 #: the names each command wrote into an output directory, ``{"commands": {command: [name, ...]}}``
 MANIFEST = ".agcframe-outputs.json"
 #: the commands whose earlier files each command replaces (their files it does not write again are removed)
-SUPERSEDES: dict[str, tuple[str, ...]] = {"run": ("run", "fit"), "fit": ("fit",)}
+SUPERSEDES: dict[str, tuple[str, ...]] = {"run": ("run", "fit", "plot"), "fit": ("fit", "plot"), "plot": ("plot",)}
 
 
 @contextmanager

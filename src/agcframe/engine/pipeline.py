@@ -44,7 +44,9 @@ from agcframe.progress import showing_progress
 from agcframe.stats.fitlog import fit_log
 from agcframe.stats.plots import draw_fit_plots, draw_ml_validation_plots
 
-__all__ = ["RunResult", "analysis_definition", "analysis_of", "default_fileset", "fit", "merge_partials", "process_file", "run", "write_merged"]
+__all__ = [
+    "RunResult", "analysis_definition", "analysis_of", "default_fileset", "fit", "merge_partials", "plot", "process_file", "run", "write_merged",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,8 @@ ML_HISTOGRAMS_FILE = "histograms_ml.root"
 #: the ML validation model (runs with ml and the fit)
 ML_WORKSPACE_FILE = "workspace_ml.json"
 PLOTS_DIR = "plots"
+#: the libraries' messages while ``agcframe plot`` draws
+PLOT_LOG = "plot.log"
 RANKING_FILE = "ranking.json"
 GENERATOR_VERSION = 4
 #: the plugins a processing job needs (no inference)
@@ -704,6 +708,41 @@ def fit(
         if ml:
             _validate_ml(backend, selected["inference"], ml_histograms, staging, result, definition, plots=plots)
         return result
+
+
+def plot(
+    output: str | Path = "agc-output", *, asimov: bool = False, analysis: str | None = None, manager: PluginManager | None = None
+) -> list[Path]:
+    """Draw the plots of the fit in ``output`` into ``output/plots``: for a run or fit made without them (``--no-plots``).
+
+    Reads ``fit_results.json``, ``workspace.json`` and ``ranking.json`` (if there is one);
+    the libraries' messages go to ``output/plot.log``. Returns the figures written.
+
+    Parameters
+    ----------
+    asimov
+        The fit was to Asimov data (``agcframe fit --asimov``): show that data.
+    analysis
+        The analysis whose labels the plots carry; by default the one of the run in ``output``.
+    """
+    output = Path(output)
+    documents: dict[str, Any] = {}
+    for name in ("fit_results.json", "workspace.json", RANKING_FILE):
+        try:
+            documents[name] = json.loads((output / name).read_text())
+        except FileNotFoundError:
+            if name != RANKING_FILE:
+                raise InputError(f"{output / name} does not exist; plot the output of 'agcframe run' or 'agcframe fit'") from None
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{output / name} cannot be read: {exc}; fit again to write it") from None
+    try:
+        result = FitResult.from_json(documents["fit_results.json"], workspace=documents["workspace.json"], ranking=documents.get(RANKING_FILE))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{output / 'fit_results.json'} is not a fit result agcframe wrote ({type(exc).__name__}: {exc}); fit again") from None
+    definition = analysis_definition(analysis or analysis_of(output / HISTOGRAMS_FILE), manager=manager)
+    with held_output(output), staged_outputs(output, "plot") as staging, fit_log(staging, PLOT_LOG):
+        written = draw_fit_plots(result, definition, staging / PLOTS_DIR, asimov=asimov)
+        return [output / path.relative_to(staging) for path in written]
 
 
 def analysis_of(histograms: Path) -> str:

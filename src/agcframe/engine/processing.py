@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from agcframe.engine.checkpoints import CheckpointStore
+from agcframe.engine.coffea_processor import CoffeaProcessorRun
 from agcframe.data import Dataset, WorkItem, is_remote
 from agcframe.errors import AgcframeError, AnalysisError, InputError, PluginError, ServerError, describe_exception
 from agcframe.io.inputs import bytes_read, forget_remote_file, server_of
@@ -122,7 +123,8 @@ class ChunkTask:
     with ``keep_going`` a :class:`ChunkFailure` is returned instead.
     """
 
-    processor: Processor
+    #: the run's processor plugin, or a coffea ``ProcessorABC`` run as coffea's Runner runs it
+    processor: Processor | CoffeaProcessorRun
     #: the run's histogrammer, or coffea's accumulate for a ``ProcessorABC``'s output
     accumulator: Accumulator[Any, Any]
     seed: int

@@ -29,9 +29,9 @@ def _flush_c_stdout() -> None:
 
 
 @contextmanager
-def fit_log(directory: Path) -> Iterator[Path]:
-    """Inside the block, write MINUIT's output, library logs and warnings to ``directory/fit.log``."""
-    path = directory / FIT_LOG
+def fit_log(directory: Path, name: str = FIT_LOG) -> Iterator[Path]:
+    """Inside the block, write MINUIT's output, library logs and warnings to ``directory/name`` (``fit.log``)."""
+    path = directory / name
     handler = logging.FileHandler(path, mode="a", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     saved = []
