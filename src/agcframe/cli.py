@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -24,9 +24,6 @@ from agcframe.defaults import DEFAULT_COMPRESSION, DEFAULT_EVENTS_PER_FILE, DEFA
 from agcframe.errors import AgcframeError, ConfigError
 from agcframe.plugin.manager import PROCESSING_SLOTS, SLOTS, PluginManager
 from agcframe.progress import showing_progress
-
-if TYPE_CHECKING:
-    from agcframe.data import FitResult
 
 # Each command imports the modules it runs when it runs: ``agcframe --help``,
 # ``agcframe plugins`` and a run that does not fit never import what they do not use.
@@ -230,7 +227,6 @@ def run(
     With --processor, your coffea processor runs instead of agcframe's: its
     output is written to output.coffea and its histograms to histograms.root.
     """
-    from agcframe.engine.pipeline import ML_HISTOGRAMS_FILE
     from agcframe.engine.pipeline import run as run_analysis
 
     flags = {
@@ -270,18 +266,7 @@ def run(
         config = RunConfig.from_file(
             config_file, {**given, "plugin_options": plugin_options}, flags={key: flag_names[key] for key in given}
         )
-    result = run_analysis(config, show_progress=console.is_terminal)
-    metrics = result.metrics
-    click.echo(
-        f"processed {metrics['events']:,} events in {metrics['chunks']} chunks "
-        f"at {metrics['events_per_s'] / 1000:.1f} k events/s; "
-        f"wrote {len(result.histogram_names)} histograms to {result.output / 'histograms.root'}"
-        + (f" and {len(result.ml_histogram_names)} to {result.output / ML_HISTOGRAMS_FILE}" if config.ml else "")
-    )
-    if result.empty_regions:
-        click.echo(f"regions {', '.join(result.empty_regions)} are empty: no event passed the selection")
-    if result.fit is not None:
-        _echo_fit(result.fit, result.output)
+    run_analysis(config, show_progress=console.is_terminal, report=click.echo)  # it prints the summary as it goes
 
 
 @main.command(name="process-file", cls=PluginOptionsCommand, slots=PROCESSING_SLOTS)
@@ -352,21 +337,6 @@ def merge(partials: tuple[Path, ...], output: Path | None, histograms: Path | No
     click.echo(f"merged {len(partials)} partial results; wrote {len(names)} histograms to {histograms}")
 
 
-def _echo_fit(result: FitResult, output: Path) -> None:
-    poi = result.parameter(result.poi)
-    click.echo(f"{result.poi} = {poi.value:.4f} ± {poi.error:.4f} ({output / 'fit_results.json'})")
-    if result.status is not None:
-        click.echo(result.status.describe())
-    if result.significance is not None:
-        click.echo(result.significance.describe(result.poi))
-    if result.limit is not None:
-        bound = result.limit
-        click.echo(
-            f"{1 - bound.level:.0%} CL upper limit on {result.poi}: observed {bound.observed:.4g}, "
-            f"expected {bound.expected[2]:.4g} (±1σ {bound.expected[1]:.4g} to {bound.expected[3]:.4g})"
-        )
-
-
 @main.command(cls=PluginOptionsCommand, slots=("inference",))
 @click.argument("histograms", type=click.Path(path_type=Path))
 @click.option(
@@ -400,7 +370,7 @@ def fit(
     other = sorted(set(choices) - {"inference"})
     if other:
         raise AgcframeError(f"agcframe fit takes only --plugin inference=NAME, not {other[0]}")
-    result = fit_histograms(
+    fit_histograms(
         histograms,
         output,
         inference=choices.get("inference", "cabinetry"),
@@ -410,8 +380,8 @@ def fit(
         show_progress=console.is_terminal,
         ml=ml,
         analysis=analysis,
+        report=click.echo,
     )
-    _echo_fit(result, output)
 
 
 @main.command()

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -314,6 +315,22 @@ class FitResult:
             status=FitStatus(**status) if status else None,
             ranking=tuple(Impact(**{**impact, "multimodal": tuple(impact.get("multimodal", ()))}) for impact in ranking) if ranking is not None else None,
         )
+
+    def describe(self, fit_results: str | Path) -> list[str]:
+        """The result in lines for the terminal: the POI (and where ``fit_results.json`` is), the fit's health, significance, limits."""
+        poi = self.parameter(self.poi)
+        lines = [f"{self.poi} = {poi.value:.4f} ± {poi.error:.4f} ({fit_results})"]
+        if self.status is not None:
+            lines.append(self.status.describe())
+        if self.significance is not None:
+            lines.append(self.significance.describe(self.poi))
+        if self.limit is not None:
+            bound = self.limit
+            lines.append(
+                f"{1 - bound.level:.0%} CL upper limit on {self.poi}: observed {bound.observed:.4g}, "
+                f"expected {bound.expected[2]:.4g} (±1σ {bound.expected[1]:.4g} to {bound.expected[3]:.4g})"
+            )
+        return lines
 
     def to_json(self) -> dict[str, object]:
         """The ``fit_results.json`` document."""

@@ -206,3 +206,22 @@ def test_agcframe_plot_without_a_fit_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert f"{tmp_path / 'fit_results.json'} does not exist; plot the output of 'agcframe run' or 'agcframe fit'" in done.stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == []
+
+
+def test_the_fit_is_reported_and_written_before_any_plot_is_drawn(
+    real_histograms: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The numbers before the pictures: the command line prints the fit's lines while the plots are still to be drawn."""
+    from agcframe.engine import pipeline
+
+    lines: list[str] = []
+    seen: list[tuple[list[str], bool]] = []
+
+    def drawing(result: Any, analysis: Any, directory: Path, *, asimov: bool) -> list[Path]:
+        seen.append((list(lines), (directory.parent / "fit_results.json").is_file()))
+        return []
+
+    monkeypatch.setattr(pipeline, "draw_fit_plots", drawing)
+    result = agcframe.fit(real_histograms, tmp_path / "out", options=agcframe.FitOptions(), report=lines.append)
+    assert seen == [(lines, True)]
+    assert lines[0].startswith(f"ttbar_norm = {result.parameter('ttbar_norm').value:.4f} ± ") and lines[1].startswith("fit status: valid")

@@ -15,7 +15,7 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,6 +138,7 @@ def run(
     *,
     manager: PluginManager | None = None,
     show_progress: bool = False,
+    report: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Run the analysis (by default the AGC's ttbar) from files to (optionally) the fit.
 
@@ -149,14 +150,22 @@ def run(
         Plugin manager to select plugins from; by default all installed plugins.
     show_progress
         Draw a progress bar on the terminal.
+    report
+        Called with each line of the run's summary as soon as it is known: what was
+        processed once the histograms are written, the fit's result once it is
+        written, before any plot is drawn (the command line prints them).
     """
     config = config or RunConfig()
     # held: fails at once if another run writes there, or it is a file
     with held_output(config.output), showing_progress(show_progress):
-        return _run(config, manager or PluginManager(), show_progress)
+        return _run(config, manager or PluginManager(), show_progress, report or _silent)
 
 
-def _run(config: RunConfig, manager: PluginManager, show_progress: bool) -> RunResult:
+def _silent(line: str) -> None:
+    """A report that goes nowhere (the API's default: the result is returned)."""
+
+
+def _run(config: RunConfig, manager: PluginManager, show_progress: bool, report: Callable[[str], None]) -> RunResult:
     coffea_run = config.processor is not None
     slots = COFFEA_PROCESSOR_SLOTS if coffea_run else PROCESSING_SLOTS
     slots = (*slots, "inference") if config.fit else slots  # the inference plugin starts before processing, to fail early
@@ -231,6 +240,15 @@ def _run(config: RunConfig, manager: PluginManager, show_progress: bool) -> RunR
             names = accumulator.write(processed.result, staging / HISTOGRAMS_FILE, analysis.regions)
             ml_names = accumulator.write(processed.result, staging / ML_HISTOGRAMS_FILE, analysis.ml_regions) if config.ml else []
         written = time.perf_counter()
+        output_directory = Path(config.output)
+        report(
+            f"processed {processed.events:,} events in {len(items)} chunks "
+            f"at {processed.events_computed / max(processed.seconds, 1e-9) / 1000:.1f} k events/s; "
+            f"wrote {len(names)} histograms to {output_directory / HISTOGRAMS_FILE}"
+            + (f" and {len(ml_names)} to {output_directory / ML_HISTOGRAMS_FILE}" if config.ml else "")
+        )
+        if empty_regions:
+            report(f"regions {', '.join(empty_regions)} are empty: no event passed the selection")
         fit_result = None
         if fitting:
             fit_result = _fit(
@@ -241,6 +259,7 @@ def _run(config: RunConfig, manager: PluginManager, show_progress: bool) -> RunR
                 FitOptions(significance=config.significance, limit=config.limit, ranking=config.ranking),
                 analysis,
                 plots=config.plots,
+                report=functools.partial(_report_fit, report, output_directory),
             )
             if config.ml:
                 _validate_ml(
@@ -600,8 +619,9 @@ def _fit(
     analysis: Analysis,
     *,
     plots: bool,
+    report: Callable[[FitResult], None],
 ) -> FitResult:
-    """Fit, then write fit_results.json, ranking.json, workspace.json and the plots into ``workdir``.
+    """Fit, write fit_results.json, ranking.json and workspace.json into ``workdir``, ``report`` the result, then draw the plots.
 
     MINUIT's output and the libraries' messages go to ``workdir/fit.log``.
     """
@@ -615,9 +635,16 @@ def _fit(
             write_json(workdir / RANKING_FILE, [impact.to_json() for impact in result.ranking])
         if result.workspace is not None:
             write_json(workdir / "workspace.json", result.workspace)
-            if plots:
-                draw_fit_plots(result, analysis, workdir / PLOTS_DIR, asimov=options.asimov)
+    report(result)  # the numbers before the pictures (outside fit.log, which holds the terminal's file descriptor)
+    if plots and result.workspace is not None:
+        with fit_log(workdir):
+            draw_fit_plots(result, analysis, workdir / PLOTS_DIR, asimov=options.asimov)
     return result
+
+
+def _report_fit(report: Callable[[str], None], output: Path, result: FitResult) -> None:
+    for line in result.describe(output / "fit_results.json"):
+        report(line)
 
 
 @contextlib.contextmanager
@@ -664,6 +691,7 @@ def fit(
     show_progress: bool = False,
     ml: bool = False,
     analysis: str | None = None,
+    report: Callable[[str], None] | None = None,
 ) -> FitResult:
     """Fit an existing ``histograms.root``; write ``fit_results.json``, ``workspace.json`` and plots into ``output``.
 
@@ -690,6 +718,8 @@ def fit(
     analysis
         The analysis whose model is fitted; by default the one of the run that
         wrote ``histograms`` (its ``provenance.json``), else the default analysis.
+    report
+        Called with each line of the fit's result once it is written, before any plot is drawn.
     """
     histograms = Path(histograms).resolve()
     if not histograms.is_file():
@@ -704,7 +734,10 @@ def fit(
     backend = _instantiate(selected["inference"], plugin_options, analysis=definition)
     options = options or FitOptions(ranking=True)
     with held_output(output), staged_outputs(output, "fit") as staging, showing_progress(show_progress):
-        result = _fit(backend, selected["inference"], histograms, staging, options, definition, plots=plots)
+        result = _fit(
+            backend, selected["inference"], histograms, staging, options, definition,
+            plots=plots, report=functools.partial(_report_fit, report or _silent, Path(output)),
+        )  # fmt: skip
         if ml:
             _validate_ml(backend, selected["inference"], ml_histograms, staging, result, definition, plots=plots)
         return result
