@@ -127,14 +127,18 @@ def test_a_killed_run_resumes_from_its_checkpoints(small_fileset: Path, iterativ
     assert all(ours[name][0].tobytes() == theirs[name][0].tobytes() for name in theirs)
 
 
-def test_the_run_fits_the_analysis_model_when_the_histograms_hold_it(small_fileset: Path, tmp_path: Path) -> None:
-    """The AGC processor's histograms are the AGC's model, so the run fits it as for agcframe's own processor."""
-    result = agcframe.run(
-        RunConfig(fileset=str(small_fileset), processor=TtbarAnalysis(), chunksize=5000, output=str(tmp_path), ranking=False, plots=False)
-    )
-    assert result.fit is not None and result.fit.status is not None and result.fit.status.valid
-    assert 0.5 < result.fit.parameter(result.fit.poi).value < 1.5
+def test_the_run_fits_the_analysis_model_when_the_histograms_hold_it(tmp_path: Path) -> None:
+    """The AGC processor's histograms are the AGC's model, so the run fits it as for agcframe's own processor.
 
+    On the embedded dataset (the small one's fit is fragile), with numpy's global generator seeded for the smearing.
+    """
+    np.random.seed(1)
+    options = {"ranking": False, "plots": False}
+    result = agcframe.run(RunConfig(processor=TtbarAnalysis(), output=str(tmp_path / "processor"), **options))
+    own = agcframe.run(RunConfig(plugins={"processor": "numba"}, output=str(tmp_path / "own"), **options))
+    assert result.fit is not None and own.fit is not None and result.fit.status is not None and result.fit.status.valid
+    ours, theirs = (fit.parameter(fit.poi) for fit in (result.fit, own.fit))
+    assert abs(ours.value - theirs.value) < 0.1 * theirs.error and ours.error == pytest.approx(theirs.error, rel=0.05)
 
 PROCESSORS = '''
 import threading
