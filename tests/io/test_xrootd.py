@@ -151,7 +151,7 @@ def test_a_coffea_processor_reads_root_urls_as_local_files(servers: dict[str, An
     data = servers["data"]
     runs = {}
     for where, fileset in (("local", data / "fileset.json"), ("origin", remote_fileset(servers["origin"], data, tmp_path))):
-        config = RunConfig(fileset=str(fileset), output=str(tmp_path / where), fit=False, processor=TtbarAnalysis(), chunksize=500)
+        config = RunConfig(fileset=str(fileset), output=str(tmp_path / where), fit=False, processor=TtbarAnalysis(), chunksize=750)
         runs[where] = agcframe.run(config)
     assert runs["origin"].metrics["events"] == runs["local"].metrics["events"] > 0
     assert runs["origin"].metrics["bytes_read"] > 0
