@@ -171,7 +171,7 @@ def _run(config: RunConfig, manager: PluginManager, show_progress: bool, report:
     slots = (*slots, "inference") if config.fit else slots  # the inference plugin starts before processing, to fail early
     selected, backends = _backends(config, manager, slots)
     analysis = backends["analysis"]
-    fileset_path, datasets = _datasets(config, None if coffea_run else analysis)
+    fileset_path, datasets = _datasets(config, analysis, any_samples=coffea_run)
 
     started = time.perf_counter()
     executor = backends["executor"]
@@ -431,14 +431,14 @@ def _cost_metrics(cost: ChunkCost) -> dict[str, float]:
     }
 
 
-def _datasets(config: RunConfig, analysis: Analysis | None) -> tuple[Path, list[Dataset]]:
-    """The configuration's fileset (the embedded dataset by default) and the datasets it selects, of ``analysis``' samples (any for ``None``: a coffea processor's run).
+def _datasets(config: RunConfig, analysis: Analysis, *, any_samples: bool = False) -> tuple[Path, list[Dataset]]:
+    """The configuration's fileset (the embedded dataset by default) and the datasets it selects, of ``analysis``' samples (any with ``any_samples``: a coffea processor's run).
 
     Each dataset's normalisation and cross section (``metadata['xsec']``) are the run's analysis' where it declares the process.
     """
     fileset_path = Path(config.fileset) if config.fileset else default_fileset()
-    fileset = load_fileset(fileset_path, analysis)
-    return fileset_path, select_datasets(fileset, analysis or analysis_definition(config.plugins["analysis"]), config.n_files_max)
+    fileset = load_fileset(fileset_path, None if any_samples else analysis)
+    return fileset_path, select_datasets(fileset, analysis, config.n_files_max)
 
 
 def analysis_definition(name: str | None = None, *, manager: PluginManager | None = None) -> Analysis:
