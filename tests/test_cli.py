@@ -247,7 +247,9 @@ def test_the_cache_follows_xdg_cache_home_and_agcframe_cache_dir_overrides_it(tm
     (chosen / "numba-kernels").mkdir(parents=True)
     (chosen / "numba-kernels" / "kernel.so").write_bytes(b"\0" * 2_000_000)
     result = agcframe_cli("cache", "info", env={"AGCFRAME_CACHE_DIR": str(chosen), "XDG_CACHE_HOME": str(xdg)})
-    assert result.stdout.splitlines() == [f"cache: {chosen} (from $AGCFRAME_CACHE_DIR)", "  numba-kernels: 2.0 MB"]
+    assert result.stdout.splitlines() == [
+        f"cache: {chosen} (from $AGCFRAME_CACHE_DIR)", "  numba-kernels: 2.0 MB", f"column cache: {chosen / 'columns'}: empty"
+    ]
 
 
 @pytest.mark.parametrize(

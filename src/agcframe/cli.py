@@ -112,6 +112,13 @@ def _plugin_choices(plugins: tuple[str, ...], analysis: str | None) -> dict[str,
     return {**parse_plugin_choices(plugins), **({"analysis": analysis} if analysis else {})}
 
 
+def _column_cache(directory: Path | None, off: bool) -> bool | str:
+    """The ``column_cache`` setting of ``--column-cache DIR`` and ``--no-column-cache``."""
+    if directory is not None and off:
+        raise ConfigError("--column-cache and --no-column-cache contradict each other; pass one of them")
+    return False if off else str(directory) if directory is not None else True
+
+
 def _flag(param: str) -> str:
     """The command-line flag of a click parameter: ``n_files_max`` -> ``--n-files-max``."""
     return "--" + param.replace("_", "-")
@@ -171,6 +178,15 @@ def _processing_options(command: F) -> F:
             click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Seed of the jet resolution smearing."),
             click.option("--retries", type=int, default=3, show_default=True, help="Tries after the first for a chunk that raises."),
             click.option("--ml", is_flag=True, help="Also run the ML stage (BDT jet-parton assignment in 4j2b): histograms_ml.root."),
+            click.option(
+                "--column-cache", type=click.Path(path_type=Path, file_okay=False),
+                help="Keep the decoded input columns here for later runs (default: the user cache directory).",
+            ),  # fmt: skip
+            click.option("--no-column-cache", is_flag=True, help="Neither read nor fill the column cache."),
+            click.option(
+                "--column-cache-size", default="20GiB", show_default=True, metavar="SIZE",
+                help="The column cache's size limit, e.g. 500MB; least recently used columns are evicted.",
+            ),  # fmt: skip
         )
     ):
         command = decorator(command)
@@ -207,6 +223,9 @@ def run(
     seed: int,
     retries: int,
     ml: bool,
+    column_cache: Path | None,
+    no_column_cache: bool,
+    column_cache_size: str,
     output: Path,
     no_fit: bool,
     skip_bad_files: bool,
@@ -251,6 +270,8 @@ def run(
         "processor_options": ("processor_option", parse_processor_options(processor_option)),
         "processor_schema": ("processor_schema", processor_schema),
         "histogram_naming": ("histogram_naming", histogram_naming),
+        "column_cache": ("no_column_cache" if no_column_cache else "column_cache", _column_cache(column_cache, no_column_cache)),
+        "column_cache_size": ("column_cache_size", column_cache_size),
     }
     flag_names = {key: _flag(param) for key, (param, _) in flags.items()}
     if config_file is None:
@@ -287,6 +308,9 @@ def process_file_command(
     seed: int,
     retries: int,
     ml: bool,
+    column_cache: Path | None,
+    no_column_cache: bool,
+    column_cache_size: str,
     process: str,
     variation: str,
     file_index: int,
@@ -307,9 +331,11 @@ def process_file_command(
             "seed": seed,
             "retries": retries,
             "ml": ml,
+            "column_cache": _column_cache(column_cache, no_column_cache),
+            "column_cache_size": column_cache_size,
             "plugin_options": plugin_options,
         },
-        flags={key: _flag(key) for key in ("n_files_max", "chunksize", "workers", "seed", "retries")},
+        flags={key: _flag(key) for key in ("n_files_max", "chunksize", "workers", "seed", "retries", "column_cache_size")},
     )
     partial = process_file(config, process, variation, file_index, output, show_progress=console.is_terminal)
     click.echo(f"processed {partial.events:,} events of {process}/{variation} file {file_index}; wrote {output}")
@@ -576,13 +602,20 @@ def validate(histograms: Path, reference: Path, verbose: bool) -> None:
 
 @main.group()
 def cache() -> None:
-    """agcframe's cache: the embedded dataset, compiled kernels, ServiceX deliveries."""
+    """agcframe's cache: the embedded dataset, compiled kernels, ServiceX deliveries, the column cache."""
+
+
+_COLUMN_CACHE_OPTION = click.option(
+    "--column-cache", type=click.Path(path_type=Path, file_okay=False), help="The column cache (default: the cache directory's 'columns')."
+)
 
 
 @cache.command()
-def info() -> None:
-    """Where the cache is, what sets it, and the size of each of its folders."""
+@_COLUMN_CACHE_OPTION
+def info(column_cache: Path | None) -> None:
+    """Where the cache is, the size of each of its folders, and the column cache's content and last hit rate."""
     from agcframe.cache import CACHE_ENV, cache_directory
+    from agcframe.io.column_cache import ColumnCache
 
     directory = cache_directory()
     source = f"from ${CACHE_ENV}" if os.environ.get(CACHE_ENV) else f"the user's cache directory; set {CACHE_ENV} to move it"
@@ -593,6 +626,27 @@ def info() -> None:
         click.echo(f"  {entry.name}: {sum(path.stat().st_size for path in files) / 1e6:,.1f} MB")
     if not entries:
         click.echo("  (empty)")
+    columns = ColumnCache(column_cache) if column_cache else ColumnCache.default()
+    batches = columns.batches()
+    chunks, inputs = len({batch.parent for batch in batches}), len({batch.parent.parent for batch in batches})
+    held = f"{columns.size_bytes() / 1e6:,.1f} MB in {len(batches)} batches of {chunks} chunks of {inputs} input files" if batches else "empty"
+    click.echo(f"column cache: {columns.directory}: {held}")
+    last = columns.last_run()
+    if last is not None and last["hit_rate"] is not None:
+        click.echo(
+            f"  last run: {last['hit_rate']:.0%} of its columns' bytes from the cache "
+            f"({last['served_bytes'] / 1e6:,.1f} MB mapped, {last['decoded_bytes'] / 1e6:,.1f} MB decoded from its inputs)"
+        )
+
+
+@cache.command()
+@_COLUMN_CACHE_OPTION
+def clear(column_cache: Path | None) -> None:
+    """Delete the column cache's content (the embedded dataset and compiled kernels stay)."""
+    from agcframe.io.column_cache import ColumnCache
+
+    columns = ColumnCache(column_cache) if column_cache else ColumnCache.default()
+    click.echo(f"cleared the column cache {columns.directory}: {columns.clear() / 1e6:,.1f} MB")
 
 
 @main.group()

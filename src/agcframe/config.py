@@ -13,6 +13,7 @@ import jsonschema
 
 from agcframe.errors import ConfigError
 from agcframe.defaults import DEFAULT_PROCESSOR_SCHEMA, DEFAULT_SEED
+from agcframe.io.column_cache import ColumnCache, parse_size
 from agcframe.plugin.manager import SLOTS
 
 __all__ = [
@@ -64,6 +65,8 @@ SCHEMA: dict[str, Any] = {
         "processor_options": {"type": "object"},
         "processor_schema": {"type": "string", "minLength": 1},
         "histogram_naming": {"type": ["string", "null"], "pattern": "^[^:]+:[A-Za-z_][A-Za-z0-9_.]*$"},
+        "column_cache": {"type": ["boolean", "string"], "minLength": 1},
+        "column_cache_size": {"type": ["integer", "string"], "minimum": 1, "minLength": 1},
     },
 }
 
@@ -105,6 +108,11 @@ class RunConfig:
     processor_schema: Any = DEFAULT_PROCESSOR_SCHEMA
     #: names its histograms in ``histograms.root``: ``"MODULE:FUNCTION"`` or the function (:mod:`agcframe.io.coffea_output`)
     histogram_naming: Any = None
+    #: keep the decoded input columns for later runs (:mod:`agcframe.io.column_cache`): ``True`` in the user
+    #: cache directory, a directory (``--column-cache DIR``), or ``False`` for none (``--no-column-cache``)
+    column_cache: bool | str = True
+    #: the column cache's size limit: bytes, or e.g. ``"20GB"`` (``--column-cache-size``); least recently used columns go first
+    column_cache_size: int | str = "20GiB"
 
     def __post_init__(self) -> None:
         # slots not chosen keep their default plugin
@@ -124,8 +132,9 @@ class RunConfig:
         values = dict(values)
         if isinstance(values.get("fileset"), Path):
             values["fileset"] = str(values["fileset"])
-        if isinstance(values.get("output"), Path):
-            values["output"] = str(values["output"])
+        for key in ("output", "column_cache"):
+            if isinstance(values.get(key), Path):
+                values[key] = str(values[key])
         flag = _flag_error(values, flags or {})
         if flag is not None:
             raise ConfigError(flag)
@@ -133,7 +142,17 @@ class RunConfig:
             _validate(values)
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}" if source else str(exc)) from None
+        if "column_cache_size" in values:  # a size the schema cannot check
+            key = (flags or {}).get("column_cache_size") or f"{source + ': ' if source else ''}config key 'column_cache_size'"
+            parse_size(values["column_cache_size"], key)
         return cls(**values)
+
+    def cache(self) -> ColumnCache | None:
+        """The run's column cache, or ``None`` without one."""
+        if self.column_cache is False:
+            return None
+        size = parse_size(self.column_cache_size, "column_cache_size")
+        return ColumnCache.default(size) if self.column_cache is True else ColumnCache(Path(self.column_cache), size)
 
     @classmethod
     def from_file(

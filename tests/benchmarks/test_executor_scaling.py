@@ -34,6 +34,7 @@ def _run(fileset: Path, output: Path, address: str, chunksize: int) -> dict[str,
         fileset=str(fileset),
         output=str(output),
         fit=False,
+        column_cache=False,  # the files' decompression is part of what scales
         chunksize=chunksize,
         plugins={"executor": "dask"},
         plugin_options={"dask": {"scheduler_address": address}},

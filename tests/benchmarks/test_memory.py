@@ -40,7 +40,7 @@ def _linked_fileset(fileset: Path, directory: Path, copies: int) -> Path:
 def _run(fileset: Path, output: Path) -> dict[str, Any]:
     command = [
         sys.executable, "-m", "agcframe", "run", "--fileset", str(fileset), "--output", str(output), "--no-fit",
-        "--chunksize", str(CHUNKSIZE), "--plugin", "processor=numba",
+        "--chunksize", str(CHUNKSIZE), "--plugin", "processor=numba", "--no-column-cache",
     ]  # fmt: skip
     subprocess.run(command, check=True, capture_output=True)
     return json.loads((output / "metrics.json").read_text())

@@ -27,7 +27,8 @@ ROWS = 100_000
 def test_run_rate(benchmark: Any, processor: str, with_ml: bool, benchmark_fileset: Path, tmp_path: Path) -> None:
     """``agcframe run --no-fit [--ml]`` on one worker; events/s over the processing time (median of the rounds)."""
     config = agcframe.RunConfig(
-        fileset=str(benchmark_fileset), output=str(tmp_path), fit=False, ml=with_ml, plugins={"processor": processor}
+        fileset=str(benchmark_fileset), output=str(tmp_path), fit=False, ml=with_ml, plugins={"processor": processor},
+        column_cache=False,
     )
     agcframe.run(config)  # numba's cache, XGBoost's model loaded
     runs: list[dict[str, Any]] = []

@@ -56,7 +56,7 @@ def fileset(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 def test_agcframe_run_numba_command(benchmark: Any, fileset: Path, tmp_path: Path) -> None:
     """``agcframe run --no-fit --plugin processor=numba``, whole process."""
-    args = ("-m", "agcframe", "run", "--no-fit", "--plugin", "processor=numba", "--fileset", str(fileset), "--output", "out")
+    args = ("-m", "agcframe", "run", "--no-fit", "--plugin", "processor=numba", "--fileset", str(fileset), "--output", "out", "--no-column-cache")
     result = benchmark.pedantic(_command, args=args, kwargs={"cwd": tmp_path}, rounds=3, iterations=1)
     benchmark.extra_info.update(dataset=fileset.parent.name, summary=result.stdout.strip())
     assert (tmp_path / "out" / "histograms.root").is_file()

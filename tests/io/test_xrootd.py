@@ -158,3 +158,18 @@ def test_a_coffea_processor_reads_root_urls_as_local_files(servers: dict[str, An
     local, remote = (read_histograms(run.output / "histograms.root") for run in runs.values())
     deterministic = [name for name in local if "pt_res_up" not in name]  # the AGC smears with numpy's global generator
     assert deterministic and all(local[name][0].tobytes() == remote[name][0].tobytes() for name in deterministic)
+
+
+def test_root_urls_are_cached_as_local_files_are(servers: dict[str, Any], tmp_path: Path) -> None:
+    """A column cache in front of the origin: the second run maps every column, and the histograms stay the local run's."""
+    data = servers["data"]
+    fileset = remote_fileset(servers["origin"], data, tmp_path)
+    local = agcframe.run(RunConfig(fileset=str(data / "fileset.json"), output=str(tmp_path / "local"), fit=False, column_cache=False))
+    runs = [
+        agcframe.run(RunConfig(fileset=str(fileset), output=str(tmp_path / name), fit=False, column_cache=str(tmp_path / "cache")))
+        for name in ("filling", "served")
+    ]
+    assert [run.metrics["column_cache_hit_rate"] for run in runs] == [0.0, 1.0]
+    assert runs[1].metrics["bytes_read"] < runs[0].metrics["bytes_read"] / 10  # the files' headers, no baskets
+    for run in runs:
+        assert_bit_identical(local.output / "histograms.root", run.output / "histograms.root")

@@ -30,7 +30,7 @@ from typing import Any
 from agcframe.cache import source_digest
 from agcframe.data import WorkItem
 from agcframe.errors import AgcframeError, AnalysisError, ConfigError, InputError, ServerError
-from agcframe.io.inputs import open_tree
+from agcframe.io.inputs import nanoevents, open_tree
 
 __all__ = ["CoffeaAccumulator", "CoffeaProcessorRun", "import_target", "load_processor", "processor_digest", "processor_schema"]
 
@@ -187,8 +187,6 @@ class CoffeaProcessorRun:
 
     def read(self, item: WorkItem) -> tuple[Any, list[Any]]:
         """The item's NanoEvents (virtual arrays), with the branches this process saw the processor read already read now."""
-        from coffea.nanoevents import NanoEventsFactory
-
         metadata = {  # coffea's Runner's, then the dataset's (its name, process, variation, nevts, xsec, the fileset's)
             "filename": item.path,
             "treename": item.treename,
@@ -201,18 +199,7 @@ class CoffeaProcessorRun:
         accessed: list[Any] = []
         with open_tree(item.path, item.treename) as tree:
             try:
-                factory = NanoEventsFactory.from_root(
-                    tree.file.root_directory,
-                    treepath=tree.object_path,
-                    entry_start=item.entry_start,
-                    entry_stop=item.entry_stop,
-                    schemaclass=self.schema,
-                    metadata=metadata,
-                    mode="virtual",
-                    access_log=accessed,
-                    preload=preload,
-                )
-                return factory.events(), accessed
+                return nanoevents(item, tree, self.schema, preload=preload or (), metadata=metadata, access_log=accessed), accessed
             except (OSError, ServerError):
                 raise
             except Exception as exc:

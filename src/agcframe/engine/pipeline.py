@@ -34,6 +34,8 @@ from agcframe.engine.processing import ChunkCost, ChunkTask, Processed, executor
 from agcframe.engine.processing import process as process_items
 from agcframe.engine.reduce import tree_reduce
 from agcframe.errors import AgcframeError, AnalysisError, ConfigError, InputError, PluginError
+from agcframe.io import column_cache
+from agcframe.io.column_cache import ColumnCache
 from agcframe.io.coffea_output import HistogramNaming, cabinetry_histograms, save_output, write_histograms
 from agcframe.io.fileset import load_fileset, select_datasets
 from agcframe.io.histogram_file import load_histograms, load_ml_histograms
@@ -179,12 +181,14 @@ def _run(config: RunConfig, manager: PluginManager, show_progress: bool, report:
         processor, accumulator, code = _coffea_processor(config, datasets)
     else:
         processor, accumulator, code = backends["processor"], backends["histogrammer"], None
-    task = ChunkTask(processor, accumulator, config.seed, config.retries, config.skip_bad_files)
+    cache = config.cache()
+    task = ChunkTask(processor, accumulator, config.seed, config.retries, config.skip_bad_files, cache)
     store = CheckpointStore(checkpoint_directory(config.output), _checkpoint_key(config, selected, code))
-    with executor_session(executor, config.workers):  # one pool of workers plans and processes
+    # one pool of workers plans and processes
+    with column_cache.using(cache), executor_session(executor, config.workers):
         planned_items = plan(
             backends["source"], datasets, config.chunksize,
-            skip_bad_files=config.skip_bad_files, executor=executor, workers=config.workers,
+            skip_bad_files=config.skip_bad_files, executor=executor, workers=config.workers, cache=cache,
         )  # fmt: skip
         planned = time.perf_counter()
         items = planned_items.items
@@ -198,6 +202,7 @@ def _run(config: RunConfig, manager: PluginManager, show_progress: bool, report:
             show_progress=show_progress,
         )
     processed.skipped[:0] = planned_items.skipped
+    _tend(cache, processed)
     done = time.perf_counter()
     if processed.result is None:
         raise InputError(f"fileset {fileset_path} selects no events to process")
@@ -334,13 +339,16 @@ def _process_file(
             f"sample {process}/{variation} of {fileset_path} has {len(dataset.files)} selected files; "
             f"--file-index must be 0 to {len(dataset.files) - 1}, not {file_index}"
         )
-    items = plan_file(backends["source"], dataset, file_index, config.chunksize)
-    task = ChunkTask(backends["processor"], backends["histogrammer"], config.seed, config.retries)
+    cache = config.cache()
+    task = ChunkTask(backends["processor"], backends["histogrammer"], config.seed, config.retries, column_cache=cache)
     store = CheckpointStore(checkpoint_directory(output), _checkpoint_key(config, selected))
-    processed = process_items(
-        backends["executor"], task, items, workers=config.workers, store=store, resume=config.resume,
-        show_progress=show_progress,
-    )  # fmt: skip
+    with column_cache.using(cache):
+        items = plan_file(backends["source"], dataset, file_index, config.chunksize)
+        processed = process_items(
+            backends["executor"], task, items, workers=config.workers, store=store, resume=config.resume,
+            show_progress=show_progress,
+        )  # fmt: skip
+    _tend(cache, processed)
     partial = PartialResult(selected["analysis"].spec.name, selected["histogrammer"].spec.name, processed.result, _inputs(processed))
     write_partial(partial, output)
     store.clear()
@@ -420,15 +428,25 @@ def _write_atomically(histogrammer: Any, result: Any, path: Path, regions: Seque
     return names
 
 
-def _cost_metrics(cost: ChunkCost) -> dict[str, float]:
-    """Worker seconds reading, computing and filling, their shares, and the bytes read."""
+def _cost_metrics(cost: ChunkCost) -> dict[str, float | None]:
+    """Worker seconds reading, computing and filling, their shares, the bytes read, and the column cache's share."""
     total = max(cost.seconds, 1e-9)
     phases = {"reading": cost.reading_s, "computing": cost.computing_s, "filling": cost.filling_s}
     return {
         **{f"{phase}_time_s": seconds for phase, seconds in phases.items()},
         **{f"{phase}_share": seconds / total for phase, seconds in phases.items()},
         "bytes_read": cost.bytes_read,
+        "column_cache_served_bytes": cost.columns.served_bytes,
+        "column_cache_decoded_bytes": cost.columns.decoded_bytes,
+        "column_cache_hit_rate": cost.columns.hit_rate,
     }
+
+
+def _tend(cache: ColumnCache | None, processed: Processed) -> None:
+    """Keep the column cache under its size limit, and the run's hit rate for ``agcframe cache info``."""
+    if cache is not None:
+        cache.enforce_limit()
+        cache.record_run(processed.cost.columns)
 
 
 def _datasets(config: RunConfig, analysis: Analysis, *, any_samples: bool = False) -> tuple[Path, list[Dataset]]:

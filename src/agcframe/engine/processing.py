@@ -27,6 +27,8 @@ from agcframe.engine.checkpoints import CheckpointStore
 from agcframe.engine.coffea_processor import CoffeaProcessorRun
 from agcframe.data import Dataset, WorkItem, is_remote
 from agcframe.errors import AgcframeError, AnalysisError, InputError, PluginError, ServerError, describe_exception
+from agcframe.io import column_cache
+from agcframe.io.column_cache import ColumnCache, ColumnCacheStats
 from agcframe.io.inputs import bytes_read, forget_remote_file, server_of
 from agcframe.progress import terminal_progress
 from agcframe.engine.reduce import tree_reduce
@@ -68,15 +70,23 @@ class ChunkFailure:
 
 @dataclass(frozen=True)
 class ChunkCost:
-    """Worker seconds in the processor's ``read`` and ``compute`` and the histogrammer's ``fill``, and bytes read."""
+    """Worker seconds in the processor's ``read`` and ``compute`` and the histogrammer's ``fill``, bytes read, and
+    the bytes of columns mapped from the column cache and decoded from the inputs."""
 
     reading_s: float = 0.0
     computing_s: float = 0.0
     filling_s: float = 0.0
     bytes_read: int = 0
+    columns: ColumnCacheStats = field(default_factory=ColumnCacheStats)
 
     def __add__(self, other: ChunkCost) -> ChunkCost:
-        return ChunkCost(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
+        return ChunkCost(
+            self.reading_s + other.reading_s,
+            self.computing_s + other.computing_s,
+            self.filling_s + other.filling_s,
+            self.bytes_read + other.bytes_read,
+            self.columns + other.columns,
+        )
 
     @property
     def seconds(self) -> float:
@@ -130,6 +140,8 @@ class ChunkTask:
     seed: int
     retries: int = 0
     keep_going: bool = False
+    #: where decoded columns are kept between runs (:mod:`agcframe.io.column_cache`); ``None``: nowhere
+    column_cache: ColumnCache | None = None
     #: how many of the next items an executor should tell :meth:`prefetch` about
     read_ahead: ClassVar[int] = READ_AHEAD_CHUNKS
 
@@ -142,6 +154,7 @@ class ChunkTask:
         it stops, which drops what was read ahead and not used. Local files are
         not read ahead: their read is computing (decompression), not waiting.
         """
+        column_cache.use(self.column_cache)
         if item is None:
             for ahead in _read_ahead.values():
                 ahead.cancel()
@@ -153,16 +166,21 @@ class ChunkTask:
         attempts = 0
         remote = is_remote(item.path)
         ahead = _read_ahead.pop(item, None)
+        column_cache.use(self.column_cache)
         while True:
             attempts += 1
             try:
-                started, bytes_before = time.perf_counter(), bytes_read()
+                started, bytes_before, columns_before = time.perf_counter(), bytes_read(), column_cache.cache_stats()
                 data = ahead.result() if ahead is not None and attempts == 1 else self.processor.read(item)
                 read = time.perf_counter()
                 fills = self.processor.compute(item, data, self.seed)
+                column_cache.flush_pending()  # the columns a lazy reader (coffea) decoded while computing
                 computed = time.perf_counter()
                 partial = self.accumulator.fill(fills)
-                cost = ChunkCost(read - started, computed - read, time.perf_counter() - computed, bytes_read() - bytes_before)
+                cost = ChunkCost(
+                    read - started, computed - read, time.perf_counter() - computed,
+                    bytes_read() - bytes_before, column_cache.cache_stats() - columns_before,
+                )  # fmt: skip
                 return ChunkOutcome(partial, cost, _peak_memory_bytes())
             except Exception as exc:
                 passing = isinstance(exc, ServerError) or not isinstance(exc, AgcframeError)
@@ -205,9 +223,12 @@ class PlanTask:
     source: Source
     chunksize: int
     keep_going: bool = False
+    #: the run's column cache, which also keeps each file's entry count
+    column_cache: ColumnCache | None = None
 
     def __call__(self, target: tuple[Dataset, int]) -> list[WorkItem] | SkippedInput:
         dataset, file_index = target
+        column_cache.use(self.column_cache)
         try:
             return plan_file(self.source, dataset, file_index, self.chunksize)
         except InputError as exc:
@@ -233,6 +254,7 @@ def plan(
     skip_bad_files: bool,
     executor: Executor | None = None,
     workers: int = 1,
+    cache: ColumnCache | None = None,
 ) -> Planned:
     """Work items of every file, in dataset then file order; with ``skip_bad_files`` a file the source cannot open is skipped.
 
@@ -243,6 +265,9 @@ def plan(
     this process are opened by :data:`REMOTE_PLANNING_THREADS` threads at once:
     opening one is a few round trips to its server, which threads wait out
     together. The items are the same whatever the number of workers or threads.
+    With ``cache``, the workers keep each local file's entry count in the column
+    cache and take it from there (this process uses the cache it is told to use,
+    :func:`agcframe.io.column_cache.using`).
     """
     files = [(dataset, file_index) for dataset in datasets for file_index in range(len(dataset.files))]
     apart = getattr(source, "plans_files_apart", False) and len(files) > 1
@@ -250,7 +275,7 @@ def plan(
     threaded = apart and not parallel and any(is_remote(dataset.files[index].path) for dataset, index in files)
     if not (parallel or threaded or skip_bad_files):
         return Planned(source.plan(datasets, chunksize), [], 1)
-    task = PlanTask(source, chunksize, keep_going=skip_bad_files)
+    task = PlanTask(source, chunksize, keep_going=skip_bad_files, column_cache=cache)
     if parallel:
         assert executor is not None
         outcomes = dict(executor.run(task, files, workers=workers))

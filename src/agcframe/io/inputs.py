@@ -14,10 +14,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import awkward as ak
+import numpy as np
 import uproot
 
 from agcframe.data import WorkItem, is_remote
 from agcframe.errors import InputError, ServerError, describe_exception
+from agcframe.io import column_cache
 
 __all__ = [
     "REMOTE_TIMEOUT_ENV",
@@ -27,7 +30,9 @@ __all__ = [
     "forget_open_trees",
     "forget_remote_file",
     "isal_inflate",
+    "nanoevents",
     "open_tree",
+    "read_arrays",
     "read_nanoevents",
     "require_branches",
     "server_of",
@@ -194,11 +199,21 @@ def checked_entries(path: str, treename: str, branches: Sequence[str] = (), nevt
     """Entries of ``path``'s tree, checked against ``branches`` (:func:`require_branches`) and the fileset's ``nevts``.
 
     A file cannot hold more entries than the events the fileset says it stands
-    for; more is an :class:`InputError` naming both numbers. Metadata only.
+    for; more is an :class:`InputError` naming both numbers. Metadata only. A
+    local file the column cache has planned before (same identity) is not
+    opened: its entry count comes from the cache.
     """
-    with open_tree(path, treename) as tree:
-        require_branches(tree, path, branches)
-        entries = int(tree.num_entries)
+    cache = column_cache.active()
+    if cache is None or branches or is_remote(path) or not os.path.exists(path):
+        cache = None  # a missing file fails in open_tree, with its message
+    identity = _cache_identity(path, treename) if cache is not None else ()
+    entries = cache.planned_entries(path, treename, identity) if cache is not None else None
+    if entries is None:
+        with open_tree(path, treename) as tree:
+            require_branches(tree, path, branches)
+            entries = int(tree.num_entries)
+        if cache is not None:
+            cache.remember_entries(path, treename, identity, entries)
     if nevts is not None and entries > nevts:
         raise InputError(
             f"input file {path} has {entries:,} entries but the fileset says it stands for "
@@ -330,6 +345,116 @@ def isal_inflate() -> Iterator[None]:
                 inflater.library = "zlib"
 
 
+def _cache_identity(path: str, treename: str) -> tuple[Any, ...]:
+    """What identifies a file's content for the column cache: size, modification time, inode and device
+    of a local file; size and ROOT UUID of a remote one (read from its header)."""
+    if not is_remote(path):
+        stat = os.stat(path)
+        return stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_dev
+    with open_tree(path, treename) as tree:
+        return tree.file.source.num_bytes, str(tree.file.uuid)
+
+
+def _cache_entry(item: WorkItem) -> column_cache.CacheEntry | None:
+    """The column cache's entry of ``item``, if this process uses a cache and the file exists."""
+    cache = column_cache.active()
+    if cache is None or not is_remote(item.path) and not os.path.exists(item.path):
+        return None  # a missing file fails in open_tree, with its message
+    identity = _cache_identity(item.path, item.treename)
+    return cache.entry(item.path, item.treename, identity, item.entry_start, item.entry_stop)
+
+
+def read_arrays(item: WorkItem, branches: Sequence[str]) -> dict[str, ak.Array]:
+    """The ``branches`` of ``item``'s entry range as awkward arrays, checked first (:func:`require_branches`).
+
+    With a column cache in use (:mod:`agcframe.io.column_cache`), the branches
+    it holds are mapped from it and only the others are read from the file
+    (ZLIB inflated by ISA-L), then stored in it. Flat and jagged numeric
+    branches are cached; others are read every time.
+    """
+    entry = _cache_entry(item)
+    arrays = {} if entry is None else {name: array for name in branches if (array := _cached_array(entry, name)) is not None}
+    missing = [name for name in branches if name not in arrays]
+    if missing:
+        with open_tree(item.path, item.treename) as tree, isal_inflate():
+            require_branches(tree, item.path, missing)
+            read = tree.arrays(missing, entry_start=item.entry_start, entry_stop=item.entry_stop, how=dict)
+        if entry is not None:
+            for name, array in read.items():
+                for column, buffer in _array_columns(name, array).items():
+                    entry[column] = buffer
+            entry.flush()
+        arrays.update(read)
+    return {name: arrays[name] for name in branches}
+
+
+def _array_columns(name: str, array: ak.Array) -> dict[str, np.ndarray]:
+    """The buffers of a branch read by uproot, by column name: ``name#data`` and for a jagged one ``name#offsets``."""
+    layout = ak.to_layout(array)
+    if isinstance(layout, ak.contents.ListOffsetArray) and isinstance(layout.content, ak.contents.NumpyArray):
+        return {f"{name}#offsets": np.asarray(layout.offsets.data), f"{name}#data": np.asarray(layout.content.data)}
+    if isinstance(layout, ak.contents.NumpyArray) and layout.data.ndim == 1:
+        return {f"{name}#data": np.asarray(layout.data)}
+    return {}
+
+
+def _cached_array(entry: column_cache.CacheEntry, name: str) -> ak.Array | None:
+    """The branch ``name`` rebuilt from its cached buffers (:func:`_array_columns`), or ``None``."""
+    data = entry.get(f"{name}#data")
+    if data is None:
+        return None
+    offsets = entry.get(f"{name}#offsets")
+    content = ak.contents.NumpyArray(data)
+    if offsets is None:
+        return ak.Array(content)
+    return ak.Array(ak.contents.ListOffsetArray(ak.index.Index64(offsets), content))
+
+
+def nanoevents(
+    item: WorkItem,
+    tree: Any,
+    schemaclass: type,
+    *,
+    preload: Sequence[str] = (),
+    metadata: dict[str, Any] | None = None,
+    access_log: list[Any] | None = None,
+) -> Any:
+    """coffea NanoEvents (virtual) of ``item``'s entry range of the open ``tree``, ``preload`` read in bulk.
+
+    With a column cache in use, coffea's buffers come from it where it holds
+    them (it is the factory's ``buffer_cache``), only the branches it lacks are
+    preloaded, and the buffers coffea reads are stored in it after the chunk
+    (:func:`agcframe.io.column_cache.flush_pending`).
+    """
+    from coffea.nanoevents import NanoEventsFactory
+
+    entry = _cache_entry(item)
+    if entry is not None and preload:
+        cached = {_buffer_branch(name) for name in entry.names}
+        preload = [name for name in preload if name not in cached]
+    factory = NanoEventsFactory.from_root(
+        tree.file.root_directory,
+        treepath=tree.object_path,
+        entry_start=item.entry_start,
+        entry_stop=item.entry_stop,
+        schemaclass=schemaclass,
+        metadata=metadata,
+        mode="virtual",
+        access_log=access_log,
+        preload=tuple(preload) or None,
+        buffer_cache=entry,
+    )
+    return factory.events()
+
+
+def _buffer_branch(key: str) -> str:
+    """The branch a coffea buffer key reads (the first node of its form key)."""
+    from coffea.nanoevents.util import key_to_tuple
+
+    parts = key_to_tuple(key)
+    return parts[4].split(",")[0] if len(parts) > 4 else ""
+
+
 def read_nanoevents(item: WorkItem, branches: Sequence[str], preload: Sequence[str]) -> Any:
     """coffea NanoEvents (NanoAODSchema) of ``item``'s entry range, ``preload`` read in bulk; checks ``branches`` first.
 
@@ -337,17 +462,8 @@ def read_nanoevents(item: WorkItem, branches: Sequence[str], preload: Sequence[s
     file). NanoAODSchema's notes on collections a file lacks (generated files hold
     the AGC's branches only) are not shown.
     """
-    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+    from coffea.nanoevents import NanoAODSchema
 
     with open_tree(item.path, item.treename) as tree:
         require_branches(tree, item.path, branches)
-        factory = NanoEventsFactory.from_root(
-            tree.file.root_directory,
-            treepath=tree.object_path,
-            entry_start=item.entry_start,
-            entry_stop=item.entry_stop,
-            schemaclass=NanoAODSchema,
-            mode="virtual",
-            preload=tuple(preload),
-        )
-        return factory.events()
+        return nanoevents(item, tree, NanoAODSchema, preload=preload)

@@ -100,7 +100,9 @@ def test_metrics_count_the_bytes_of_the_branches_read(small_fileset: Path, tmp_p
 
     from agcframe.analyses.agc_ttbar.numba.processor import BRANCHES
 
-    config = agcframe.RunConfig(fileset=str(small_fileset), output=str(tmp_path), fit=False, plugins={"processor": "numba"})
+    config = agcframe.RunConfig(  # the files read, not the column cache
+        fileset=str(small_fileset), output=str(tmp_path), fit=False, plugins={"processor": "numba"}, column_cache=False
+    )
     metrics = agcframe.run(config).metrics
     baskets = sum(
         sum(tree[name].compressed_bytes for name in BRANCHES)

@@ -19,7 +19,7 @@ import numpy as np
 from agcframe.analyses.agc_ttbar import analysis as agc
 from agcframe.data import Fill, WorkItem
 from agcframe.analyses.agc_ttbar.fills import needs_btag_weights, region_fills
-from agcframe.io.inputs import isal_inflate, open_tree, require_branches
+from agcframe.io.inputs import read_arrays
 
 from agcframe.analyses.agc_ttbar.parameters import DEFAULTS, Parameters
 
@@ -69,10 +69,8 @@ class NumbaProcessor:
         warm_up()
 
     def read(self, item: WorkItem) -> dict[str, ak.Array]:
-        """The analysis's branches of ``item``'s entry range, inflated by ISA-L."""
-        with open_tree(item.path, item.treename) as tree, isal_inflate():
-            require_branches(tree, item.path, self.branches)
-            return tree.arrays(self.branches, entry_start=item.entry_start, entry_stop=item.entry_stop, how=dict)
+        """The analysis's branches of ``item``'s entry range (from the column cache where it holds them)."""
+        return read_arrays(item, self.branches)
 
     def compute(self, item: WorkItem, arrays: dict[str, ak.Array], seed: int) -> list[Fill]:
         """The fills of ``item`` from its ``arrays`` (what :meth:`read` returned)."""
