@@ -24,8 +24,17 @@ REFERENCE = REAL_DATA / "reference"
 _TEMPORARY_AT_START = pytest.StashKey[set[str]]()
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Benchmarks that are measured (``--benchmark-enable``) run in this one process, not on pytest-xdist's workers."""
+    if config.getoption("benchmark_enable", False):
+        config.option.numprocesses = 0
+        config.option.dist = "no"
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
-    session.config.stash[_TEMPORARY_AT_START] = set(os.listdir(tempfile.gettempdir()))
+    if not hasattr(session.config, "workerinput"):  # pytest-xdist's controller checks for all its workers
+        session.config.stash[_TEMPORARY_AT_START] = set(os.listdir(tempfile.gettempdir()))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

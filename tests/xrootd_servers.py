@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from provisioning import apt_install
+
 #: the delaying TCP proxy, run as a command of its own
 DELAY_PROXY = Path(__file__).resolve().parent / "delay_proxy.py"
 
@@ -37,9 +39,7 @@ def provisioned_xrootd() -> str | None:
             return "no xrootd server installed; set AGCFRAME_PROVISION_XROOTD=1 (root, Debian) to install xrootd-server"
         if os.geteuid() != 0 or shutil.which("apt-get") is None:
             return "installing xrootd-server needs root and apt-get"
-        environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True, env=environment, timeout=600)
-        subprocess.run(["apt-get", "install", "-y", "-q", "xrootd-server"], check=True, capture_output=True, env=environment, timeout=600)
+        apt_install("xrootd-server", needed=lambda: shutil.which("xrootd") is None)
     try:
         import fsspec_xrootd  # noqa: F401
         import XRootD  # noqa: F401

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ REGIONS = ("ee", "emu", "mumu")
 
 @pytest.fixture(scope="module")
 def installed_example() -> Iterator[None]:
-    with installed(EXAMPLE, "agcframe-dilepton-ttbar"):
+    with installed(EXAMPLE):
         yield
 
 
@@ -105,7 +106,8 @@ OBSERVABLES["emu_lead_jet_pt"] = Observable("emu", Binning(20, 0.0, 500.0, "lead
     )
     output = tmp_path / "out"
     done = agcframe_cli(
-        "run", "--analysis", "dilepton_ttbar", "--output", str(output), "--no-fit", env={"PYTHONPATH": str(package)},
+        "run", "--analysis", "dilepton_ttbar", "--output", str(output), "--no-fit",
+        env={"PYTHONPATH": os.pathsep.join([str(package), os.environ["PYTHONPATH"]])},  # the copy before the installed package
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     with uproot.open(output / "histograms.root") as file:

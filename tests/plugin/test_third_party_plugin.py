@@ -17,7 +17,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "plugin_example"
 
 @pytest.fixture(scope="module")
 def installed_example() -> Iterator[None]:
-    with installed(EXAMPLE, "agcframe-example-plugin"):
+    with installed(EXAMPLE):
         yield
 
 

@@ -23,6 +23,7 @@ import pytest
 from agcframe.config import RunConfig
 from agcframe.engine.pipeline import run
 from histograms import assert_bit_identical
+from provisioning import apt_install
 from test_cli import agcframe_cli
 
 ENGINE_DIR = Path("/var/tmp/agcframe-docker")  # kept between runs on one machine: the base image is built once
@@ -56,13 +57,7 @@ def _why_no_provisioning() -> str | None:
 
 
 def _install_engine_packages() -> None:
-    if shutil.which("dockerd") and shutil.which("debootstrap"):
-        return
-    subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "docker.io", "debootstrap"],
-        check=True, capture_output=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-    )  # fmt: skip
+    apt_install("--no-install-recommends", "docker.io", "debootstrap", needed=lambda: not (shutil.which("dockerd") and shutil.which("debootstrap")))
 
 
 @pytest.fixture(scope="session")
