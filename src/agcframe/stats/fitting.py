@@ -36,6 +36,7 @@ pyhf optimizer that minimises with the exact gradient.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -129,12 +130,38 @@ def jax_backend() -> Iterator[None]:
 
 @dataclass
 class _Compiled:
+    """``-2 ln L`` with its gradient, and its Hessian, compiled for every model of one structure.
+
+    The functions take the model's templates (:func:`_model_arrays`) as an
+    argument: while they are traced, ``model`` holds the tracers in their
+    places, so a model with new templates and the same structure (a rerun
+    with another cut) runs the same compiled code.
+    """
+
+    structure: str
     model: Any
     value_and_gradient: Callable[..., Any]
     hessian: Callable[..., Any]
 
 
-_COMPILED: list[_Compiled] = []
+@dataclass(frozen=True)
+class _Bound:
+    """The compiled functions of a structure bound to one model's arrays: functions of ``(pars, data)``."""
+
+    compiled: _Compiled
+    arrays: tuple[Any, ...]
+
+    def value_and_gradient(self, pars: Any, data: Any) -> Any:
+        return self.compiled.value_and_gradient(pars, data, self.arrays)
+
+    def hessian(self, pars: Any, data: Any) -> Any:
+        return self.compiled.hessian(pars, data, self.arrays)
+
+
+#: compiled likelihoods by model structure, the most recent last
+_COMPILED: dict[str, _Compiled] = {}
+#: structures kept compiled (a notebook alternates between few)
+COMPILED_STRUCTURES = 4
 
 
 def _twice_nll(model: Any, pars: Any, data: Any) -> Any:
@@ -162,15 +189,125 @@ def _twice_nll(model: Any, pars: Any, data: Any) -> Any:
     return -2.0 * (main + model.constraint_model.logpdf(auxiliary, pars))
 
 
-def _compiled(model: Any) -> _Compiled:
-    """``-2 ln L`` of ``model`` with its gradient, and its Hessian, as functions of ``(pars, data)``, jit-compiled once."""
+def _model_arrays(model: Any) -> tuple[list[tuple[Any, Any]], list[Any], list[Any]]:
+    """The places of ``model``'s floating-point JAX arrays (its templates and what pyhf derived from them), the arrays, and its index arrays.
+
+    Walks pyhf's objects (attributes, dicts, lists) in a fixed order. Arrays
+    under pyhf's parameter viewers are indices, not templates: they are part
+    of the structure, returned third.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    places: list[tuple[Any, Any]] = []
+    arrays: list[Any] = []
+    indices: list[Any] = []
+    seen: set[int] = set()
+
+    def visit(holder: Any, key: Any, value: Any, in_viewer: bool) -> None:
+        if isinstance(value, jax.Array):
+            if in_viewer or not jnp.issubdtype(value.dtype, jnp.floating):
+                indices.append(value)
+            else:
+                places.append((holder, key))
+                arrays.append(value)
+            return
+        if id(value) in seen:
+            return
+        seen.add(id(value))
+        if isinstance(value, dict):
+            for name, item in value.items():
+                visit(value, name, item, in_viewer)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                visit(value, index, item, in_viewer)
+        elif type(value).__module__.startswith("pyhf.") and hasattr(value, "__dict__"):
+            viewer = in_viewer or "viewer" in type(value).__name__.lower()
+            for name, item in vars(value).items():
+                visit(value, name, item, viewer)
+
+    visit(None, None, model, False)
+    return places, arrays, indices
+
+
+def _structure(model: Any, arrays: Sequence[Any], indices: Sequence[Any]) -> str:
+    """What must agree for two models to share compiled code: the spec without its numbers, the arrays' shapes, the indices."""
+    import json
+
+    def skeleton(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: skeleton(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [skeleton(item) for item in value] if value and not isinstance(value[0], (int, float)) else len(value)
+        return value if isinstance(value, str) else type(value).__name__
+
+    digest = hashlib.sha256(json.dumps([skeleton(model.spec), model.config.par_order, model.config.poi_name]).encode())
+    for array in arrays:
+        digest.update(f"{array.shape}{array.dtype}".encode())
+    for index in indices:
+        digest.update(np.asarray(index).tobytes())
+    return digest.hexdigest()
+
+
+def _compiled(model: Any) -> _Bound:
+    """``-2 ln L`` of ``model`` with its gradient, and its Hessian, as functions of ``(pars, data)``.
+
+    Compiled once per model structure (:class:`_Compiled`), if the traced
+    function depends on the model's numbers only through the arrays found
+    (:func:`_model_arrays`): a traced constant that is not an index array
+    would be a template pyhf keeps elsewhere, and such a model gets code of its
+    own, as every model did before.
+    """
     import jax
 
-    if not _COMPILED or _COMPILED[0].model is not model:  # a fit stage fits one model: keep one
-        twice_nll = functools.partial(_twice_nll, model)
+    places, arrays, indices = _model_arrays(model)
+    structure = _structure(model, arrays, indices)
+    compiled = _COMPILED.get(structure)
+    if compiled is None:
+        template = model
 
-        _COMPILED[:] = [_Compiled(model, jax.jit(jax.value_and_grad(twice_nll)), jax.jit(jax.hessian(twice_nll)))]
-    return _COMPILED[0]
+        def twice_nll(pars: Any, data: Any, values: tuple[Any, ...]) -> Any:
+            held = [getattr(holder, key) if _is_object(holder) else holder[key] for holder, key in places]
+            _place(places, values)
+            try:
+                return _twice_nll(template, pars, data)
+            finally:
+                _place(places, held)
+
+        pars = np.asarray(model.config.suggested_init(), dtype=np.float64)
+        traced = jax.make_jaxpr(twice_nll)(pars, np.zeros(len(model.expected_data(pars))), tuple(arrays))
+        if not _only_index_constants(traced.consts, indices):
+            log.debug("pyhf keeps numbers of this model outside the arrays found: its likelihood is compiled for it alone")
+            structure = f"{structure}:{id(model)}"
+        compiled = _Compiled(structure, model, jax.jit(jax.value_and_grad(twice_nll)), jax.jit(jax.hessian(twice_nll)))
+        _COMPILED[structure] = compiled
+        while len(_COMPILED) > COMPILED_STRUCTURES:
+            del _COMPILED[next(iter(_COMPILED))]
+    else:
+        _COMPILED[structure] = _COMPILED.pop(structure)  # the most recently used
+    return _Bound(compiled, tuple(arrays))
+
+
+def _only_index_constants(constants: Sequence[Any], indices: Sequence[Any]) -> bool:
+    """Every constant of a traced likelihood is a scalar, an integer or boolean array, or one of the model's index arrays."""
+    known = {np.asarray(index).tobytes() for index in indices}
+    for constant in constants:
+        value = np.asarray(constant)
+        if value.size > 1 and np.issubdtype(value.dtype, np.floating) and value.tobytes() not in known:
+            return False
+    return True
+
+
+def _is_object(holder: Any) -> bool:
+    return not isinstance(holder, (dict, list))
+
+
+def _place(places: Sequence[tuple[Any, Any]], values: Sequence[Any]) -> None:
+    for (holder, key), value in zip(places, values):
+        if _is_object(holder):
+            setattr(holder, key, value)
+        else:
+            holder[key] = value
 
 
 class Likelihood:
