@@ -187,3 +187,14 @@ def test_no_column_cache_leaves_the_cache_alone(dataset: Path, tmp_path: Path) -
     assert done.returncode == 0, done.stderr
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["column_cache_hit_rate"] is None and metrics["column_cache_decoded_bytes"] == 0
+
+
+def test_a_cache_that_cannot_be_written_only_slows_the_run(dataset: Path, tmp_path: Path) -> None:
+    """A cache whose folder cannot be made (here a file is in its place; a read-only image, a full disk): the run succeeds,
+    with the histograms it always gives."""
+    cache = tmp_path / "not-a-folder"
+    cache.write_text("")
+    done = run(dataset, tmp_path / "out", cache, plugins={"processor": "numba"})
+    plain = run(dataset, tmp_path / "plain", False, plugins={"processor": "numba"})
+    assert done.metrics["column_cache_hit_rate"] == 0.0
+    assert_bit_identical(plain.output / "histograms.root", done.output / "histograms.root")

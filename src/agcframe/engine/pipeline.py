@@ -444,9 +444,13 @@ def _cost_metrics(cost: ChunkCost) -> dict[str, float | None]:
 
 def _tend(cache: ColumnCache | None, processed: Processed) -> None:
     """Keep the column cache under its size limit, and the run's hit rate for ``agcframe cache info``."""
-    if cache is not None:
+    if cache is None:
+        return
+    try:
         cache.enforce_limit()
         cache.record_run(processed.cost.columns)
+    except OSError as exc:
+        log.warning("column cache %s: %s; the run's results are not affected", cache.directory, exc)
 
 
 def _datasets(config: RunConfig, analysis: Analysis, *, any_samples: bool = False) -> tuple[Path, list[Dataset]]:

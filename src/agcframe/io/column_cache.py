@@ -147,7 +147,10 @@ class ColumnCache:
     def remember_entries(self, path: str, treename: str, identity: Iterable[Any], entries: int) -> None:
         """Store the file's entry count for the next planning of it."""
         directory = self.file_directory(path, treename, identity)
-        _write_atomically(directory / "planned.json", json.dumps({"path": path, "tree": treename, "entries": entries}).encode())
+        try:
+            _write_atomically(directory / "planned.json", json.dumps({"path": path, "tree": treename, "entries": entries}).encode())
+        except OSError as exc:  # a cache that cannot be written is only a slower run
+            log.debug("column cache: cannot write %s: %s", directory, exc)
 
     def batches(self) -> list[Path]:
         """Every batch file in the cache."""
@@ -294,7 +297,7 @@ def _batch_names(directory: Path) -> dict[str, Path]:
     where: dict[str, Path] = {}
     try:
         files = sorted(os.listdir(directory))
-    except FileNotFoundError:
+    except OSError:  # nothing cached yet, or no cache to be had
         return where
     for name in files:
         if _BATCH.match(name) is None:
