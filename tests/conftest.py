@@ -32,6 +32,30 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.dist = "no"
 
 
+#: the test files that take longest (minutes): scheduled first, so that the workers finish together
+SLOWEST_FILES = (
+    "plugins/test_executors.py",
+    "analyses/agc_ttbar/test_ml_run.py",
+    "stats/test_fitting.py",
+    "io/test_xrootd.py",
+    "engine/test_coffea_processor.py",
+    "test_docs.py",
+    "plugins/test_external_dask.py",
+    "test_repository.py",
+    "benchmarks/test_whole_commands.py",
+    "engine/test_cache_keys.py",
+    "engine/test_integrity.py",
+    "test_workflow.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The slowest files first (pytest-xdist hands whole files to the workers in this order), the others as collected."""
+    tests = Path(__file__).resolve().parent
+    rank = {tests / name: position for position, name in enumerate(SLOWEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path, len(SLOWEST_FILES)))
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     if not hasattr(session.config, "workerinput"):  # pytest-xdist's controller checks for all its workers
         session.config.stash[_TEMPORARY_AT_START] = set(os.listdir(tempfile.gettempdir()))

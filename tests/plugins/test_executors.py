@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Any
@@ -213,11 +214,11 @@ def test_a_local_dask_cluster_keeps_its_logs_off_the_terminal(small_fileset: Pat
 
 @pytest.mark.parametrize("executor", ["dask", "futures"])
 def test_a_run_leaves_nothing_in_the_temporary_directory(executor: str, small_fileset: Path, tmp_path: Path) -> None:
-    temporary = tmp_path / "tmp"
-    temporary.mkdir()
-    result = agcframe_cli(
-        "run", "--fileset", str(small_fileset), "--output", str(tmp_path / "out"), "--no-fit",
-        "--plugin", f"executor={executor}", "--plugin", "processor=numba", "--workers", "2", env={"TMPDIR": str(temporary)},
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert sorted(path.name for path in temporary.iterdir()) == []
+    # a short folder: multiprocessing's forkserver puts a socket in it, whose path must fit in 108 bytes
+    with tempfile.TemporaryDirectory(prefix="agc-") as temporary:
+        result = agcframe_cli(
+            "run", "--fileset", str(small_fileset), "--output", str(tmp_path / "out"), "--no-fit",
+            "--plugin", f"executor={executor}", "--plugin", "processor=numba", "--workers", "2", env={"TMPDIR": temporary},
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert sorted(path.name for path in Path(temporary).iterdir()) == []
