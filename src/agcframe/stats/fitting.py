@@ -275,7 +275,8 @@ def _compiled(model: Any) -> _Bound:
                 _place(places, held)
 
         pars = np.asarray(model.config.suggested_init(), dtype=np.float64)
-        traced = jax.make_jaxpr(twice_nll)(pars, np.zeros(len(model.expected_data(pars))), tuple(arrays))
+        data = np.zeros(model.config.nmaindata + model.config.nauxdata)  # its shape only: nothing evaluated eagerly
+        traced = jax.make_jaxpr(twice_nll)(pars, data, tuple(arrays))
         if not _only_index_constants(traced.consts, indices):
             log.debug("pyhf keeps numbers of this model outside the arrays found: its likelihood is compiled for it alone")
             structure = f"{structure}:{id(model)}"
