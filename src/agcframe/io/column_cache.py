@@ -259,9 +259,6 @@ class CacheEntry:
                 self._mapped.setdefault(name, columns[name])
             del where[name]  # mapped, or lost with a damaged batch
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._mapped or name in self._batch_of()
-
     def __setitem__(self, name: str, column: np.ndarray) -> None:
         """Keep ``column`` to be written by :meth:`flush`."""
         import numpy as np

@@ -139,7 +139,6 @@ class _Compiled:
     """
 
     structure: str
-    model: Any
     value_and_gradient: Callable[..., Any]
     hessian: Callable[..., Any]
 
@@ -280,7 +279,7 @@ def _compiled(model: Any) -> _Bound:
         if not _only_index_constants(traced.consts, indices):
             log.debug("pyhf keeps numbers of this model outside the arrays found: its likelihood is compiled for it alone")
             structure = f"{structure}:{id(model)}"
-        compiled = _Compiled(structure, model, jax.jit(jax.value_and_grad(twice_nll)), jax.jit(jax.hessian(twice_nll)))
+        compiled = _Compiled(structure, jax.jit(jax.value_and_grad(twice_nll)), jax.jit(jax.hessian(twice_nll)))
         _COMPILED[structure] = compiled
         while len(_COMPILED) > COMPILED_STRUCTURES:
             del _COMPILED[next(iter(_COMPILED))]
