@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,10 @@ AXIS1_FUNCTIONS = (
 )  # fmt: skip
 #: further Awkward functions offered with their usual defaults
 STANDARD_FUNCTIONS = ("num", "flatten", "firsts", "is_none", "fill_none", "where", "zip", "local_index")
+#: One transform at a time: uproot's expression language parses with ``ast``, whose
+#: constructor is not thread-safe in CPython 3.11 (gh-106905: "AST constructor recursion
+#: depth mismatch"), and the local backend transforms each submitted sample in a thread.
+_TRANSFORM_LOCK = threading.Lock()
 
 
 class TransformError(Exception):
@@ -81,6 +86,11 @@ def transform_file(selection: str, source: str, destination: Path) -> Transforme
     OSError, ValueError, KeyError
         From uproot, for an unreadable file or an expression naming no branch.
     """
+    with _TRANSFORM_LOCK:
+        return _transform_file(selection, source, destination)
+
+
+def _transform_file(selection: str, source: str, destination: Path) -> TransformedFile:
     subqueries = json.loads(selection)
     if len(subqueries) != 1 or "treename" not in subqueries[0]:
         raise TransformError("the local transformer runs exactly one tree sub-query (no copy_histograms)")
