@@ -9,8 +9,9 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -177,6 +178,9 @@ class FitOptions:
     limit: bool = False
     #: also compute the impact of every free nuisance parameter on the POI (four refits each)
     ranking: bool = False
+    #: called with the maximum-likelihood fit (its workspace, no ranking, significance or limit) as soon
+    #: as it is known, while the plugin goes on; the core prints the numbers and starts the plots from it
+    on_fit: Callable[[FitResult], None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

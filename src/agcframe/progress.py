@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rich.progress import Progress, ProgressColumn
 
-__all__ = ["advance_current", "progress_bar", "showing_progress", "terminal_progress"]
+__all__ = ["advance_current", "advancing", "progress_bar", "showing_progress", "terminal_progress"]
 
 _SHOWN: ContextVar[bool] = ContextVar("agcframe_progress_shown", default=False)
 _CURRENT: ContextVar[Callable[[], None] | None] = ContextVar("agcframe_progress_current", default=None)
@@ -57,6 +57,16 @@ def terminal_progress(*columns: ProgressColumn, shown: bool) -> Progress:
     from rich.progress import Progress
 
     return Progress(*columns, console=Console(stderr=True), disable=not shown, transient=False)
+
+
+@contextmanager
+def advancing(advance: Callable[[], None]) -> Iterator[None]:
+    """Inside the block, :func:`advance_current` calls ``advance``: a bar drawn elsewhere (another process's)."""
+    token = _CURRENT.set(advance)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
 
 
 def advance_current() -> None:

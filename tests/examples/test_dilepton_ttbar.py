@@ -66,9 +66,9 @@ def test_a_run_by_name_writes_its_own_histograms_fit_and_plots(dilepton_run: Pat
 
 def test_its_plots_are_labelled_from_its_definition(installed_example: None, dilepton_run: Path) -> None:
     from agcframe.engine.pipeline import analysis_definition
-    from agcframe.stats.plots import _Labels
+    from agcframe.stats.plots import PlotLabels
 
-    labels = _Labels.of(analysis_definition("dilepton_ttbar"), "Pseudodata")
+    labels = PlotLabels.of(analysis_definition("dilepton_ttbar"), "Pseudodata")
     assert labels.variables["ee"][1] == r"$m_{\ell\ell}$ [GeV]"
     assert labels.variables["emu"][0].tolist()[:2] == [100.0, 150.0]
     assert labels.luminosity == r"3378 pb$^{-1}$ (13 TeV)"

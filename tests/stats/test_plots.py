@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -117,7 +118,7 @@ def test_data_mc_ranges_leave_little_headroom_and_hold_the_ratios(plots: Path, m
 
     monkeypatch.setattr(plotting, "_save", keep)
     fit = cabinetry.fit.fit(model, data)
-    plotting._draw_data_mc(model, data, fit, plotting._Labels.of(AgcTtbar(), "Pseudodata"), tmp_path)
+    plotting._draw_data_mc(model, data, fit, plotting.PlotLabels.of(AgcTtbar(), "Pseudodata"), tmp_path)
     assert len(drawn) == 4
     for name, (main, ratio) in drawn.items():
         tops = [max(patch.get_y() + patch.get_height() for patch in container) for container in main.containers[:-1]]
@@ -169,17 +170,43 @@ def test_the_ranking_plot_marks_a_parameter_whose_impact_is_multimodal(tmp_path:
 def test_a_plot_that_cannot_be_drawn_is_a_warning_and_the_rest_is_written(
     real_histograms: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
+    """In this process (the ranking figure, drawn here after the refits) as in the plot process (a job it cannot draw)."""
     import cabinetry
+
+    from agcframe.stats.plot_process import PlotProcess
+    from agcframe.stats.plots import PlotLabels
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise ValueError("cannot draw this")
 
-    monkeypatch.setattr(cabinetry.visualize, "pulls", broken)
-    agcframe.fit(real_histograms, tmp_path / "out", options=agcframe.FitOptions())
-    assert "plot pulls.png was not drawn: ValueError: cannot draw this" in caplog.text
+    monkeypatch.setattr(cabinetry.visualize, "ranking", broken)
+    result = agcframe.fit(real_histograms, tmp_path / "out", options=agcframe.FitOptions(ranking=True))
+    assert "plot ranking.png was not drawn: ValueError: cannot draw this" in caplog.text
     written = {path.name for path in (tmp_path / "out" / "plots").iterdir()}
-    assert written == set(EXPECTED) - {"pulls.png", "ranking.png"}  # no ranking was asked for
-    assert (tmp_path / "out" / "fit_results.json").is_file()
+    assert written == set(EXPECTED) - {"ranking.png"}
+    assert (tmp_path / "out" / "fit_results.json").is_file() and (tmp_path / "out" / "ranking.json").is_file()
+
+    caplog.clear()
+    log_file = tmp_path / "fit.log"
+    labels = PlotLabels.of_fit(AgcTtbar())
+    with PlotProcess(log_file) as plotter:
+        plotter.draw("fit", result, labels, tmp_path / "plots", figures=["pulls"])
+        plotter.draw("fit", dataclasses.replace(result, workspace=None), labels, tmp_path / "plots")
+        plotter.draw("fit", result, labels, tmp_path / "plots", figures=["correlations"])
+        drawn = plotter.close()
+    assert drawn == [tmp_path / "plots" / "pulls.png", tmp_path / "plots" / "correlation_matrix.png"]
+    assert "the fit figures were not drawn: ValueError: the fit result has no workspace to plot" in caplog.text
+    assert "the fit figures were not drawn" in log_file.read_text()  # agcframe's messages are copied into the log, as here
+
+
+def test_a_plot_process_that_dies_is_a_warning(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    from agcframe.stats.plot_process import PlotProcess
+
+    with PlotProcess(tmp_path / "fit.log") as plotter:
+        plotter._process.kill()
+        plotter.draw("fit", None, None, tmp_path)  # into a closed pipe: no error here
+        assert plotter.close() == []
+    assert f"the plot process ended with exit code -9: some figures are missing (see {tmp_path / 'fit.log'})" in caplog.text
 
 
 def test_agcframe_plot_draws_later_what_the_fit_would_have_drawn(plots: Path, tmp_path: Path) -> None:
@@ -208,20 +235,18 @@ def test_agcframe_plot_without_a_fit_is_one_line(tmp_path: Path) -> None:
     assert sorted(path.name for path in tmp_path.iterdir()) == []
 
 
-def test_the_fit_is_reported_and_written_before_any_plot_is_drawn(
-    real_histograms: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The numbers before the pictures: the command line prints the fit's lines while the plots are still to be drawn."""
-    from agcframe.engine import pipeline
-
+def test_the_fit_is_reported_and_written_before_its_ranking_and_any_plot(real_histograms: Path, tmp_path: Path) -> None:
+    """The numbers before the pictures and the impacts: the fit's lines come while no figure and no ranking exist yet."""
     lines: list[str] = []
-    seen: list[tuple[list[str], bool]] = []
+    seen: list[tuple[list[str], list[str]]] = []
 
-    def drawing(result: Any, analysis: Any, directory: Path, *, asimov: bool) -> list[Path]:
-        seen.append((list(lines), (directory.parent / "fit_results.json").is_file()))
-        return []
+    def report(line: str) -> None:
+        lines.append(line)
+        seen.append((sorted(path.name for path in tmp_path.rglob("*.png")), sorted(path.name for path in tmp_path.rglob("*.json"))))
 
-    monkeypatch.setattr(pipeline, "draw_fit_plots", drawing)
-    result = agcframe.fit(real_histograms, tmp_path / "out", options=agcframe.FitOptions(), report=lines.append)
-    assert seen == [(lines, True)]
+    result = agcframe.fit(real_histograms, tmp_path / "out", options=agcframe.FitOptions(ranking=True), report=report)
     assert lines[0].startswith(f"ttbar_norm = {result.parameter('ttbar_norm').value:.4f} ± ") and lines[1].startswith("fit status: valid")
+    assert len(lines) == 2  # each line once: the result after the ranking has the same fit
+    assert seen[0] == ([], ["fit_results.json"])
+    assert {path.name for path in (tmp_path / "out" / "plots").iterdir()} == set(EXPECTED)
+    assert (tmp_path / "out" / "ranking.json").is_file() and result.ranking

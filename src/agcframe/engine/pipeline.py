@@ -8,6 +8,7 @@ writes appears in the output directory together, or not at all.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import importlib.metadata
 import json
@@ -43,8 +44,9 @@ from agcframe.plugin.analysis import Analysis, expected_histograms, filled_varia
 from agcframe.plugin.manager import PROCESSING_SLOTS, PluginManager, RegisteredSpec, check_option_targets
 from agcframe.plugin.specs import DeferredBackend
 from agcframe.progress import showing_progress
-from agcframe.stats.fitlog import fit_log
-from agcframe.stats.plots import draw_fit_plots, draw_ml_validation_plots
+from agcframe.stats.fitlog import FIT_LOG, at_terminal, fit_log
+from agcframe.stats.plot_process import PlotProcess
+from agcframe.stats.plots import FIT_FIGURES, PlotLabels, draw_fit_plots
 
 __all__ = [
     "RunResult", "analysis_definition", "analysis_of", "default_fileset", "fit", "merge_partials", "plot", "process_file", "run", "write_merged",
@@ -61,6 +63,9 @@ ML_HISTOGRAMS_FILE = "histograms_ml.root"
 #: the ML validation model (runs with ml and the fit)
 ML_WORKSPACE_FILE = "workspace_ml.json"
 PLOTS_DIR = "plots"
+#: the fit's figures (:data:`~agcframe.stats.plots.FIT_FIGURES`) the plot process draws while this process computes
+#: the ranking (about as long as they take); this process draws the ranking after it
+FIGURES_ASIDE = ("data_mc", "pulls", "correlations")
 #: the libraries' messages while ``agcframe plot`` draws
 PLOT_LOG = "plot.log"
 RANKING_FILE = "ranking.json"
@@ -256,20 +261,18 @@ def _run(config: RunConfig, manager: PluginManager, show_progress: bool, report:
             report(f"regions {', '.join(empty_regions)} are empty: no event passed the selection")
         fit_result = None
         if fitting:
-            fit_result = _fit(
+            fit_result = _fit_stage(
                 backends["inference"],
                 selected["inference"],
                 staging / HISTOGRAMS_FILE,
                 staging,
                 FitOptions(significance=config.significance, limit=config.limit, ranking=config.ranking),
                 analysis,
+                ml_histograms=staging / ML_HISTOGRAMS_FILE if config.ml else None,
                 plots=config.plots,
-                report=functools.partial(_report_fit, report, output_directory),
+                report=report,
+                output=output_directory,
             )
-            if config.ml:
-                _validate_ml(
-                    backends["inference"], selected["inference"], staging / ML_HISTOGRAMS_FILE, staging, fit_result, analysis, plots=config.plots
-                )
         finished = time.perf_counter()
         inputs = _inputs(processed)
         metrics = {
@@ -632,6 +635,30 @@ def _backend_module(backend: Any) -> str:
     return backend.target.partition(":")[0] if isinstance(backend, DeferredBackend) else backend.__module__
 
 
+def _fit_stage(
+    inference: Any,
+    registered: RegisteredSpec,
+    histograms: Path,
+    workdir: Path,
+    options: FitOptions,
+    analysis: Analysis,
+    *,
+    ml_histograms: Path | None,
+    plots: bool,
+    report: Callable[[str], None],
+    output: Path,
+) -> FitResult:
+    """The fit (:func:`_fit`) and, given ``ml_histograms``, the ML validation model; their plots drawn by a plot process."""
+    with contextlib.ExitStack() as stack:
+        plotter = stack.enter_context(PlotProcess(workdir / FIT_LOG)) if plots else None
+        result = _fit(inference, registered, histograms, workdir, options, analysis, plotter=plotter, report=report, output=output)
+        if ml_histograms is not None:
+            _validate_ml(inference, registered, ml_histograms, workdir, result, analysis, plotter=plotter)
+        if plotter is not None:
+            plotter.close()
+    return result
+
+
 def _fit(
     inference: Any,
     registered: RegisteredSpec,
@@ -640,33 +667,48 @@ def _fit(
     options: FitOptions,
     analysis: Analysis,
     *,
-    plots: bool,
-    report: Callable[[FitResult], None],
+    plotter: PlotProcess | None,
+    report: Callable[[str], None],
+    output: Path,
 ) -> FitResult:
-    """Fit, write fit_results.json, ranking.json and workspace.json into ``workdir``, ``report`` the result, then draw the plots.
+    """Fit; write fit_results.json, ranking.json and workspace.json into ``workdir``; ``report`` the result; send ``plotter`` its figures.
 
-    MINUIT's output and the libraries' messages go to ``workdir/fit.log``.
+    The numbers come before the pictures and the ranking: where the inference
+    plugin calls ``options.on_fit``, the fit is written, reported and its
+    figures :data:`FIGURES_ASIDE` started in the plot process as soon as it is
+    known, and the ranking's refits run while they are drawn; this process
+    draws the others after them. MINUIT's output and the libraries' messages go
+    to ``workdir/fit.log``.
     """
+    labels = PlotLabels.of_fit(analysis, asimov=options.asimov)
+    directory = workdir / PLOTS_DIR
+    reported: list[FitResult] = []
+
+    def fitted(result: FitResult) -> None:
+        write_json(workdir / "fit_results.json", result.to_json())
+        shown = reported[-1].describe(output / "fit_results.json") if reported else []
+        with at_terminal():
+            for line in result.describe(output / "fit_results.json"):
+                if line not in shown:
+                    report(line)
+        moved = not reported or result.parameters != reported[-1].parameters
+        if plotter is not None and result.workspace is not None and moved:
+            plotter.draw("fit", result, labels, directory, asimov=options.asimov, figures=FIGURES_ASIDE)
+        reported.append(result)
+
     with fit_log(workdir):
         with _failures_of(registered, histograms):
-            result: FitResult = inference.fit(histograms, workdir, options)
+            result: FitResult = inference.fit(histograms, workdir, dataclasses.replace(options, on_fit=fitted))
         if result.status is not None and not result.status.valid:
             log.warning("the fit is NOT VALID: %s (see fit_results.json and fit.log)", result.status.describe())
-        write_json(workdir / "fit_results.json", result.to_json())
+        fitted(result)  # its significance, limits and ranking (all of it from a plugin that does not call on_fit)
         if result.ranking is not None:
             write_json(workdir / RANKING_FILE, [impact.to_json() for impact in result.ranking])
         if result.workspace is not None:
             write_json(workdir / "workspace.json", result.workspace)
-    report(result)  # the numbers before the pictures (outside fit.log, which holds the terminal's file descriptor)
-    if plots and result.workspace is not None:
-        with fit_log(workdir):
-            draw_fit_plots(result, analysis, workdir / PLOTS_DIR, asimov=options.asimov)
+            if plotter is not None:
+                draw_fit_plots(result, labels, directory, asimov=options.asimov, figures=set(FIT_FIGURES) - set(FIGURES_ASIDE))
     return result
-
-
-def _report_fit(report: Callable[[str], None], output: Path, result: FitResult) -> None:
-    for line in result.describe(output / "fit_results.json"):
-        report(line)
 
 
 @contextlib.contextmanager
@@ -683,7 +725,7 @@ def _failures_of(registered: RegisteredSpec, histograms: Path) -> Iterator[None]
 
 
 def _validate_ml(
-    inference: Any, registered: RegisteredSpec, histograms: Path, workdir: Path, result: FitResult, analysis: Analysis, *, plots: bool
+    inference: Any, registered: RegisteredSpec, histograms: Path, workdir: Path, result: FitResult, analysis: Analysis, *, plotter: PlotProcess | None
 ) -> None:
     """The ML validation model of ``histograms`` (``workspace_ml.json``) and its observables with the main fit's parameters (``plots/ml``)."""
     build = getattr(inference, "ml_workspace", None)
@@ -697,8 +739,9 @@ def _validate_ml(
         with _failures_of(registered, histograms):
             workspace = build(histograms, workdir)
         write_json(workdir / ML_WORKSPACE_FILE, workspace)
-        if plots:
-            draw_ml_validation_plots(workspace, result, analysis, workdir / PLOTS_DIR / "ml")
+    if plotter is not None:
+        labels = PlotLabels.of_ml_validation(analysis)
+        plotter.draw("ml_validation", workspace, dataclasses.replace(result, workspace=None), labels, workdir / PLOTS_DIR / "ml")
 
 
 def fit(
@@ -756,13 +799,10 @@ def fit(
     backend = _instantiate(selected["inference"], plugin_options, analysis=definition)
     options = options or FitOptions(ranking=True)
     with held_output(output), staged_outputs(output, "fit") as staging, showing_progress(show_progress):
-        result = _fit(
+        return _fit_stage(
             backend, selected["inference"], histograms, staging, options, definition,
-            plots=plots, report=functools.partial(_report_fit, report or _silent, Path(output)),
+            ml_histograms=ml_histograms if ml else None, plots=plots, report=report or _silent, output=Path(output),
         )  # fmt: skip
-        if ml:
-            _validate_ml(backend, selected["inference"], ml_histograms, staging, result, definition, plots=plots)
-        return result
 
 
 def plot(
@@ -796,7 +836,7 @@ def plot(
         raise InputError(f"{output / 'fit_results.json'} is not a fit result agcframe wrote ({type(exc).__name__}: {exc}); fit again") from None
     definition = analysis_definition(analysis or analysis_of(output / HISTOGRAMS_FILE), manager=manager)
     with held_output(output), staged_outputs(output, "plot") as staging, fit_log(staging, PLOT_LOG):
-        written = draw_fit_plots(result, definition, staging / PLOTS_DIR, asimov=asimov)
+        written = draw_fit_plots(result, PlotLabels.of_fit(definition, asimov=asimov), staging / PLOTS_DIR, asimov=asimov)
         return [output / path.relative_to(staging) for path in written]
 
 

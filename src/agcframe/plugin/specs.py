@@ -188,7 +188,10 @@ class Inference(Protocol):
 
         Returns the fit result with the fitted pyhf workspace, and the discovery
         significance if ``options.significance``; may write extra files into
-        ``workdir``, which become outputs of the run.
+        ``workdir``, which become outputs of the run. A plugin that computes more
+        than the fit (ranking, significance, limits) calls ``options.on_fit``, if
+        given, with the fit as soon as it is known: the core then prints it and
+        draws its figures while the plugin goes on.
         """
         ...
 

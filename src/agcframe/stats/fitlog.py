@@ -17,11 +17,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["FIT_LOG", "LIBRARY_LOGGERS", "fit_log"]
+__all__ = ["FIT_LOG", "LIBRARY_LOGGERS", "at_terminal", "fit_log"]
 
 FIT_LOG = "fit.log"
 #: loggers whose records go only to fit.log inside the block
 LIBRARY_LOGGERS = ("pyhf", "cabinetry", "matplotlib", "jax", "absl", "iminuit", "mplhep", "py.warnings", "agcframe.stats.fitting.attempts")
+#: the standard output each open :func:`fit_log` block replaced (a duplicate of its descriptor), innermost last
+_terminals: list[int] = []
 
 
 def _flush_c_stdout() -> None:
@@ -49,9 +51,11 @@ def fit_log(directory: Path, name: str = FIT_LOG) -> Iterator[Path]:
     _flush_c_stdout()
     stdout = os.dup(1)
     os.dup2(handler.stream.fileno(), 1)
+    _terminals.append(stdout)
     try:
         yield path
     finally:
+        _terminals.pop()
         sys.stdout.flush()
         _flush_c_stdout()
         os.dup2(stdout, 1)
@@ -63,3 +67,24 @@ def fit_log(directory: Path, name: str = FIT_LOG) -> Iterator[Path]:
             logger.setLevel(level)
             logger.propagate = propagate
         handler.close()
+
+
+@contextmanager
+def at_terminal() -> Iterator[None]:
+    """Inside a :func:`fit_log` block, give the block's standard output back to what it replaced (the terminal) for a moment.
+
+    For what the user waits for while the fit goes on: the fit's numbers, printed before its ranking.
+    """
+    if not _terminals:
+        yield
+        return
+    sys.stdout.flush()
+    _flush_c_stdout()
+    logged = os.dup(1)
+    os.dup2(_terminals[-1], 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(logged, 1)
+        os.close(logged)

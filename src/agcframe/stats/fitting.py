@@ -279,7 +279,14 @@ def _compiled(model: Any) -> _Bound:
         if not _only_index_constants(traced.consts, indices):
             log.debug("pyhf keeps numbers of this model outside the arrays found: its likelihood is compiled for it alone")
             structure = f"{structure}:{id(model)}"
-        compiled = _Compiled(structure, jax.jit(jax.value_and_grad(twice_nll)), jax.jit(jax.hessian(twice_nll)))
+        # compiled ahead of time for these shapes, which every model of the structure has: nothing keeps the
+        # template alive, which pyhf would otherwise convert at every change of backend (~0.3 s each)
+        example = (pars, data, tuple(arrays))
+        compiled = _Compiled(
+            structure,
+            jax.jit(jax.value_and_grad(twice_nll)).lower(*example).compile(),
+            jax.jit(jax.hessian(twice_nll)).lower(*example).compile(),
+        )
         _COMPILED[structure] = compiled
         while len(_COMPILED) > COMPILED_STRUCTURES:
             del _COMPILED[next(iter(_COMPILED))]
@@ -652,6 +659,8 @@ def fit_model(model: Any, data: Any, options: FitOptions, *, workspace: dict[str
     with jax_backend():
         likelihood = Likelihood(model, data)
         fit = _global_fit(likelihood, [model.config.suggested_init()])
+        if options.on_fit is not None:
+            options.on_fit(_result(model, fit, workspace))
         ranking: tuple[Impact, ...] | None = None
         if options.ranking:
             for _ in range(GLOBAL_REFITS + 1):
@@ -666,8 +675,13 @@ def fit_model(model: Any, data: Any, options: FitOptions, *, workspace: dict[str
         poi_index = model.config.poi_index
         found_significance = significance(likelihood, fit.minimum) if options.significance else None
         limit = upper_limit(model, data, float(fit.minimum.values[poi_index]), float(fit.errors[poi_index])) if options.limit else None
+    return _result(model, fit, workspace, significance=found_significance, limit=limit, ranking=ranking)
+
+
+def _result(model: Any, fit: _Fit, workspace: dict[str, Any] | None, **found: Any) -> FitResult:
+    """The :class:`FitResult` of ``fit``, with what else was ``found`` (significance, limit, ranking)."""
     return FitResult(
-        poi=model.config.par_names[poi_index],
+        poi=model.config.par_names[model.config.poi_index],
         parameters=tuple(
             FitParameter(name, float(value), float(error))
             for name, value, error in zip(model.config.par_names, fit.minimum.values, fit.errors)
@@ -675,10 +689,8 @@ def fit_model(model: Any, data: Any, options: FitOptions, *, workspace: dict[str
         correlation=tuple(tuple(float(c) for c in row) for row in fit.correlation),
         minimum_nll=fit.minimum.twice_nll / 2,
         workspace=workspace,
-        significance=found_significance,
-        limit=limit,
         status=fit.status,
-        ranking=ranking,
+        **found,
     )
 
 

@@ -10,6 +10,7 @@ both inference plugins fit the same likelihood.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -124,8 +125,8 @@ def model_and_data(workspace: dict[str, Any], *, asimov: bool = False) -> tuple[
     """pyhf model and data (with auxiliary data); Asimov data at the nominal parameters if asked."""
     import pyhf
 
-    ws = pyhf.Workspace(workspace)
-    model = ws.model(modifier_settings=MODIFIER_SETTINGS)
+    ws = pyhf.Workspace(workspace)  # checked against pyhf's schema
+    model = ws.model(modifier_settings=MODIFIER_SETTINGS, validate=False)  # a model of a checked workspace: no second check
     if asimov:
         return model, model.expected_data(model.config.suggested_init())
     return model, ws.data(model)
@@ -133,7 +134,11 @@ def model_and_data(workspace: dict[str, Any], *, asimov: bool = False) -> tuple[
 
 def fit_workspace(workspace: dict[str, Any], options: FitOptions) -> FitResult:
     """Fit ``workspace`` (pyhf JSON) with :func:`agcframe.stats.fitting.fit_model`; the result carries the workspace."""
-    from agcframe.stats.fitting import fit_model
+    from agcframe.stats.fitting import fit_model, jax_backend
 
-    model, data = model_and_data(workspace, asimov=options.asimov)
-    return fit_model(model, data, options, workspace=workspace)
+    with jax_backend():  # the model made under JAX: pyhf converts a model's arrays at each change of backend
+        model, data = model_and_data(workspace, asimov=options.asimov)
+        result = fit_model(model, data, options, workspace=workspace)
+        del model, data
+        gc.collect(1)  # a pyhf model holds reference cycles: gone before the backend is restored, not converted back
+    return result

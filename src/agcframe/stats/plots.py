@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,13 +30,15 @@ import numpy as np
 from agcframe.data import FitResult
 from agcframe.plugin.analysis import Analysis
 from agcframe.stats.model import model_and_data
-from agcframe.progress import progress_bar
+from agcframe.progress import advance_current
 
-__all__ = ["draw_fit_plots", "draw_ml_validation_plots"]
+__all__ = ["FIT_FIGURES", "PlotLabels", "draw_fit_plots", "draw_ml_validation_plots"]
 
 log = logging.getLogger(__name__)
 
 DPI = 150
+#: the fit's figures, by the name :func:`draw_fit_plots` takes: pre- and post-fit data/MC per region, pulls, correlations, ranking
+FIT_FIGURES = ("data_mc", "pulls", "correlations", "ranking")
 #: mplhep's CMS sizes (26 pt) made for 10 x 10 inch figures, scaled to cabinetry's smaller ones
 FONT_SIZES = {"font.size": 13, "axes.labelsize": 13, "legend.fontsize": 11, "xtick.labelsize": 12, "ytick.labelsize": 12}
 #: the names of the per-bin MC-statistics parameters (pyhf's staterror modifiers)
@@ -61,15 +63,18 @@ RATIO_HALF_RANGES = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 
 
 
 @dataclass(frozen=True)
-class _Labels:
-    """What the figures take from the analysis: each channel's bin edges and axis label, the luminosity text and the data's name."""
+class PlotLabels:
+    """What the figures take from the analysis: each channel's bin edges and axis label, the luminosity text and the data's name.
+
+    Plain data (picklable): the figures can be drawn in another process than the one holding the analysis.
+    """
 
     variables: dict[str, tuple[np.ndarray, str]]
     luminosity: str
     data: str
 
     @classmethod
-    def of(cls, analysis: Analysis, data: str) -> _Labels:
+    def of(cls, analysis: Analysis, data: str) -> PlotLabels:
         variables = {}
         for model in (analysis.ml_model, analysis.model):  # the main model's channels win a shared name
             for channel, region in (model.channels.items() if model is not None else ()):
@@ -77,6 +82,16 @@ class _Labels:
                 edges = model.edges(region)
                 variables[channel] = (binning.edges if edges is None else edges, binning.axis_label)
         return cls(variables, rf"{analysis.luminosity:.0f} pb$^{{-1}}$ ({analysis.energy})", data)
+
+    @classmethod
+    def of_fit(cls, analysis: Analysis, *, asimov: bool = False) -> PlotLabels:
+        """The labels of the main fit's figures (its data named as the analysis' model names it)."""
+        return cls.of(analysis, "Asimov data" if asimov else analysis.model.data_label)
+
+    @classmethod
+    def of_ml_validation(cls, analysis: Analysis) -> PlotLabels:
+        """The labels of the ML validation model's figures."""
+        return cls.of(analysis, (analysis.ml_model or analysis.model).data_label)
 
     def has_variable(self, channel: str, n_bins: int) -> bool:
         return channel in self.variables and len(self.variables[channel][0]) == n_bins + 1
@@ -109,7 +124,7 @@ def _cabinetry_results(result: FitResult) -> Any:
     )
 
 
-def _slide_ready(figure: Any, labels: _Labels, bins: _ChannelBins) -> Any:
+def _slide_ready(figure: Any, labels: PlotLabels, bins: _ChannelBins) -> Any:
     """A cabinetry data/MC figure with the experiment label, the data named as the model names them, the legend clear
     of the content and a ratio panel whose range follows the data and the band."""
     from matplotlib.ticker import MaxNLocator, ScalarFormatter
@@ -135,7 +150,7 @@ def _slide_ready(figure: Any, labels: _Labels, bins: _ChannelBins) -> Any:
 def _room_for_y_labels(figure: Any, panels: tuple[Any, ...]) -> bool:
     """Move the left margin so that the panels' y labels end :data:`LEFT_PAD` inside the figure; whether it moved."""
     renderer = figure.canvas.get_renderer()
-    leftmost = min(panel.get_tightbbox(renderer).x0 for panel in panels)
+    leftmost = min(panel.yaxis.get_tightbbox(renderer).x0 for panel in panels)  # the y axis alone: the x axis' ticks need no layout
     shift = (LEFT_PAD * figure.dpi - leftmost) / figure.bbox.width
     if abs(shift) * figure.bbox.width < 1:  # less than a pixel
         return False
@@ -273,6 +288,7 @@ def _save(figure: Any, path: Path) -> Path:
 
     figure.savefig(path, dpi=DPI, format="png")
     plt.close(figure)
+    advance_current()  # a "plots" bar, where one is open (the plot process reports each figure to its parent's)
     return path
 
 
@@ -282,16 +298,20 @@ def _style() -> dict[str, Any]:
     return {**mplhep.style.CMS, **FONT_SIZES}
 
 
-def draw_fit_plots(result: FitResult, analysis: Analysis, directory: Path, *, asimov: bool = False) -> list[Path]:
-    """Draw the fit's figures (see :func:`_draw`) in mplhep's CMS style, labelled from ``analysis``."""
+def draw_fit_plots(
+    result: FitResult, labels: PlotLabels, directory: Path, *, asimov: bool = False, figures: Collection[str] = FIT_FIGURES
+) -> list[Path]:
+    """Draw the fit's ``figures`` (see :func:`_draw`) in mplhep's CMS style, labelled with ``labels`` (:meth:`PlotLabels.of_fit`)."""
     import matplotlib.pyplot as plt
 
-    labels = _Labels.of(analysis, "Asimov data" if asimov else analysis.model.data_label)
+    unknown = set(figures) - set(FIT_FIGURES)
+    if unknown:
+        raise ValueError(f"no fit figures {sorted(unknown)}; choose from {', '.join(FIT_FIGURES)}")
     with plt.style.context(_style()):
-        return _draw(result, labels, directory, asimov=asimov)
+        return _draw(result, labels, directory, asimov=asimov, figures=figures)
 
 
-def draw_ml_validation_plots(workspace: dict[str, Any], result: FitResult, analysis: Analysis, directory: Path) -> list[Path]:
+def draw_ml_validation_plots(workspace: dict[str, Any], result: FitResult, labels: PlotLabels, directory: Path) -> list[Path]:
     """The ML validation model's observables against the data, before and with the main fit's parameters.
 
     ``workspace`` is the ML model (``Feature0``, ...); ``result`` the main fit,
@@ -305,35 +325,32 @@ def draw_ml_validation_plots(workspace: dict[str, Any], result: FitResult, analy
     directory.mkdir(parents=True, exist_ok=True)
     model, data = model_and_data(workspace)
     matched = cabinetry.model_utils.match_fit_results(model, _cabinetry_results(result))
-    labels = _Labels.of(analysis, (analysis.ml_model or analysis.model).data_label)
     with plt.style.context(_style()):
         return _draw_data_mc(model, data, matched, labels, directory)
 
 
-def _draw_data_mc(model: Any, data: Any, fit_results: Any, labels: _Labels, directory: Path) -> list[Path]:
+def _draw_data_mc(model: Any, data: Any, fit_results: Any, labels: PlotLabels, directory: Path) -> list[Path]:
     """Pre- and post-fit (``fit_results``) data/MC figures of every channel of ``model``."""
     import cabinetry
 
     config = labels.plot_config(model)
     written = []
-    with progress_bar("plots", total=2 * len(model.config.channels), unit="figures") as advance:
-        for label, prediction in (
-            ("prefit", cabinetry.model_utils.prediction(model)),
-            ("postfit", cabinetry.model_utils.prediction(model, fit_results=fit_results)),
-        ):
-            drawable = _drawable(prediction)
-            for index, channel in enumerate(model.config.channels):
-                bins = _ChannelBins(
-                    labels.bin_edges(channel, model.config.channel_nbins[channel]),
-                    np.sum(drawable.model_yields[index], axis=0),
-                    np.asarray(drawable.total_stdev_model_bins[index][-1]),
-                    np.asarray(data)[model.config.channel_slices[channel]],
-                )
-                path = directory / f"{channel.replace(' ', '_')}_{label}.png"
-                with _warned_if_undrawable(path):
-                    for entry in cabinetry.visualize.data_mc(drawable, data, config=config, channels=channel, save_figure=False) or []:
-                        written.append(_save(_slide_ready(entry["figure"], labels, bins), path))
-                advance()
+    for label, prediction in (
+        ("prefit", cabinetry.model_utils.prediction(model)),
+        ("postfit", cabinetry.model_utils.prediction(model, fit_results=fit_results)),
+    ):
+        drawable = _drawable(prediction)
+        for index, channel in enumerate(model.config.channels):
+            bins = _ChannelBins(
+                labels.bin_edges(channel, model.config.channel_nbins[channel]),
+                np.sum(drawable.model_yields[index], axis=0),
+                np.asarray(drawable.total_stdev_model_bins[index][-1]),
+                np.asarray(data)[model.config.channel_slices[channel]],
+            )
+            path = directory / f"{channel.replace(' ', '_')}_{label}.png"
+            with _warned_if_undrawable(path):
+                for entry in cabinetry.visualize.data_mc(drawable, data, config=config, channels=channel, save_figure=False) or []:
+                    written.append(_save(_slide_ready(entry["figure"], labels, bins), path))
     return written
 
 
@@ -394,19 +411,21 @@ def _ranking_figure(result: FitResult) -> Any:
     return figure
 
 
-def _draw(result: FitResult, labels: _Labels, directory: Path, *, asimov: bool) -> list[Path]:
-    """Draw pre- and post-fit distributions per region, pulls, correlations and the ranking (if the result has one).
+def _draw(result: FitResult, labels: PlotLabels, directory: Path, *, asimov: bool, figures: Collection[str]) -> list[Path]:
+    """Draw those of the pre- and post-fit distributions per region, pulls, correlations and the ranking (if the result has one) in ``figures``.
 
     Parameters
     ----------
     result
-        A fit result that carries its workspace.
+        A fit result; all but the ranking need its workspace.
     labels
         The analysis' axis labels, luminosity and data name.
     directory
         Folder for the PNG files (created); callers stage it, as every output.
     asimov
         The fit was to Asimov data; show that data.
+    figures
+        Which of :data:`FIT_FIGURES` to draw.
 
     Returns
     -------
@@ -414,22 +433,26 @@ def _draw(result: FitResult, labels: _Labels, directory: Path, *, asimov: bool) 
     """
     import cabinetry
 
-    if result.workspace is None:
+    if result.workspace is None and set(figures) - {"ranking"}:
         raise ValueError("the fit result has no workspace to plot")
     directory.mkdir(parents=True, exist_ok=True)
-    model, data = model_and_data(result.workspace, asimov=asimov)
     fit_results = _cabinetry_results(result)
-    written = _draw_data_mc(model, data, fit_results, labels, directory)
     mc_statistics = [name for name in fit_results.labels if name.startswith(MC_STATISTICS_PREFIX)]
-    with _warned_if_undrawable(directory / "pulls.png") as path:
-        pulls = cabinetry.visualize.pulls(fit_results, exclude=[*mc_statistics, result.poi], save_figure=False, close_figure=False)
-        written.append(_save(pulls, path))
-    with _warned_if_undrawable(directory / "correlation_matrix.png") as path:
-        correlations = cabinetry.visualize.correlation_matrix(
-            _without(fit_results, mc_statistics), pruning_threshold=0.05, save_figure=False, close_figure=False
-        )
-        written.append(_save(correlations, path))
-    if result.ranking:
+    written = []
+    if "data_mc" in figures:
+        assert result.workspace is not None
+        written.extend(_draw_data_mc(*model_and_data(result.workspace, asimov=asimov), fit_results, labels, directory))
+    if "pulls" in figures:
+        with _warned_if_undrawable(directory / "pulls.png") as path:
+            pulls = cabinetry.visualize.pulls(fit_results, exclude=[*mc_statistics, result.poi], save_figure=False, close_figure=False)
+            written.append(_save(pulls, path))
+    if "correlations" in figures:
+        with _warned_if_undrawable(directory / "correlation_matrix.png") as path:
+            correlations = cabinetry.visualize.correlation_matrix(
+                _without(fit_results, mc_statistics), pruning_threshold=0.05, save_figure=False, close_figure=False
+            )
+            written.append(_save(correlations, path))
+    if "ranking" in figures and result.ranking:
         with _warned_if_undrawable(directory / "ranking.png") as path:
             written.append(_save(_ranking_figure(result), path))
     return written
