@@ -174,5 +174,5 @@ def _workspace(config: dict[str, Any], histograms: Path, workdir: Path) -> dict[
     cabinetry.configuration.validate(config)
     build_templates(config)
     cabinetry.templates.postprocess(config)
-    workspace: dict[str, Any] = cabinetry.workspace.build(config)
+    workspace: dict[str, Any] = cabinetry.workspace.build(config, with_validation=False)  # checked where a pyhf model is made of it
     return workspace

@@ -148,11 +148,13 @@ class HistHistogrammer:
                     h.view(flow=True).variance += binning.offset**2
                 empty_yield = binning.bins * binning.offset * 1.01
                 region_histograms = {}
-                for process in h.axes["process"]:
-                    for variation in h.axes["variation"]:
+                view = h.view(flow=True)
+                for p, process in enumerate(h.axes["process"]):
+                    for v, variation in enumerate(h.axes["variation"]):
                         if (region, process, variation) not in result:
                             continue
-                        one = h[:, process, variation]
+                        one = hist.Hist(h.axes[0], storage=hist.storage.Weight())  # h[:, process, variation], without UHI's lookups
+                        one.view(flow=True)[...] = view[:, p, v]
                         if one.values().sum() > empty_yield:
                             name = histogram_name(region, process, variation)
                             region_histograms[name] = one
