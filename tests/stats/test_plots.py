@@ -199,14 +199,20 @@ def test_a_plot_that_cannot_be_drawn_is_a_warning_and_the_rest_is_written(
     assert "the fit figures were not drawn" in log_file.read_text()  # agcframe's messages are copied into the log, as here
 
 
-def test_a_plot_process_that_dies_is_a_warning(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+def test_the_figures_of_a_plot_process_that_dies_are_drawn_here(
+    real_histograms: Path, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
     from agcframe.stats.plot_process import PlotProcess
+    from agcframe.stats.plots import PlotLabels
 
+    result = agcframe.fit(real_histograms, tmp_path / "out", options=agcframe.FitOptions(), plots=False)
     with PlotProcess(tmp_path / "fit.log") as plotter:
         plotter._process.kill()
-        plotter.draw("fit", None, None, tmp_path)  # into a closed pipe: no error here
-        assert plotter.close() == []
-    assert f"the plot process ended with exit code -9: some figures are missing (see {tmp_path / 'fit.log'})" in caplog.text
+        plotter.draw("fit", result, PlotLabels.of_fit(AgcTtbar()), tmp_path / "plots", figures=["pulls", "correlations"])  # into a closed pipe
+        drawn = plotter.close()
+    assert drawn == [tmp_path / "plots" / "pulls.png", tmp_path / "plots" / "correlation_matrix.png"]
+    assert all(path.stat().st_size > 10_000 for path in drawn)
+    assert f"the plot process ended with exit code -9 (see {tmp_path / 'fit.log'}): its figures are drawn here" in caplog.text
 
 
 def test_agcframe_plot_draws_later_what_the_fit_would_have_drawn(plots: Path, tmp_path: Path) -> None:

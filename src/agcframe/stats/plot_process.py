@@ -45,6 +45,9 @@ FIGURES = {"fit": plots.draw_fit_plots, "ml_validation": plots.draw_ml_validatio
 class PlotProcess:
     """The plot process of one fit stage: :meth:`draw` sends it figures, :meth:`close` waits for them.
 
+    Where it ends abnormally (killed, out of memory), :meth:`close` draws the
+    figures it did not draw in this process.
+
     Parameters
     ----------
     log_file
@@ -56,12 +59,16 @@ class PlotProcess:
         self.written: list[Path] = []
         #: figures saved so far
         self.figures = 0
+        self._jobs: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        self._jobs_done = 0
         self._records: list[logging.LogRecord] = []
         level = str(logging.getLogger("agcframe").getEffectiveLevel())
+        # the modules this process imports, importable there too (a notebook may have extended sys.path)
+        environment = {**os.environ, **QUIET_THREADS, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
         with log_file.open("ab") as stderr:  # the child keeps its own descriptor
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "agcframe.stats.plot_process", str(log_file), level],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env={**os.environ, **QUIET_THREADS},
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=environment,
             )  # fmt: skip
         self._reader = threading.Thread(target=self._read, name="agcframe-plot-process", daemon=True)
         self._reader.start()
@@ -69,17 +76,18 @@ class PlotProcess:
     def draw(self, job: str, /, *args: Any, **kwargs: Any) -> None:
         """Have the plot process call ``FIGURES[job](*args, **kwargs)`` after what it was sent before."""
         assert self._process.stdin is not None
+        self._jobs.append((job, args, kwargs))
         try:
             pickle.dump((job, args, kwargs), self._process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
             self._process.stdin.flush()
-        except BrokenPipeError:  # it ended early; close() says so
+        except BrokenPipeError:  # it ended early; close() draws what it did not
             pass
 
     def close(self) -> list[Path]:
         """Wait until every figure sent is drawn; log what the plot process logged; the paths written.
 
-        A plot process that ended abnormally is a warning: the figures it did not
-        draw are missing, the fit's other outputs are kept.
+        A plot process that ended abnormally is a warning, and the figures it did
+        not draw are drawn here (their libraries' messages into the log file).
         """
         assert self._process.stdin is not None
         try:
@@ -92,11 +100,14 @@ class PlotProcess:
                 self._reader.join(timeout=0.1)
                 advance(self.figures - shown)
                 shown = self.figures
-        code = self._process.wait()
-        for record in self._records:
-            logging.getLogger(record.name).handle(record)
-        if code != 0:
-            log.warning("the plot process ended with exit code %d: some figures are missing (see %s)", code, self.log_file)
+            code = self._process.wait()
+            for record in self._records:
+                logging.getLogger(record.name).handle(record)
+            if code != 0:
+                log.warning("the plot process ended with exit code %d (see %s): its figures are drawn here", code, self.log_file)
+                with fit_log(self.log_file.parent, self.log_file.name):
+                    for job, args, kwargs in self._jobs[self._jobs_done :]:
+                        self.written.extend(_drawn(job, args, kwargs))
         return self.written
 
     def kill(self) -> None:
@@ -123,6 +134,7 @@ class PlotProcess:
                 self.figures += 1
             elif kind == "drawn":
                 self.written.extend(value)
+                self._jobs_done += 1
             else:
                 self._records.append(value)
 
@@ -137,6 +149,15 @@ class _Relay(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         record.msg, record.args, record.exc_info, record.exc_text = record.getMessage(), None, None, None
         _send(self.stream, "log", record)
+
+
+def _drawn(job: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Path]:
+    """The paths ``FIGURES[job]`` drew; a job that fails is a warning (a figure is a convenience: the fit's other outputs stay)."""
+    try:
+        return FIGURES[job](*args, **kwargs)
+    except Exception as exc:
+        log.warning("the %s figures were not drawn: %s: %s", job, type(exc).__name__, exc)
+        return []
 
 
 def _send(stream: IO[bytes], kind: str, value: object) -> None:
@@ -166,12 +187,7 @@ def main(log_file: str, level: str) -> None:
                 job, args, kwargs = pickle.load(jobs)
             except EOFError:
                 break
-            try:
-                drawn = FIGURES[job](*args, **kwargs)
-            except Exception as exc:  # a figure is a convenience: the fit's other outputs stay
-                log.warning("the %s figures were not drawn: %s: %s", job, type(exc).__name__, exc)
-                drawn = []
-            _send(replies, "drawn", drawn)
+            _send(replies, "drawn", _drawn(job, args, kwargs))
     replies.close()
     os._exit(0)  # everything is written and flushed; the interpreter's teardown (matplotlib, cabinetry) would take ~0.7 s
 
