@@ -222,3 +222,20 @@ def test_a_run_leaves_nothing_in_the_temporary_directory(executor: str, small_fi
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         assert sorted(path.name for path in Path(temporary).iterdir()) == []
+
+
+def test_a_temporary_directory_too_long_for_the_workers_socket_is_one_line(
+    small_fileset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """multiprocessing's forkserver would fail with a traceback ("AF_UNIX path too long"); agcframe names the directory first."""
+    from agcframe.errors import ConfigError
+
+    long = tmp_path / ("x" * 120)
+    long.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(long))
+    config = agcframe.RunConfig(
+        fileset=str(small_fileset), output=str(tmp_path / "out"), fit=False, workers=2, plugins={"executor": "futures", "processor": "numba"}
+    )
+    with pytest.raises(ConfigError, match=f"the temporary directory {long} is too long for the worker processes' socket .*set TMPDIR"):
+        agcframe.run(config)
+    assert not (tmp_path / "out").exists()

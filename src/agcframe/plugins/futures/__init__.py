@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import TypeVar
 
 from agcframe import hookimpl
+from agcframe.errors import ConfigError
 from agcframe.plugin.specs import ExecutorSpec
 
 __all__ = ["FuturesExecutor"]
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+
+#: the longest path of a Unix socket (``sun_path`` less its terminating NUL)
+UNIX_SOCKET_PATH_MAX = 107
 
 
 class FuturesExecutor:
@@ -39,6 +45,7 @@ class FuturesExecutor:
 
     @staticmethod
     def _new_pool(workers: int) -> ProcessPoolExecutor:
+        _check_socket_directory()
         return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"))
 
     def run(self, task: Callable[[Item], Result], items: Sequence[Item], *, workers: int) -> Iterator[tuple[int, Result]]:
@@ -56,6 +63,18 @@ class FuturesExecutor:
             finally:
                 for future in futures:
                     future.cancel()
+
+
+def _check_socket_directory() -> None:
+    """The forkserver listens on a Unix socket in the temporary directory (``pymp-XXXXXXXX/listener-XXXXXXXX``): fail in one line where its path would be too long."""
+    directory = tempfile.gettempdir()
+    socket = os.path.join(directory, "pymp-" + 8 * "x", "listener-" + 8 * "x")
+    if len(os.fsencode(socket)) > UNIX_SOCKET_PATH_MAX:
+        raise ConfigError(
+            f"the temporary directory {directory} is too long for the worker processes' socket "
+            f"({len(os.fsencode(socket))} bytes, at most {UNIX_SOCKET_PATH_MAX}); set TMPDIR to a shorter directory, "
+            "or run with --plugin executor=iterative"
+        )
 
 
 @hookimpl
