@@ -31,8 +31,9 @@ def region_fills(
         b-tag weight variations; only read where :func:`needs_btag_weights`.
 
     ``kinematic`` is ``"nominal"`` or one of the jet kinematic systematics; the
-    nominal pass also fills the sample variation, the b-tag weights and, for
-    W+jets, the scale weights.
+    nominal pass also fills the sample variation and the weight variations that
+    :data:`~agcframe.analyses.agc_ttbar.analysis.VARIATIONS` declares for the
+    item's process (the b-tag weights; for W+jets, the scale weights).
     """
     values = np.asarray(values, dtype=np.float32)
     ones = np.ones(len(values))
@@ -44,9 +45,11 @@ def region_fills(
         return [fill(kinematic)]
     fills = [fill(item.variation)]
     if needs_btag_weights(item, kinematic):
-        for i in range(agc.N_BTAG_VARIATIONS):
-            up, down = agc.btag_weight_factors(leading_jet_pt[i])
-            fills += [fill(f"btag_var_{i}_up", up), fill(f"btag_var_{i}_down", down)]
-        if item.process == "wjets":
-            fills += [fill(name, ones * factor) for name, factor in agc.WJETS_SCALE_VARIATIONS.items()]
+        btag = [factors for i in range(agc.N_BTAG_VARIATIONS) for factors in agc.btag_weight_factors(leading_jet_pt[i])]
+        weights = {**dict(zip(agc.BTAG_VARIATIONS, btag)), **{name: ones * factor for name, factor in agc.WJETS_SCALE_VARIATIONS.items()}}
+        fills += [
+            fill(variation.name, weights[variation.name])
+            for variation in agc.VARIATIONS
+            if variation.kind == "weight" and (variation.processes is None or item.process in variation.processes)
+        ]
     return fills
