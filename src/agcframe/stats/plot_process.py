@@ -3,17 +3,17 @@
 Drawing the figures is a third of a whole ``agcframe run`` and needs nothing
 the ranking's refits compute. The plot process starts with the fit stage and
 imports matplotlib, mplhep and cabinetry on another core while this process
-builds and fits the model; it then draws what it is sent (the data/MC figures
-and pulls as soon as the fit is known) while this process computes the
-ranking.
+builds and fits the model; it then draws what it is sent (the data/MC figures,
+pulls and correlations as soon as the fit is known) while this process
+computes the ranking.
 
 The two talk through pipes: this process sends pickled jobs (which figures, and
 their plain-data arguments: a :class:`~agcframe.data.FitResult`, a workspace,
 :class:`~agcframe.stats.plots.PlotLabels`, a directory) on the plot process'
 standard input; the plot process sends back each figure as it is saved (for
 the "plots" progress bar), the paths it wrote and agcframe's own log records (a
-figure it could not draw), which are logged here. The
-libraries' messages go to the fit's log file, as in this process.
+figure it could not draw), which are logged here. The libraries' messages go
+to the fit's log file, as in this process.
 """
 
 from __future__ import annotations
