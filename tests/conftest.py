@@ -39,6 +39,7 @@ SLOWEST_FILES = (
     "stats/test_fitting.py",
     "io/test_xrootd.py",
     "engine/test_coffea_processor.py",
+    "optimize/test_optimize.py",
     "test_docs.py",
     "plugins/test_external_dask.py",
     "test_repository.py",

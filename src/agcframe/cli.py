@@ -411,6 +411,82 @@ def fit(
 
 
 @main.command()
+@click.option("--analysis", metavar="NAME", help="The analysis to optimise (default: agc_ttbar).")
+@click.option(
+    "--parameter", "parameters", multiple=True, metavar="NAME",
+    help="A parameter to optimise; repeatable (default: every one the analysis' soft form offers).",
+)  # fmt: skip
+@click.option("--range", "ranges", multiple=True, metavar="NAME=LOW:HIGH", help="Narrow a parameter's range, e.g. jet_pt_min=25:45.")
+@click.option(
+    "--set", "settings", multiple=True, metavar="NAME=VALUE",
+    help="A parameter's value: the start of an optimised one, the fixed value of the others; repeatable.",
+)  # fmt: skip
+@click.option("--objective", type=click.Choice(["poi_uncertainty", "upper_limit"]), default="poi_uncertainty", show_default=True,
+              help="Minimise the expected POI uncertainty (Asimov Hessian) or the expected 95% CL upper limit.")  # fmt: skip
+@click.option("--temperature", type=float, default=1.0, show_default=True, help="Softness of the cuts and histograms (the sigmoids' and kernels' widths scale with it).")
+@click.option("--steps", type=int, default=60, show_default=True, help="Optimiser steps at most.")
+@click.option("--learning-rate", type=float, default=0.05, show_default=True, help="Adam's step size, in units of each parameter's range.")
+@click.option("--tolerance", type=float, default=1e-4, show_default=True, help="Stop when the objective changes by less than this (relative) for 5 steps.")
+@click.option("--fileset", type=click.Path(path_type=Path), help="AGC-format fileset JSON (default: embedded dataset).")
+@click.option("--n-files-max", type=int, default=-1, show_default=True, help="Files per sample; -1 for all.")
+@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Seed of the jet resolution smearing.")
+@click.option(
+    "--output", type=click.Path(path_type=Path), default=Path("optimize-output"), show_default=True,
+    help="Output directory: optimize.json and its plots; replaced only when the optimisation succeeds.",
+)  # fmt: skip
+@_reports_errors
+def optimize(
+    analysis: str | None,
+    parameters: tuple[str, ...],
+    ranges: tuple[str, ...],
+    settings: tuple[str, ...],
+    objective: str,
+    temperature: float,
+    steps: int,
+    learning_rate: float,
+    tolerance: float,
+    fileset: Path | None,
+    n_files_max: int,
+    seed: int,
+    output: Path,
+) -> None:
+    """Optimise an analysis' cuts by gradient, through its statistical model, with soft cuts and smooth histograms."""
+    from agcframe.optimize.optimizer import OptimizeSettings
+    from agcframe.optimize.optimizer import optimize as run_optimization
+
+    run = RunConfig.from_mapping(
+        {
+            "fileset": str(fileset) if fileset else None,
+            "n_files_max": n_files_max,
+            "plugins": _plugin_choices((), analysis),
+            "parameters": parse_parameter_settings(settings),
+            "seed": seed,
+            "output": str(output),
+            "fit": False,
+        },
+        flags={"fileset": "--fileset", "n_files_max": "--n-files-max", "plugins": "--analysis", "parameters": "--set", "seed": "--seed", "output": "--output"},
+    )
+    optimize_settings = OptimizeSettings(
+        run=run, parameters=parameters, ranges=_parse_ranges(ranges), objective=objective, temperature=temperature,
+        learning_rate=learning_rate, steps=steps, tolerance=tolerance,
+    )  # fmt: skip
+    run_optimization(optimize_settings, show_progress=console.is_terminal, report=click.echo)
+
+
+def _parse_ranges(ranges: tuple[str, ...]) -> dict[str, tuple[float, float]]:
+    """``("jet_pt_min=25:45",)`` -> ``{"jet_pt_min": (25.0, 45.0)}``; one line naming a malformed one."""
+    parsed = {}
+    for text in ranges:
+        name, _, bounds = text.partition("=")
+        low, _, high = bounds.partition(":")
+        try:
+            parsed[name.strip()] = (float(low), float(high))
+        except ValueError:
+            raise ConfigError(f"--range {text!r} must be NAME=LOW:HIGH, e.g. jet_pt_min=25:45") from None
+    return parsed
+
+
+@main.command()
 @click.argument("output", type=click.Path(path_type=Path), default=Path("agc-output"))
 @click.option("--asimov", is_flag=True, help="The fit was to Asimov data (agcframe fit --asimov): show that data.")
 @click.option("--analysis", metavar="NAME", help="The analysis whose labels the plots carry (default: the run's in OUTPUT).")

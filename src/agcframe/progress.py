@@ -31,18 +31,24 @@ def showing_progress(shown: bool) -> Iterator[None]:
 
 
 @contextmanager
-def progress_bar(label: str, total: int | None, unit: str) -> Iterator[Callable[..., None]]:
-    """A bar for ``total`` steps (``None``: a count with no end); yields the function that advances it (by 1, or by its argument)."""
+def progress_bar(label: str, total: int | None, unit: str, *, status: str | None = None) -> Iterator[Callable[..., None]]:
+    """A bar for ``total`` steps (``None``: a count with no end); yields the function that advances it (by 1, or by its argument).
+
+    With ``status`` (its first text), the bar also shows a line the caller
+    changes as it goes: ``advance(status=...)``.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     columns = [TextColumn(f"[bold]{label}"), BarColumn()]
     columns.append(MofNCompleteColumn() if total is not None else TextColumn("{task.completed}"))
     columns += [TextColumn(unit), TimeElapsedColumn()]
+    if status is not None:
+        columns.append(TextColumn("{task.fields[status]}"))
     with terminal_progress(*columns, shown=_SHOWN.get()) as progress:
-        task = progress.add_task(label, total=total)
+        task = progress.add_task(label, total=total, status=status or "")
 
-        def advance(steps: int = 1) -> None:
-            progress.advance(task, steps)
+        def advance(steps: int = 1, status: str | None = None) -> None:
+            progress.update(task, advance=steps, **({} if status is None else {"status": status}))
 
         token = _CURRENT.set(advance)
         try:

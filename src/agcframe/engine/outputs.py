@@ -31,7 +31,7 @@ __all__ = ["MANIFEST", "SUPERSEDES", "held_output", "staged_outputs", "write_jso
 #: the names each command wrote into an output directory, ``{"commands": {command: [name, ...]}}``
 MANIFEST = ".agcframe-outputs.json"
 #: the commands whose earlier files each command replaces (their files it does not write again are removed)
-SUPERSEDES: dict[str, tuple[str, ...]] = {"run": ("run", "fit", "plot"), "fit": ("fit", "plot"), "plot": ("plot",)}
+SUPERSEDES: dict[str, tuple[str, ...]] = {"run": ("run", "fit", "plot"), "fit": ("fit", "plot"), "plot": ("plot",), "optimize": ("optimize",)}
 
 
 @contextmanager

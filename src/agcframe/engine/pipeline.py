@@ -25,7 +25,7 @@ import hist
 
 from agcframe.cache import cache_directory, source_digest
 from agcframe.config import DEFAULT_PLUGINS, RunConfig
-from agcframe.data import Dataset, FitOptions, FitResult, histogram_name
+from agcframe.data import Dataset, FitOptions, FitResult, WorkItem, histogram_name
 from agcframe.defaults import DEFAULT_EVENTS_PER_FILE, DEFAULT_SEED
 from agcframe.engine.checkpoints import CheckpointStore, checkpoint_directory
 from agcframe.engine.coffea_processor import CoffeaAccumulator, CoffeaProcessorRun, import_target, load_processor, processor_digest, processor_schema
@@ -49,7 +49,8 @@ from agcframe.stats.plot_process import PlotProcess
 from agcframe.stats.plots import FIT_FIGURES, PlotLabels, draw_fit_plots
 
 __all__ = [
-    "RunResult", "analysis_definition", "analysis_of", "default_fileset", "fit", "merge_partials", "plot", "process_file", "run", "write_merged",
+    "PlannedInputs", "RunResult", "analysis_definition", "analysis_of", "default_fileset", "fit", "merge_partials", "plan_inputs", "plot",
+    "process_file", "run", "write_merged",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -464,6 +465,29 @@ def _datasets(config: RunConfig, analysis: Analysis, *, any_samples: bool = Fals
     fileset_path = Path(config.fileset) if config.fileset else default_fileset()
     fileset = load_fileset(fileset_path, None if any_samples else analysis)
     return fileset_path, select_datasets(fileset, analysis, config.n_files_max)
+
+
+@dataclass(frozen=True)
+class PlannedInputs:
+    """What a run of ``config`` would read: its analysis, the parameter values, the datasets and their work items."""
+
+    analysis: Analysis
+    parameters: dict[str, Any]
+    fileset: Path
+    datasets: list[Dataset]
+    items: list[WorkItem]
+
+
+def plan_inputs(config: RunConfig, *, manager: PluginManager | None = None) -> PlannedInputs:
+    """The analysis, parameters and planned work items of ``config``, through its source plugin (``agcframe optimize`` reads them)."""
+    manager = manager or PluginManager()
+    selected, backends = _backends(config, manager, ("analysis", "source"))
+    fileset_path, datasets = _datasets(config, backends["analysis"])
+    cache = config.cache()
+    with column_cache.using(cache):
+        planned = plan(backends["source"], datasets, config.chunksize, skip_bad_files=False, cache=cache)
+    parameters = selected["analysis"].spec.resolve(config.parameters)
+    return PlannedInputs(backends["analysis"], parameters, fileset_path, datasets, planned.items)
 
 
 def analysis_definition(name: str | None = None, *, manager: PluginManager | None = None) -> Analysis:

@@ -13,21 +13,25 @@ import functools
 import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from agcframe.data import Binning, histogram_name
+from agcframe.data import Binning, Dataset, Fill, WorkItem, histogram_name
 
 if TYPE_CHECKING:
     import hist
 
+    from agcframe.optimize.soft import SoftCuts
+
 __all__ = [
     "Analysis",
     "ColumnRequest",
+    "Differentiable",
     "ModelSystematic",
     "PseudodataPart",
     "Sample",
+    "SoftCut",
     "StatisticalModel",
     "Variation",
     "expected_histograms",
@@ -134,6 +138,55 @@ class ColumnRequest:
     branches: tuple[str, ...]
     required: tuple[str, ...] = ()
     cut: str | None = None
+
+
+@dataclass(frozen=True)
+class SoftCut:
+    """How ``agcframe optimize`` softens the cut of one parameter, and the range it may move it in.
+
+    The soft cut is a sigmoid of ``(x - value) / (width * temperature)``: at
+    temperature 1 it rises from 27 % to 73 % over ``2 * width`` (in the
+    parameter's unit). ``low``/``high`` bound the parameter during an optimisation.
+    """
+
+    parameter: str
+    width: float
+    low: float
+    high: float
+
+
+@runtime_checkable
+class Differentiable(Protocol):
+    """The soft form of an analysis, which ``agcframe optimize`` differentiates through its statistical model.
+
+    An analysis opts in with a method ``differentiable()`` that returns one.
+    :meth:`columns` runs once per work item, on numpy arrays; :meth:`fills`
+    runs under JAX (traced, then compiled) on the columns of a whole dataset,
+    concatenated along their first axis, at every step of the optimisation.
+    """
+
+    #: the parameters it can optimise, each with its soft form
+    soft_cuts: tuple[SoftCut, ...]
+
+    def columns(self, item: WorkItem, parameters: Mapping[str, Any], ranges: Mapping[str, tuple[float, float]], seed: int) -> dict[str, np.ndarray]:
+        """The events of ``item`` that some values of the optimised parameters can select, as numpy arrays.
+
+        ``parameters`` are the run's values (the cuts not optimised are applied
+        here, hard); ``ranges`` are the optimised parameters' ranges: an event or
+        object that no value in them selects may be dropped. Every array's first
+        axis runs over events, or over objects with a per-event count among the
+        arrays, so that the columns of several items concatenate.
+        """
+        ...
+
+    def fills(self, dataset: Dataset, columns: Mapping[str, Any], cuts: SoftCuts) -> list[Fill]:
+        """The soft fills of ``dataset`` (JAX arrays as ``values`` and ``factors``): one per histogram the model reads.
+
+        ``cuts`` gives each parameter's soft cut at the current values
+        (:meth:`~agcframe.optimize.soft.SoftCuts.above`); a fill's ``factors``
+        are its events' soft selection weights times their systematic factors.
+        """
+        ...
 
 
 @runtime_checkable

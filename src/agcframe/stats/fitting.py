@@ -52,7 +52,7 @@ from agcframe.errors import InputError
 from agcframe.progress import advance_current, progress_bar
 
 __all__ = [
-    "Likelihood", "Minimum", "fit_model", "gradient_optimizer", "impacts", "jax_backend", "minimize", "significance", "upper_limit",
+    "Likelihood", "Minimum", "configure_jax", "fit_model", "gradient_optimizer", "impacts", "jax_backend", "minimize", "significance", "upper_limit",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ LIMIT_LEVEL = 0.05
 LIMIT_LOWEST_POI = 1e-6
 
 
-def _configure_jax() -> None:
+def configure_jax() -> None:
     """CPU only (no accelerator probing: the fit is small); compiled code cached on disk between runs.
 
     pyhf's JAX backend compiles ~100 small kernels when a model is first used
@@ -117,7 +117,7 @@ def _configure_jax() -> None:
 @contextmanager
 def jax_backend() -> Iterator[None]:
     """pyhf's JAX backend (float64) and :func:`gradient_optimizer` inside the block; pyhf's global state is restored after."""
-    _configure_jax()
+    configure_jax()
     import pyhf
 
     backend, previous = pyhf.get_backend()

@@ -266,6 +266,12 @@ class AgcTtbar:
 
         return column_request(parameters)
 
+    def differentiable(self) -> Any:
+        """The soft form ``agcframe optimize`` differentiates: the b-tag threshold and the jet pT cut (:mod:`.soft`)."""
+        from agcframe.analyses.agc_ttbar.soft import SoftAgcTtbar
+
+        return SoftAgcTtbar()
+
 
 def bdt_model_path(name: str) -> Path:
     """The JSON file of the AGC's BDT ``"even"`` (trained on even events; it scores odd ones) or ``"odd"``, shipped in ``models/``."""

@@ -1,0 +1,227 @@
+"""The AGC analysis' soft form for ``agcframe optimize``: the b-tag threshold and the jet pT cut, differentiable.
+
+The columns are read once (:meth:`SoftAgcTtbar.columns`, numpy): the lepton
+selection and the jets' |eta| and ID are applied hard, with the run's values;
+every jet that some jet pT cut in the optimised range can select is kept, with
+its pT in each jet-pT variation, and every trijet of them with its mass and
+its place in the event's order of trijet pT (largest first).
+
+Under JAX (:meth:`SoftAgcTtbar.fills`), each jet is selected with a sigmoid
+probability of its pT and b-tagged with one of its ``btagCSVV2``, and the
+selections of an event's jets are independent:
+
+- a region's weight is the probability of its multiplicities
+  (:func:`~agcframe.optimize.soft.multiplicity`): at least ``min_jets``
+  selected jets and exactly ``control_region_btags`` b-tagged ones (4j1b), or at
+  least ``signal_region_min_btags`` (4j2b);
+- HT is the selected jets' pT weighted by their selection probabilities;
+- m_bjj is the trijet masses weighted by each trijet's probability to be the
+  first, in pT order, whose three jets are selected with one b-tagged: the
+  AGC's choice when the probabilities are 0 or 1;
+- the b-tag weight variations use each jet's probability to be the i-th
+  selected one (:func:`~agcframe.optimize.soft.nth_selected`).
+
+At temperature zero every one of these is the hard analysis'. An event keeps
+its :data:`MAX_JETS` leading candidate jets (the embedded dataset has at most 11).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from agcframe.analyses.agc_ttbar import analysis as agc
+from agcframe.data import Dataset, Fill, WorkItem
+from agcframe.io.inputs import read_arrays
+from agcframe.plugin.analysis import SoftCut
+
+__all__ = ["MAX_JETS", "SOFT_CUTS", "SoftAgcTtbar"]
+
+log = logging.getLogger(__name__)
+
+#: the candidate jets an event keeps, leading first
+MAX_JETS = 12
+#: the optimisable cuts: b-tag threshold and jet pT, each with its sigmoid's width and range
+SOFT_CUTS = (
+    SoftCut("btag_threshold", width=0.02, low=0.2, high=0.9),
+    SoftCut("jet_pt_min", width=1.0, low=25.0, high=60.0),
+)
+_KINEMATICS = ("nominal", *agc.JET_KINEMATIC_SYSTEMATICS)
+
+
+def _kinematics(variation: str) -> tuple[str, ...]:
+    """The jet-pT variations filled for a sample variation: all of them for a nominal sample, else none."""
+    return _KINEMATICS if variation == "nominal" else ("nominal",)
+
+
+class SoftAgcTtbar:
+    """The soft form of :class:`~agcframe.analyses.agc_ttbar.analysis.AgcTtbar` (:class:`~agcframe.plugin.analysis.Differentiable`)."""
+
+    soft_cuts = SOFT_CUTS
+
+    def columns(self, item: WorkItem, parameters: Mapping[str, Any], ranges: Mapping[str, tuple[float, float]], seed: int) -> dict[str, np.ndarray]:
+        arrays = read_arrays(item, agc.SELECTION_BRANCHES)
+        electrons = (
+            (arrays["Electron_pt"] > parameters["electron_pt_min"]) & (abs(arrays["Electron_eta"]) < parameters["electron_abs_eta_max"])
+            & (arrays["Electron_cutBased"] == parameters["electron_cut_based"]) & (arrays["Electron_sip3d"] < parameters["electron_sip3d_max"])
+        )  # fmt: skip
+        muons = (
+            (arrays["Muon_pt"] > parameters["muon_pt_min"]) & (abs(arrays["Muon_eta"]) < parameters["muon_abs_eta_max"])
+            & (arrays["Muon_tightId"] | (not parameters["muon_tight_id"])) & (arrays["Muon_sip3d"] < parameters["muon_sip3d_max"])
+            & (arrays["Muon_pfRelIso04_all"] < parameters["muon_iso_max"])
+        )  # fmt: skip
+        one_lepton = np.asarray(ak.sum(electrons, axis=1) + ak.sum(muons, axis=1) == 1)
+
+        pt = arrays["Jet_pt"]
+        kinematics = _kinematics(item.variation)
+        varied = [pt, pt * np.float32(agc.JET_PT_SCALE_UP)]
+        if "pt_res_up" in kinematics:
+            counts = ak.num(pt)
+            run, block, event = (np.repeat(np.asarray(arrays[name]), counts) for name in ("run", "luminosityBlock", "event"))
+            index = np.asarray(ak.flatten(ak.local_index(pt)))
+            factors = agc.jet_pt_resolution_factors(seed, run, block, event, index)
+            varied.append(ak.unflatten(np.asarray(ak.flatten(pt)) * factors, counts))
+        varied = varied[: len(kinematics)]
+        lowest = ranges.get("jet_pt_min", (parameters["jet_pt_min"],))[0]
+        mask = parameters["jet_id_mask"]
+        candidate = (abs(arrays["Jet_eta"]) < parameters["jet_abs_eta_max"]) & (((arrays["Jet_jetId"] & mask) != 0) | (mask == 0))
+        candidate = candidate & _any_above(varied, lowest)
+        keep = one_lepton & np.asarray(ak.sum(candidate, axis=1) >= parameters["min_jets"])
+        if np.any(np.asarray(ak.sum(candidate[keep], axis=1)) > MAX_JETS):
+            log.warning("%s: events with more than %d candidate jets keep their %d leading ones", item.describe(), MAX_JETS, MAX_JETS)
+
+        def padded(values: ak.Array) -> np.ndarray:
+            return np.asarray(ak.fill_none(ak.pad_none(values[candidate][keep], MAX_JETS, clip=True), 0.0), dtype=np.float64)
+
+        jet_pt = np.stack([padded(v) for v in varied], axis=1)  # events × kinematics × jets
+        valid = padded(ak.ones_like(pt, dtype=np.float64))
+        columns = {"jet_pt": jet_pt, "jet_valid": valid, "jet_btag": padded(arrays["Jet_btagCSVV2"])}
+        n_jets = valid.sum(axis=1).astype(np.int64)
+        phi, eta, mass = (padded(arrays[name]) for name in ("Jet_phi", "Jet_eta", "Jet_mass"))
+        for v in range(len(kinematics)):
+            jets, masses, counts = _trijets(jet_pt[:, v], phi, eta, mass, n_jets)
+            columns[f"trijet_jets_{v}"], columns[f"trijet_mass_{v}"] = jets, masses
+        columns["trijets"] = counts
+        return columns
+
+    def fills(self, dataset: Dataset, columns: Mapping[str, Any], cuts: Any) -> list[Fill]:
+        import jax.numpy as jnp
+
+        from agcframe.optimize.soft import multiplicity, nth_selected
+
+        min_jets = int(cuts.values["min_jets"])
+        control, signal = int(cuts.values["control_region_btags"]), int(cuts.values["signal_region_min_btags"])
+        most_tagged = max(control + 1, signal)
+        kinematics = _kinematics(dataset.variation)
+        # the jet-pT variations stacked along the events: one pass computes them all
+        events, n_kinematics = columns["jet_pt"].shape[0], len(kinematics)
+        pt = jnp.concatenate([columns["jet_pt"][:, v] for v in range(n_kinematics)])
+        tagged = jnp.tile(cuts.above("btag_threshold", columns["jet_btag"]), (n_kinematics, 1))
+        selected = cuts.above("jet_pt_min", pt) * jnp.tile(columns["jet_valid"], (n_kinematics, 1))
+        counts = multiplicity(selected, tagged, min_jets, most_tagged)[:, min_jets]
+        in_control = counts[:, control].reshape(n_kinematics, events)
+        in_signal = sum(counts[:, t] for t in range(signal, most_tagged + 1) if t != control).reshape(n_kinematics, events)
+        ht = jnp.sum(selected * pt, axis=1).reshape(n_kinematics, events)
+        m_bjj = _soft_trijet_mass(
+            selected,
+            tagged,
+            jnp.concatenate([columns[f"trijet_jets_{v}"] for v in range(n_kinematics)]),
+            jnp.concatenate([columns[f"trijet_mass_{v}"] for v in range(n_kinematics)]),
+            jnp.tile(columns["trijets"], n_kinematics),
+        ).reshape(n_kinematics, events)
+        nominal = slice(0, events)
+        nth = nth_selected(selected[nominal], agc.N_BTAG_VARIATIONS) if dataset.variation == "nominal" else None
+        fills = []
+        for v, kinematic in enumerate(kinematics):
+            variation = dataset.variation if kinematic == "nominal" else kinematic
+            for region, values, weight in (("4j1b", ht[v], in_control[v]), ("4j2b", m_bjj[v], in_signal[v])):
+                fills.append(Fill(region, dataset.process, variation, values, weight, dataset.weight))
+                if kinematic == "nominal" and nth is not None:
+                    fills += _weight_variation_fills(dataset, region, values, weight, nth, pt[nominal])
+        return fills
+
+
+def _any_above(varied: list[ak.Array], lowest: float) -> ak.Array:
+    """Jets whose pT in some variation is above ``lowest``."""
+    passes = varied[0] > lowest
+    for pt in varied[1:]:
+        passes = passes | (pt > lowest)
+    return passes
+
+
+def _trijets(pt: np.ndarray, phi: np.ndarray, eta: np.ndarray, mass: np.ndarray, n_jets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every trijet of each event's ``n_jets`` jets, in the order of their vector-sum pT (largest first; on ties, the first in index order).
+
+    Returns the trijets' jet indices (trijets × 3), masses (as the AGC computes
+    them: float64 four-vectors, a negative mass for a negative m²) and each event's number of trijets.
+    """
+    x, y = pt * np.cos(phi), pt * np.sin(phi)
+    z = pt * np.sinh(eta)
+    e = np.sqrt(x**2 + y**2 + z**2 + mass**2)
+    counts = np.array([len(list(itertools.combinations(range(n), 3))) for n in range(MAX_JETS + 1)])[n_jets]
+    starts = np.cumsum(counts) - counts
+    jets = np.zeros((counts.sum(), 3), dtype=np.int64)
+    masses = np.zeros(counts.sum())
+    for n in np.unique(n_jets):
+        combinations = np.array(list(itertools.combinations(range(n), 3)), dtype=np.int64).reshape(-1, 3)
+        if not len(combinations):
+            continue
+        events = np.flatnonzero(n_jets == n)
+        sums = [component[events][:, combinations].sum(axis=2) for component in (x, y, z, e)]
+        pt2 = sums[0] ** 2 + sums[1] ** 2
+        order = np.argsort(-pt2, axis=1, kind="stable")
+        m2 = np.take_along_axis(sums[3] ** 2 - pt2 - sums[2] ** 2, order, axis=1)
+        places = starts[events][:, None] + np.arange(len(combinations))
+        jets[places] = combinations[order]
+        masses[places] = np.where(m2 > 0, np.sqrt(np.abs(m2)), -np.sqrt(np.abs(m2)))
+    return jets, masses, counts
+
+
+def _soft_trijet_mass(selected: Any, tagged: Any, jets: Any, masses: Any, counts: Any) -> Any:
+    """Each event's trijet masses weighted by the probability that the trijet is the first valid one (three selected jets, one b-tagged).
+
+    The trijets of an event are contiguous and in pT order, so the products
+    over the trijets before one, and the sums over an event's trijets, are
+    differences of running sums over all of them.
+    """
+    import jax.numpy as jnp
+
+    events, width = selected.shape
+    event = jnp.repeat(jnp.arange(events), counts, total_repeat_length=jets.shape[0])
+    flat = event[:, None] * width + jets
+    s, b = selected.reshape(-1)[flat], tagged.reshape(-1)[flat]
+    valid = s[:, 0] * s[:, 1] * s[:, 2] * (1.0 - (1.0 - b[:, 0]) * (1.0 - b[:, 1]) * (1.0 - b[:, 2]))
+    log_invalid = jnp.log(jnp.maximum(1.0 - valid, 1e-300))
+    ends = jnp.cumsum(counts)
+    starts = ends - counts
+
+    def running(values: Any) -> Any:
+        return jnp.concatenate([jnp.zeros(1), jnp.cumsum(values)])
+
+    invalid_before = running(log_invalid)
+    chosen = valid * jnp.exp(invalid_before[:-1] - invalid_before[starts][event])
+    chosen_sums, mass_sums = running(chosen), running(chosen * masses)
+    weight = chosen_sums[ends] - chosen_sums[starts]
+    total = mass_sums[ends] - mass_sums[starts]
+    return jnp.where(weight > 0, total / jnp.where(weight > 0, weight, 1.0), 0.0)
+
+
+def _weight_variation_fills(dataset: Dataset, region: str, values: Any, weight: Any, nth: Any, pt: Any) -> list[Fill]:
+    """The weight variations :data:`~agcframe.analyses.agc_ttbar.analysis.VARIATIONS` declares for the dataset's process, softly."""
+    import jax.numpy as jnp
+
+    factors = {}
+    for i in range(agc.N_BTAG_VARIATIONS):
+        size = agc.BTAG_VARIATION_SIZE * jnp.sum(nth[:, :, i] * pt, axis=1) / 50.0
+        factors[f"btag_var_{i}_up"], factors[f"btag_var_{i}_down"] = 1.0 + size, 1.0 - size
+    factors.update(agc.WJETS_SCALE_VARIATIONS)
+    return [
+        Fill(region, dataset.process, variation.name, values, weight * factors[variation.name], dataset.weight)
+        for variation in agc.VARIATIONS
+        if variation.kind == "weight" and (variation.processes is None or dataset.process in variation.processes)
+    ]

@@ -1,0 +1,1 @@
+"""``agcframe optimize``: an analysis' cuts moved by gradient through its statistical model."""

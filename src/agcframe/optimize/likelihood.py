@@ -1,0 +1,195 @@
+"""An analysis' statistical model as a JAX function of its templates, and the objectives ``agcframe optimize`` minimises.
+
+It is the HistFactory model that :func:`agcframe.stats.model.build_workspace`
+gives pyhf, written so that the templates are inputs: every number of the
+model (the NormPlusShape split with cabinetry's symmetrisation, the
+``staterror`` widths) is computed from them under JAX, so the objectives
+differentiate through it. The interpolations are pyhf's (``code4`` for
+``normsys``, ``code4p`` for ``histosys``), the constraints its Gaussians;
+``tests/optimize/test_likelihood.py`` checks the objectives against pyhf and
+the fit engine on the same templates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+
+from agcframe.data import histogram_name
+from agcframe.errors import ConfigError, InputError
+from agcframe.plugin.analysis import StatisticalModel
+
+__all__ = ["OBJECTIVES", "objective_function"]
+
+#: the CLs level of the expected upper limit
+LIMIT_LEVEL = 0.05
+
+#: pyhf's code4 polynomial (alpha0 = 1): its coefficients are this matrix times
+#: (hi - 1, lo - 1, hi ln hi, -lo ln lo, hi ln² hi, lo ln² lo)
+_CODE4 = np.array(
+    [
+        [15 / 16, -15 / 16, -7 / 16, -7 / 16, 1 / 16, -1 / 16],
+        [3 / 2, 3 / 2, -9 / 16, 9 / 16, 1 / 16, 1 / 16],
+        [-5 / 8, 5 / 8, 5 / 8, 5 / 8, -1 / 8, 1 / 8],
+        [-3 / 2, -3 / 2, 7 / 8, -7 / 8, -1 / 8, -1 / 8],
+        [3 / 16, -3 / 16, -3 / 16, -3 / 16, 1 / 16, -1 / 16],
+        [1 / 2, 1 / 2, -5 / 16, 5 / 16, 1 / 16, 1 / 16],
+    ]
+)
+
+
+#: the objectives ``agcframe optimize`` can minimise, with what they are
+OBJECTIVES: dict[str, str] = {
+    "poi_uncertainty": "expected uncertainty on the POI (Asimov data, from the Hessian)",
+    "upper_limit": "expected 95% CL CLs upper limit on the POI (asymptotic, background-only Asimov data)",
+}
+
+
+def _template(templates: Mapping[str, tuple[Any, Any]], region: str, process: str, variation: str) -> tuple[Any, Any]:
+    name = histogram_name(region, process, variation)
+    if name not in templates:
+        raise InputError(f"the soft fills give no histogram '{name}', which the statistical model reads; the analysis' soft form must fill it")
+    return templates[name]
+
+
+def _modifiers(model: StatisticalModel, sample: str, region: str, process: str, nominal: Any, templates: Mapping[str, tuple[Any, Any]]) -> tuple[list[Any], list[Any]]:
+    """Per systematic, the ``normsys`` (hi, lo) and ``histosys`` (up, down) of one sample in one channel, as
+    :func:`agcframe.stats.model.build_workspace` derives them; a systematic that does not apply is (1, 1) and (nominal, nominal)."""
+    normsys, histosys = [], []
+    for syst in model.systematics:
+        if syst.samples is not None and sample not in syst.samples:
+            normsys.append((1.0, 1.0))
+            histosys.append((nominal, nominal))
+        elif syst.normalization is not None:
+            normsys.append((1.0 + syst.normalization, 1.0 - syst.normalization))
+            histosys.append((nominal, nominal))
+        else:
+            up = _template(templates, region, process, syst.up or "")[0]
+            norm_up = up.sum() / nominal.sum()
+            if syst.down is None:  # cabinetry: normalise, then symmetrise
+                shape_up = up / norm_up
+                shape_down, norm_down = 2 * nominal - shape_up, 2 - norm_up
+            else:
+                down = _template(templates, region, process, syst.down)[0]
+                norm_down = down.sum() / nominal.sum()
+                shape_up, shape_down = up / norm_up, down / norm_down
+            normsys.append((norm_up, norm_down))
+            histosys.append((shape_up, shape_down))
+    return normsys, histosys
+
+
+def _code4(alpha: Any, hi: Any, lo: Any) -> Any:
+    """pyhf's ``code4`` normsys factors (systematics × samples × bins): a polynomial for |alpha| < 1, exponential beyond."""
+    import jax.numpy as jnp
+
+    b = jnp.stack([hi - 1, lo - 1, hi * jnp.log(hi), -lo * jnp.log(lo), hi * jnp.log(hi) ** 2, lo * jnp.log(lo) ** 2])
+    coefficients = jnp.einsum("rc,c...->r...", jnp.asarray(_CODE4), b)
+    a = alpha[:, None, None]
+    powers = jnp.stack([a ** (r + 1) for r in range(6)])
+    inside = 1.0 + jnp.sum(coefficients * powers, axis=0)
+    magnitude = jnp.maximum(jnp.abs(a), 1.0)
+    return jnp.where(a >= 1.0, hi**magnitude, jnp.where(a > -1.0, inside, lo**magnitude))
+
+
+def _code4p(alpha: Any, nominal: Any, up: Any, down: Any) -> Any:
+    """pyhf's ``code4p`` histosys shifts (systematics × samples × bins): a polynomial for |alpha| <= 1, linear beyond."""
+    import jax.numpy as jnp
+
+    a = alpha[:, None, None]
+    delta_up, delta_down = up - nominal, nominal - down
+    s, c = 0.5 * (delta_up + delta_down), 0.0625 * (delta_up - delta_down)
+    inside = a * s + c * a**2 * (15.0 + a**2 * (3.0 * a**2 - 10.0))
+    return jnp.where(a > 1.0, a * delta_up, jnp.where(a < -1.0, a * delta_down, inside))
+
+
+class _Model:
+    """The model of ``templates``: expected rates and ``-ln L`` as functions of the parameters.
+
+    The channels' bins are concatenated; parameters, in order: the POI, one
+    per systematic, then the ``staterror`` parameter of every bin.
+    """
+
+    def __init__(self, model: StatisticalModel, templates: Mapping[str, tuple[Any, Any]]) -> None:
+        import jax.numpy as jnp
+
+        nominal, sumw2, hi, lo, up, down = [], [], [], [], [], []
+        for sample, process in model.samples.items():
+            parts: list[list[Any]] = [[], [], [], [], [], []]
+            for region in model.channels.values():
+                values, variances = _template(templates, region, process, "nominal")
+                normsys, histosys = _modifiers(model, sample, region, process, values, templates)
+                parts[0].append(values)
+                parts[1].append(variances)
+                parts[2].append(jnp.stack([jnp.asarray(h, dtype=float) for h, _ in normsys]))
+                parts[3].append(jnp.stack([jnp.asarray(l, dtype=float) for _, l in normsys]))
+                parts[4].append(jnp.stack([u for u, _ in histosys]))
+                parts[5].append(jnp.stack([d for _, d in histosys]))
+            nominal.append(jnp.concatenate(parts[0]))
+            sumw2.append(jnp.concatenate(parts[1]))
+            # a normsys factor is per channel in pyhf; the channels' factors are kept apart per bin
+            bins = [len(values) for values in parts[0]]
+            hi.append(jnp.concatenate([jnp.repeat(h[:, None], n, axis=1) for h, n in zip(parts[2], bins)], axis=1))
+            lo.append(jnp.concatenate([jnp.repeat(l[:, None], n, axis=1) for l, n in zip(parts[3], bins)], axis=1))
+            up.append(jnp.concatenate(parts[4], axis=1))
+            down.append(jnp.concatenate(parts[5], axis=1))
+        self.nominal_rates = jnp.stack(nominal)  # samples × bins
+        self.hi, self.lo = jnp.stack(hi, axis=1), jnp.stack(lo, axis=1)  # systematics × samples × bins
+        self.up, self.down = jnp.stack(up, axis=1), jnp.stack(down, axis=1)
+        self.poi_mask = jnp.asarray([sample == model.poi_sample for sample in model.samples], dtype=float)[:, None]
+        total = self.nominal_rates.sum(axis=0)
+        self.relative = jnp.sqrt(jnp.stack(sumw2).sum(axis=0)) / jnp.where(total > 0, total, 1.0)
+        self.systematics = len(model.systematics)
+        self.size = 1 + self.systematics + self.nominal_rates.shape[1]
+
+    def nominal(self, poi: float) -> Any:
+        import jax.numpy as jnp
+
+        return jnp.ones(self.size).at[1 : 1 + self.systematics].set(0.0).at[0].set(poi)
+
+    def expected(self, pars: Any) -> Any:
+        import jax.numpy as jnp
+
+        alpha, gamma = pars[1 : 1 + self.systematics], pars[1 + self.systematics :]
+        rates = self.nominal_rates + jnp.sum(_code4p(alpha, self.nominal_rates, self.up, self.down), axis=0)
+        factors = jnp.prod(_code4(alpha, self.hi, self.lo), axis=0) * (1.0 + self.poi_mask * (pars[0] - 1.0))
+        return jnp.sum(rates * factors, axis=0) * gamma
+
+    def nll(self, pars: Any, observed: Any) -> Any:
+        """``-ln L`` up to a constant: Poisson terms of the bins, Gaussian constraints of the systematics and ``staterror``."""
+        import jax.numpy as jnp
+
+        expected = jnp.maximum(self.expected(pars), 1e-300)
+        poisson = jnp.sum(expected - jnp.where(observed > 0, observed * jnp.log(expected), 0.0))
+        gamma = pars[1 + self.systematics :]
+        relative = jnp.where(self.relative > 0, self.relative, 1.0)
+        return poisson + 0.5 * jnp.sum(pars[1 : 1 + self.systematics] ** 2) + 0.5 * jnp.sum(((gamma - 1.0) / relative) ** 2)
+
+    def poi_uncertainty(self, poi: float) -> Any:
+        """The POI's uncertainty from the Hessian of ``-ln L`` on the Asimov data of the nominal point at ``poi``."""
+        import jax
+        import jax.numpy as jnp
+
+        pars = self.nominal(poi)
+        hessian = jax.hessian(self.nll)(pars, self.expected(pars))
+        return jnp.sqrt(jnp.linalg.inv(hessian)[0, 0])
+
+    def upper_limit(self) -> Any:
+        """The median expected CLs upper limit without signal, asymptotically: sigma(POI at 0) times the normal quantile of 1 - level/2."""
+        return self.poi_uncertainty(0.0) * NormalDist().inv_cdf(1.0 - LIMIT_LEVEL / 2)
+
+
+def objective_function(model: StatisticalModel, objective: str) -> Callable[[Mapping[str, tuple[Any, Any]]], Any]:
+    """``objective`` (a name of :data:`OBJECTIVES`) of ``model`` as a function of its templates (name -> (sums of weights, of squared weights))."""
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"unknown objective '{objective}'; choose one of {', '.join(OBJECTIVES)}")
+
+    def evaluate(templates: Mapping[str, tuple[Any, Any]]) -> Any:
+        built = _Model(model, templates)
+        if objective == "poi_uncertainty":
+            return built.poi_uncertainty(1.0)
+        return getattr(built, objective)()
+
+    return evaluate
