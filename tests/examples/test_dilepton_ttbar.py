@@ -121,3 +121,16 @@ def test_the_agc_processor_is_refused_for_it_in_one_line(installed_example: None
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "processor plugin 'numba' implements agc_ttbar, not analysis 'dilepton_ttbar'; use --plugin processor=dilepton-coffea" in done.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_its_soft_form_is_optimised(installed_example: None, tmp_path: Path) -> None:
+    """``agcframe optimize --analysis dilepton_ttbar``: the analysis opts in with ``differentiable()`` (its ``soft.py``)."""
+    done = agcframe_cli("optimize", "--analysis", "dilepton_ttbar", "--steps", "8", "--output", str(tmp_path / "optimize"))
+    assert done.returncode == 0, done.stderr
+    document = json.loads((tmp_path / "optimize" / "optimize.json").read_text())
+    assert document["analysis"] == "dilepton_ttbar"
+    assert document["best"]["objective"] < document["initial"]["objective"]
+    assert {path.name for path in (tmp_path / "optimize" / "plots").iterdir()} == {
+        "objective.png", "parameters.png", "templates_ee.png", "templates_mumu.png", "templates_emu.png",
+    }  # fmt: skip
+    assert done.stdout.strip().splitlines()[-1].startswith("run the analysis there: agcframe run --analysis dilepton_ttbar --set btag_threshold=")

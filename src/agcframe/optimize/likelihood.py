@@ -24,6 +24,8 @@ from agcframe.plugin.analysis import StatisticalModel
 
 __all__ = ["OBJECTIVES", "objective_function"]
 
+#: a bin whose expected events, summed over the samples, are at most this is empty
+EMPTY_BIN = 1e-9
 #: the CLs level of the expected upper limit
 LIMIT_LEVEL = 0.05
 
@@ -140,7 +142,10 @@ class _Model:
         self.up, self.down = jnp.stack(up, axis=1), jnp.stack(down, axis=1)
         self.poi_mask = jnp.asarray([sample == model.poi_sample for sample in model.samples], dtype=float)[:, None]
         total = self.nominal_rates.sum(axis=0)
-        self.relative = jnp.sqrt(jnp.stack(sumw2).sum(axis=0)) / jnp.where(total > 0, total, 1.0)
+        # a bin that no sample fills is left out (pyhf fixes its staterror): no Poisson term, a free-standing constraint
+        self.filled = total > EMPTY_BIN
+        variance = jnp.stack(sumw2).sum(axis=0)
+        self.relative = jnp.where(self.filled, jnp.sqrt(jnp.where(self.filled, variance, 1.0)) / jnp.where(self.filled, total, 1.0), 1.0)
         self.systematics = len(model.systematics)
         self.size = 1 + self.systematics + self.nominal_rates.shape[1]
 
@@ -161,11 +166,11 @@ class _Model:
         """``-ln L`` up to a constant: Poisson terms of the bins, Gaussian constraints of the systematics and ``staterror``."""
         import jax.numpy as jnp
 
-        expected = jnp.maximum(self.expected(pars), 1e-300)
-        poisson = jnp.sum(expected - jnp.where(observed > 0, observed * jnp.log(expected), 0.0))
+        expected = jnp.where(self.filled, self.expected(pars), 1.0)
+        counts = jnp.where(self.filled & (observed > 0), observed, 0.0)
+        poisson = jnp.sum(jnp.where(self.filled, expected - counts * jnp.log(expected), 0.0))
         gamma = pars[1 + self.systematics :]
-        relative = jnp.where(self.relative > 0, self.relative, 1.0)
-        return poisson + 0.5 * jnp.sum(pars[1 : 1 + self.systematics] ** 2) + 0.5 * jnp.sum(((gamma - 1.0) / relative) ** 2)
+        return poisson + 0.5 * jnp.sum(pars[1 : 1 + self.systematics] ** 2) + 0.5 * jnp.sum(((gamma - 1.0) / self.relative) ** 2)
 
     def poi_uncertainty(self, poi: float) -> Any:
         """The POI's uncertainty from the Hessian of ``-ln L`` on the Asimov data of the nominal point at ``poi``."""

@@ -105,6 +105,12 @@ class DileptonTtbar:
     def binning(self, region: str) -> Binning:
         return OBSERVABLES[region].binning
 
+    def differentiable(self) -> Any:
+        """Its soft form, which ``agcframe optimize`` moves the b-tag threshold and the jet pT cut of (:mod:`dilepton_ttbar.soft`)."""
+        from .soft import SoftDileptonTtbar
+
+        return SoftDileptonTtbar()
+
 
 BRANCHES = (
     "Electron_pt", "Electron_eta", "Electron_phi", "Electron_mass", "Electron_charge", "Electron_cutBased",
