@@ -83,6 +83,23 @@ def _modifiers(model: StatisticalModel, sample: str, region: str, process: str, 
     return normsys, histosys
 
 
+def _channel_arrays(
+    model: StatisticalModel, sample: str, region: str, process: str, templates: Mapping[str, tuple[Any, Any]]
+) -> tuple[Any, ...]:
+    """One sample in one channel: nominal, variances (bins), and the normsys factors and histosys templates (systematics × bins).
+
+    A normsys factor applies to the channel as a whole; it is repeated over the channel's bins.
+    """
+    import jax.numpy as jnp
+
+    nominal, variances = _template(templates, region, process, "nominal")
+    normsys, histosys = _modifiers(model, sample, region, process, nominal, templates)
+    ones = jnp.ones_like(nominal)
+    hi = jnp.stack([factor * ones for factor, _ in normsys])
+    lo = jnp.stack([factor * ones for _, factor in normsys])
+    return nominal, variances, hi, lo, jnp.stack([up for up, _ in histosys]), jnp.stack([down for _, down in histosys])
+
+
 def _code4(alpha: Any, hi: Any, lo: Any) -> Any:
     """pyhf's ``code4`` normsys factors (systematics × samples × bins): a polynomial for |alpha| < 1, exponential beyond."""
     import jax.numpy as jnp
@@ -117,34 +134,18 @@ class _Model:
     def __init__(self, model: StatisticalModel, templates: Mapping[str, tuple[Any, Any]]) -> None:
         import jax.numpy as jnp
 
-        nominal, sumw2, hi, lo, up, down = [], [], [], [], [], []
+        per_sample = []
         for sample, process in model.samples.items():
-            parts: list[list[Any]] = [[], [], [], [], [], []]
-            for region in model.channels.values():
-                values, variances = _template(templates, region, process, "nominal")
-                normsys, histosys = _modifiers(model, sample, region, process, values, templates)
-                parts[0].append(values)
-                parts[1].append(variances)
-                parts[2].append(jnp.stack([jnp.asarray(h, dtype=float) for h, _ in normsys]))
-                parts[3].append(jnp.stack([jnp.asarray(l, dtype=float) for _, l in normsys]))
-                parts[4].append(jnp.stack([u for u, _ in histosys]))
-                parts[5].append(jnp.stack([d for _, d in histosys]))
-            nominal.append(jnp.concatenate(parts[0]))
-            sumw2.append(jnp.concatenate(parts[1]))
-            # a normsys factor is per channel in pyhf; the channels' factors are kept apart per bin
-            bins = [len(values) for values in parts[0]]
-            hi.append(jnp.concatenate([jnp.repeat(h[:, None], n, axis=1) for h, n in zip(parts[2], bins)], axis=1))
-            lo.append(jnp.concatenate([jnp.repeat(l[:, None], n, axis=1) for l, n in zip(parts[3], bins)], axis=1))
-            up.append(jnp.concatenate(parts[4], axis=1))
-            down.append(jnp.concatenate(parts[5], axis=1))
-        self.nominal_rates = jnp.stack(nominal)  # samples × bins
-        self.hi, self.lo = jnp.stack(hi, axis=1), jnp.stack(lo, axis=1)  # systematics × samples × bins
-        self.up, self.down = jnp.stack(up, axis=1), jnp.stack(down, axis=1)
+            channels = [_channel_arrays(model, sample, region, process, templates) for region in model.channels.values()]
+            per_sample.append([jnp.concatenate(parts, axis=-1) for parts in zip(*channels)])  # the channels' bins in a row
+        nominal, sumw2, hi, lo, up, down = (jnp.stack(arrays, axis=-2) for arrays in zip(*per_sample))
+        self.nominal_rates = nominal  # samples × bins
+        self.hi, self.lo, self.up, self.down = hi, lo, up, down  # systematics × samples × bins
         self.poi_mask = jnp.asarray([sample == model.poi_sample for sample in model.samples], dtype=float)[:, None]
         total = self.nominal_rates.sum(axis=0)
         # a bin that no sample fills is left out (pyhf fixes its staterror): no Poisson term, a free-standing constraint
         self.filled = total > EMPTY_BIN
-        variance = jnp.stack(sumw2).sum(axis=0)
+        variance = sumw2.sum(axis=0)
         self.relative = jnp.where(self.filled, jnp.sqrt(jnp.where(self.filled, variance, 1.0)) / jnp.where(self.filled, total, 1.0), 1.0)
         self.systematics = len(model.systematics)
         self.size = 1 + self.systematics + self.nominal_rates.shape[1]
