@@ -20,7 +20,7 @@ from rich.table import Table
 from agcframe import __version__
 from agcframe.config import DEFAULT_PLUGINS, RunConfig, parse_parameter_settings, parse_plugin_choices, parse_processor_options
 from agcframe.tools.container import DEFAULT_TAG
-from agcframe.defaults import DEFAULT_COMPRESSION, DEFAULT_EVENTS_PER_FILE, DEFAULT_PROCESSOR_SCHEMA, DEFAULT_SEED, EVENTS_FACTOR
+from agcframe.defaults import DEFAULT_COMPRESSION, DEFAULT_EVENTS_PER_FILE, DEFAULT_PROCESSOR_SCHEMA, DEFAULT_SEED, EVENTS_FACTOR, OPTIMIZE_OBJECTIVES
 from agcframe.errors import AgcframeError, ConfigError
 from agcframe.plugin.manager import PROCESSING_SLOTS, SLOTS, PluginManager
 from agcframe.progress import showing_progress
@@ -421,7 +421,7 @@ def fit(
     "--set", "settings", multiple=True, metavar="NAME=VALUE",
     help="A parameter's value: the start of an optimised one, the fixed value of the others; repeatable.",
 )  # fmt: skip
-@click.option("--objective", type=click.Choice(["poi_uncertainty", "upper_limit"]), default="poi_uncertainty", show_default=True,
+@click.option("--objective", type=click.Choice(list(OPTIMIZE_OBJECTIVES)), default="poi_uncertainty", show_default=True,
               help="Minimise the expected POI uncertainty (Asimov Hessian) or the expected 95% CL upper limit.")  # fmt: skip
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="Softness of the cuts and histograms (the sigmoids' and kernels' widths scale with it).")
 @click.option("--steps", type=int, default=60, show_default=True, help="Optimiser steps at most.")

@@ -6,7 +6,7 @@ The command line reads them to build its options; keeping them here means that
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_COMPRESSION", "DEFAULT_EVENTS_PER_FILE", "DEFAULT_PROCESSOR_SCHEMA", "DEFAULT_SEED", "EVENTS_FACTOR"]
+__all__ = ["DEFAULT_COMPRESSION", "DEFAULT_EVENTS_PER_FILE", "DEFAULT_PROCESSOR_SCHEMA", "DEFAULT_SEED", "EVENTS_FACTOR", "OPTIMIZE_OBJECTIVES"]
 
 #: seed of the jet resolution smearing and of the embedded dataset
 DEFAULT_SEED = 42
@@ -19,3 +19,8 @@ EVENTS_FACTOR = {"ttbar": 2}
 DEFAULT_COMPRESSION = "zlib:1"
 #: the coffea NanoEvents schema of a coffea processor's events (``--processor-schema``), as coffea's Runner is mostly run
 DEFAULT_PROCESSOR_SCHEMA = "NanoAODSchema"
+#: the objectives ``agcframe optimize`` can minimise, with what they are (:mod:`agcframe.optimize.likelihood`)
+OPTIMIZE_OBJECTIVES = {
+    "poi_uncertainty": "expected uncertainty on the POI (Asimov data, from the Hessian)",
+    "upper_limit": "expected 95% CL CLs upper limit on the POI (asymptotic, background-only Asimov data)",
+}

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from agcframe.data import histogram_name
+from agcframe.defaults import OPTIMIZE_OBJECTIVES
 from agcframe.errors import ConfigError, InputError
 from agcframe.plugin.analysis import StatisticalModel
 
@@ -44,10 +45,7 @@ _CODE4 = np.array(
 
 
 #: the objectives ``agcframe optimize`` can minimise, with what they are
-OBJECTIVES: dict[str, str] = {
-    "poi_uncertainty": "expected uncertainty on the POI (Asimov data, from the Hessian)",
-    "upper_limit": "expected 95% CL CLs upper limit on the POI (asymptotic, background-only Asimov data)",
-}
+OBJECTIVES = OPTIMIZE_OBJECTIVES
 
 
 def _template(templates: Mapping[str, tuple[Any, Any]], region: str, process: str, variation: str) -> tuple[Any, Any]:
