@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 
 import awkward as ak
@@ -114,6 +115,9 @@ def xgboost_scores(model: str, rows: np.ndarray) -> np.ndarray:
 @functools.cache
 def _booster(model: str):  # type: ignore[no-untyped-def]
     xgboost = import_extra("xgboost", "ml", "the coffea processor's ML stage", "use --plugin processor=numba")
+    # freed before the interpreter tears its modules down: a Booster freed after xgboost's library handle
+    # is gone prints "Exception ignored in Booster.__del__" on stderr (XGBoost 3.2)
+    atexit.register(_booster.cache_clear)
     return xgboost.Booster(model_file=str(agc.bdt_model_path(model)), params={"nthread": 1})
 
 
