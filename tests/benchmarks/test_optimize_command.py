@@ -12,15 +12,13 @@ once, with two steps, as a smoke test.
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import subprocess
-import sys
 from itertools import count
 from pathlib import Path
 from typing import Any
 
 from agcframe.engine.pipeline import default_fileset
+from test_cli import agcframe_cli
 
 
 def test_whole_optimize_command(benchmark: Any, tmp_path: Path) -> None:
@@ -28,16 +26,13 @@ def test_whole_optimize_command(benchmark: Any, tmp_path: Path) -> None:
     steps = "2" if benchmark.disabled else "60"
     rounds = count()
     documents: list[dict[str, Any]] = []
-    subprocess.run([sys.executable, "-m", "agcframe", "run", "--no-fit", "--plugin", "processor=numba"], cwd=tmp_path, check=True, capture_output=True)
+    assert agcframe_cli("run", "--no-fit", "--plugin", "processor=numba", cwd=tmp_path).returncode == 0
 
     def optimize() -> None:
         round_ = next(rounds)
         output = tmp_path / f"optimize-{round_}"
         environment = {"JAX_COMPILATION_CACHE_DIR": str(tmp_path / f"jax-{round_}")}
-        done = subprocess.run(
-            [sys.executable, "-m", "agcframe", "optimize", "--steps", steps, "--output", str(output)],
-            cwd=tmp_path, capture_output=True, text=True, env={**os.environ, **environment},
-        )  # fmt: skip
+        done = agcframe_cli("optimize", "--steps", steps, "--output", str(output), cwd=tmp_path, env=environment)
         assert done.returncode == 0, done.stderr
         documents.append(json.loads((output / "optimize.json").read_text()))
 

@@ -8,8 +8,6 @@ run and Asimov fit at the same cut values.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ from agcframe.data import FitOptions
 from agcframe.engine.pipeline import fit, run
 from agcframe.errors import ConfigError
 from agcframe.optimize.optimizer import OptimizeSettings, optimize, soft_form, soft_objective
+from test_cli import agcframe_cli
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +80,7 @@ def test_the_optimum_beats_the_agc_cuts_in_the_hard_analysis(tmp_path: Path) -> 
 
 def test_the_command_line_prints_the_command_to_run_at_the_optimum(tmp_path: Path) -> None:
     """The module's settings: the step's compiled code comes from the disk cache the module's other tests filled."""
-    process = subprocess.run(
-        [sys.executable, "-m", "agcframe", "optimize", "--steps", "3", "--output", str(tmp_path / "out")], capture_output=True, text=True, cwd=tmp_path
-    )
+    process = agcframe_cli("optimize", "--steps", "3", "--output", str(tmp_path / "out"), cwd=tmp_path)
     assert process.returncode == 0, process.stderr
     last = process.stdout.strip().splitlines()[-1]
     assert last.startswith("run the analysis there: agcframe run --set btag_threshold=")
@@ -103,9 +100,7 @@ def test_the_command_line_prints_the_command_to_run_at_the_optimum(tmp_path: Pat
     ],
 )
 def test_bad_settings_are_one_line(tmp_path: Path, arguments: list[str], message: str) -> None:
-    process = subprocess.run(
-        [sys.executable, "-m", "agcframe", "optimize", *arguments, "--output", str(tmp_path / "out")], capture_output=True, text=True, cwd=tmp_path
-    )
+    process = agcframe_cli("optimize", *arguments, "--output", str(tmp_path / "out"), cwd=tmp_path)
     assert process.returncode != 0
     assert process.stderr.count("\n") == 1 and message in process.stderr, process.stderr
     assert not (tmp_path / "out").exists()

@@ -267,6 +267,8 @@ def optimize(settings: OptimizeSettings, *, show_progress: bool = False, report:
                     initial_templates = templates
                 else:
                     step_times.append(time.perf_counter() - begun)
+                if not trajectory or value < min(entry["objective"] for entry in trajectory):
+                    best_templates = templates
                 values = objective.values(scaled)
                 trajectory.append(
                     {
@@ -284,7 +286,6 @@ def optimize(settings: OptimizeSettings, *, show_progress: bool = False, report:
                     raise ConfigError(f"the soft objective is not finite at {trajectory[-1]['parameters']}; raise the temperature or narrow the ranges")
                 if quiet >= PATIENCE or step == settings.steps:
                     converged = quiet >= PATIENCE
-                    final_templates = templates
                     break
                 updates, state = optimizer.update(gradient, state, scaled)
                 scaled = np.clip(optax.apply_updates(scaled, updates), 0.0, 1.0)
@@ -323,7 +324,7 @@ def optimize(settings: OptimizeSettings, *, show_progress: bool = False, report:
             write_json(staging / OPTIMIZE_FILE, document)
             from agcframe.optimize.plots import draw_optimization
 
-            draw_optimization(document, objective.analysis, initial_templates, final_templates, staging / "plots")
+            draw_optimization(document, objective.analysis, initial_templates, best_templates, staging / "plots")
     first = trajectory[0]
     report(f"{settings.objective}: {first['objective']:.5g} at the start, {best['objective']:.5g} at step {best['step']} of {len(trajectory) - 1} (soft cuts, temperature {settings.temperature:g})")
     report(f"wrote {output / OPTIMIZE_FILE} and its plots in {output / 'plots'}")
