@@ -11,7 +11,7 @@ import os
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import awkward as ak
@@ -141,6 +141,10 @@ def _open_tree(path: str, treename: str, identity: tuple[int, int] | None) -> An
     try:
         tree = file[treename]
     except Exception as exc:
+        if identity is None and (isinstance(exc, OSError) or _is_timeout(exc)):
+            with suppress(OSError):
+                file.close()
+            raise _server_error(path, exc) from exc  # the server went away between the file's header and its tree
         present = treename in file.keys(cycle=False)
         keys = ", ".join(file.keys()) or "none"
         file.close()
