@@ -1,4 +1,4 @@
-"""Write requirements.lock: agcframe's runtime dependencies (with the ``xrootd``, ``ml`` and ``servicex`` extras), pinned to the versions installed here.
+"""Write requirements.lock: agcframe's runtime dependencies (with the ``xrootd``, ``s3``, ``ml`` and ``servicex`` extras), pinned to the versions installed here.
 
     python containers/make_lock.py > containers/requirements.lock
 
@@ -15,8 +15,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 
-#: extras of agcframe the image carries: root:// inputs and ServiceX at facilities, XGBoost for the coffea processor's ML stage
-IMAGE_EXTRAS = frozenset({"xrootd", "ml", "servicex"})
+#: extras of agcframe the image carries: root:// and s3:// inputs and ServiceX at facilities, XGBoost for the coffea processor's ML stage
+IMAGE_EXTRAS = frozenset({"xrootd", "s3", "ml", "servicex"})
 
 
 def closure(distribution: str, extras: frozenset[str] = frozenset()) -> dict[str, str]:

@@ -86,10 +86,20 @@ def small_fileset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Keep the embedded-dataset cache out of the user's home (session-wide, before any other fixture)."""
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[None]:
+    """Keep the embedded-dataset cache out of the user's home (session-wide, before any other fixture).
+
+    JAX's compiled programs are kept in one folder of the session that every
+    pytest-xdist worker shares (the fits of different test files compile the
+    same programs), unless the environment names one.
+    """
+    session = tmp_path_factory.getbasetemp()
+    if hasattr(pytestconfig, "workerinput"):  # a worker's folder is inside the session's
+        session = session.parent
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AGCFRAME_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+        if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+            patch.setenv("JAX_COMPILATION_CACHE_DIR", str(session / "jax-cache"))
         yield
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -158,13 +159,15 @@ def served_copy(dataset: Path) -> Iterator[Path]:
 
 
 def remote_fileset(url: str, data: Path, destination: Path) -> Path:
-    """The fileset ``data/fileset.json`` with its files at ``url`` (``root://host:port`` or ``http://host:port``)."""
+    """The fileset ``data/fileset.json`` with its files at ``url``: ``root://host:port`` or ``http://host:port``
+    (a server exporting ``data``, paths absolute), or ``s3://bucket`` (the objects keyed by paths relative to ``data``)."""
+    separator = "/" if url.startswith("s3://") else "//"
     document = json.loads((data / "fileset.json").read_text())
     for variations in document.values():
         for sample in variations.values():
             for entry in sample["files"]:
-                entry["path"] = f"{url}//{entry['path']}"
-    fileset = destination / f"remote-{url.rsplit(':', 1)[1]}.json"
+                entry["path"] = f"{url}{separator}{entry['path']}"
+    fileset = destination / f"remote-{re.sub(r'[^A-Za-z0-9]+', '-', url.partition('://')[2])}.json"
     fileset.write_text(json.dumps(document))
     return fileset
 

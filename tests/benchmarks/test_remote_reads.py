@@ -1,21 +1,24 @@
-"""Remote reads: the numba processor on one core over ``root://`` at a round-trip time of 0, 10 and 50 ms, against the local read.
+"""Remote reads: the numba processor on one core over ``root://`` and ``s3://`` at a round-trip time of 0, 10 and 50 ms, against the local read.
 
-A real XRootD origin serves a copy of the benchmark dataset; a delaying TCP
-proxy (``tests/delay_proxy.py``, a process of its own) in front of it adds the
-round-trip time. The rate is events per second of planning plus processing on
+A real XRootD origin and an S3 server (moto's, ``tests/s3_server.py``) serve
+copies of the benchmark dataset; a delaying TCP proxy (``tests/delay_proxy.py``,
+a process of its own) in front of either adds the round-trip time. The rate is events per second of planning plus processing on
 the iterative executor (one worker; writing the outputs is the same either way);
 ``cpu_s_per_wall_s`` says how busy the CPU was meanwhile (the read-ahead's
 threads decompress while the main thread computes).
 ``plain`` turns agcframe's remote-read optimisations off: the files are opened
 one after another while planning (not by threads at once), and no chunk is
 read ahead while the one before it is computed. Each benchmark stores its rate, its ratio
-to the local rate measured in the same session, and the requests per chunk.
+to the local rate measured in the same session, and the requests per chunk: uproot's
+requests for ``root://`` (each a vector read), the GETs the S3 server answered for ``s3://``
+(S3 serves one byte range per GET; uproot merges nearby baskets into one range).
 """
 
 from __future__ import annotations
 
 import resource
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +30,22 @@ from agcframe.io.fileset import load_fileset, select_datasets
 from agcframe.io.inputs import forget_open_trees, open_tree
 from agcframe.analyses.agc_ttbar.numba.processor import NumbaProcessor
 from agcframe.plugins.uproot.source import UprootSource
+from s3_server import S3Server, s3_server
 from xrootd_servers import delay_proxy, origin_config, remote_fileset, require_xrootd, served_copy, xrootd
 from agcframe.analyses.agc_ttbar.analysis import AgcTtbar
 
 AGC = AgcTtbar()
 
 ROUND_TRIP_TIMES_MS = (0, 10, 50)
+#: the round-trip time of the smoke run (``--benchmark-disable``, the test suite's): each case runs once
+SMOKE_ROUND_TRIP_TIMES_MS = (10,)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every round-trip time when measured (``--benchmark-enable``), one in the smoke run."""
+    if "rtt_ms" in metafunc.fixturenames:
+        measured = metafunc.config.getoption("benchmark_enable", False)
+        metafunc.parametrize("rtt_ms", ROUND_TRIP_TIMES_MS if measured else SMOKE_ROUND_TRIP_TIMES_MS)
 
 
 def _run(fileset: Path, output: Path) -> dict[str, Any]:
@@ -63,42 +76,72 @@ def origin(benchmark_fileset: Path) -> Iterator[tuple[int, Path]]:
 
 
 @pytest.fixture(scope="module")
-def local_rate(origin: tuple[int, Path], tmp_path_factory: pytest.TempPathFactory) -> float:
+def bucket(benchmark_fileset: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    pytest.importorskip("s3fs", reason="s3:// inputs need s3fs; pip install 'agcframe[s3]'")
+    with s3_server(tmp_path_factory.mktemp("s3"), {"benchmark": benchmark_fileset.parent}) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def local_rate(benchmark_fileset: Path, tmp_path_factory: pytest.TempPathFactory) -> float:
     """The per-core rate of the same files read from the local disk: the best of three runs after a warm-up."""
-    fileset = origin[1] / "data" / "fileset.json"
+    fileset = benchmark_fileset
     output = tmp_path_factory.mktemp("local")
     _run(fileset, output)  # numba's cache, the page cache
     return max(_per_core_rate(_run(fileset, output)) for _ in range(3))
 
 
-def _requests_per_chunk(fileset: Path) -> float:
-    """uproot's requests to the server for each chunk the numba processor reads (the file already open, as in a run)."""
+def _requests_per_chunk(fileset: Path, server_requests: Callable[[], int] | None = None) -> float:
+    """Requests to the server for each chunk the numba processor reads (the file already open, as in a run):
+    ``server_requests()``, the server's count so far, or else uproot's count of the file's requests."""
     items = UprootSource().plan(select_datasets(load_fileset(fileset, AGC), AGC, -1), agcframe.RunConfig.chunksize)
     requests = 0
     processor = NumbaProcessor()
     for item in items:
         with open_tree(item.path, item.treename) as tree:
-            before = tree.file.source.num_requests
+            count = server_requests or (lambda: tree.file.source.num_requests)
+            before = count()
             processor.read(item)
-            requests += tree.file.source.num_requests - before
+            requests += count() - before
     return requests / len(items)
 
 
+def _forget_remote_files() -> None:
+    """Nothing of the files stays open, nor any S3 client (fsspec keeps one per filesystem options): a fresh process's view."""
+    forget_open_trees()
+    if "s3fs" in sys.modules:
+        sys.modules["s3fs"].S3FileSystem.clear_instance_cache()
+
+
+def _served_fileset(
+    scheme: str, proxy_port: int, benchmark_fileset: Path, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, Callable[[], int] | None]:
+    """The benchmark fileset at the delaying proxy's port, and the server's request count (``None``: uproot's)."""
+    if scheme == "root":
+        return remote_fileset(f"root://127.0.0.1:{proxy_port}", request.getfixturevalue("origin")[1] / "data", tmp_path), None
+    server: S3Server = request.getfixturevalue("bucket")
+    for name, value in server.environment(AWS_ENDPOINT_URL=f"http://127.0.0.1:{proxy_port}").items():
+        monkeypatch.setenv(name, value)
+    return remote_fileset("s3://benchmark", benchmark_fileset.parent, tmp_path), lambda: server.object_gets("benchmark")
+
+
 @pytest.mark.parametrize("optimised", [True, False], ids=["optimised", "plain"])
-@pytest.mark.parametrize("rtt_ms", ROUND_TRIP_TIMES_MS)
+@pytest.mark.parametrize("scheme", ["root", "s3"])
 def test_remote_rate(
-    benchmark: Any, origin: tuple[int, Path], local_rate: float, rtt_ms: int, optimised: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    port, served = origin
+    benchmark: Any, benchmark_fileset: Path, local_rate: float, scheme: str, rtt_ms: int, optimised: bool,
+    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    server_port = request.getfixturevalue("origin")[0] if scheme == "root" else int(request.getfixturevalue("bucket").endpoint.rsplit(":", 1)[1])
     if not optimised:
         monkeypatch.setattr(processing, "REMOTE_PLANNING_THREADS", 1)
         monkeypatch.delattr(processing.ChunkTask, "prefetch")
-    with delay_proxy(port, rtt_ms, served) as proxy_port:
-        fileset = remote_fileset(f"root://127.0.0.1:{proxy_port}", served / "data", tmp_path)
+    with delay_proxy(server_port, rtt_ms, tmp_path) as proxy_port:
+        fileset, server_requests = _served_fileset(scheme, proxy_port, benchmark_fileset, tmp_path, request, monkeypatch)
         runs: list[dict[str, Any]] = []
         # a fresh process's view of the server each round: nothing of the files stays open between rounds
-        benchmark.pedantic(lambda: runs.append(_run(fileset, tmp_path / "out")), setup=forget_open_trees, rounds=3, iterations=1)
-        requests = _requests_per_chunk(fileset)
+        benchmark.pedantic(lambda: runs.append(_run(fileset, tmp_path / "out")), setup=_forget_remote_files, rounds=3, iterations=1)
+        requests = _requests_per_chunk(fileset, server_requests)
+        _forget_remote_files()
     best = max(runs, key=_per_core_rate)
     assert best["events"] > 0 and requests >= 1
     benchmark.extra_info.update(

@@ -44,15 +44,27 @@ def _remote_fileset(tmp_path: Path, url: str) -> Path:
     return fileset
 
 
-@pytest.mark.parametrize("scheme", ["http", "root"])
-def test_a_server_that_does_not_answer_is_an_error_within_the_timeout(silent_server: str, tmp_path: Path, scheme: str) -> None:
+def _server_url(scheme: str, server: str) -> tuple[str, dict[str, str]]:
+    """The URL of files at ``server`` (``http://host:port``) in ``scheme``, and the environment that reaches them.
+
+    An ``s3://`` URL names a bucket; the server is the endpoint in ``AWS_ENDPOINT_URL``.
+    """
     if scheme == "root":
         pytest.importorskip("fsspec_xrootd", reason="the XRootD client is not installed; pip install 'agcframe[xrootd]'")
-    url = silent_server.replace("http://", f"{scheme}://")
+    if scheme == "s3":
+        pytest.importorskip("s3fs", reason="s3:// inputs need s3fs; pip install 'agcframe[s3]'")
+        credentials = {"AWS_ACCESS_KEY_ID": "agcframe", "AWS_SECRET_ACCESS_KEY": "agcframe", "AWS_DEFAULT_REGION": "us-east-1"}
+        return "s3://agc-open-data", {"AWS_ENDPOINT_URL": server, **credentials}
+    return server.replace("http://", f"{scheme}://"), {}
+
+
+@pytest.mark.parametrize("scheme", ["http", "root", "s3"])
+def test_a_server_that_does_not_answer_is_an_error_within_the_timeout(silent_server: str, tmp_path: Path, scheme: str) -> None:
+    url, environment = _server_url(scheme, silent_server)
     started = time.monotonic()
     result = agcframe_cli(
         "run", "--no-fit", "--fileset", str(_remote_fileset(tmp_path, url)), "--output", str(tmp_path / "out"),
-        env={"AGCFRAME_REMOTE_TIMEOUT_S": "2"},
+        env={"AGCFRAME_REMOTE_TIMEOUT_S": "2", **environment},
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1, result.stderr
@@ -62,20 +74,18 @@ def test_a_server_that_does_not_answer_is_an_error_within_the_timeout(silent_ser
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("scheme", ["http", "root"])
+@pytest.mark.parametrize("scheme", ["http", "root", "s3"])
 def test_a_server_that_is_down_is_one_line_within_the_timeout(tmp_path: Path, scheme: str) -> None:
-    if scheme == "root":
-        pytest.importorskip("fsspec_xrootd", reason="the XRootD client is not installed; pip install 'agcframe[xrootd]'")
     with socket.socket() as probe:  # a loopback port nothing listens on
         probe.bind(("127.0.0.1", 0))
-        url = f"{scheme}://127.0.0.1:{probe.getsockname()[1]}"
+        url, environment = _server_url(scheme, f"http://127.0.0.1:{probe.getsockname()[1]}")
     started = time.monotonic()
     result = agcframe_cli(
         "run", "--no-fit", "--fileset", str(_remote_fileset(tmp_path, url)), "--output", str(tmp_path / "out"),
-        env={"AGCFRAME_REMOTE_TIMEOUT_S": "3"},
+        env={"AGCFRAME_REMOTE_TIMEOUT_S": "3", **environment},
     )  # fmt: skip
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
-    if scheme == "http":  # refused at once
+    if scheme in ("http", "s3"):  # refused at once (botocore tries a few times more)
         assert f"input file {url}/ttbar.root cannot be read from {url} (" in result.stderr
         assert "check that the server is up and serves the file" in result.stderr
     else:  # the XRootD client tries to connect again until the timeout

@@ -17,7 +17,9 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -25,6 +27,7 @@ import pytest
 from agcframe.engine.checkpoints import checkpoint_directory
 from histograms import assert_bit_identical
 from test_cli import agcframe_cli
+from tls_certificates import make_certificates
 from xrootd_servers import origin_config, remote_fileset, require_xrootd, served_copy, xrootd
 
 
@@ -51,13 +54,13 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             continue
 
 
-@pytest.fixture
-def external_cluster(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
-    """A scheduler on a loopback port and two single-threaded workers, each a command of its own."""
-    scheduler_file = tmp_path / "scheduler.json"
+@contextmanager
+def _cluster(directory: Path, *security: str) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
+    """A scheduler on a loopback port and two single-threaded workers, each a command of its own; ``security``: their TLS options."""
+    scheduler_file = directory / "scheduler.json"
     scheduler = _start(
-        DASK, "scheduler", "--host", "127.0.0.1", "--port", "0",
-        "--no-dashboard", "--scheduler-file", str(scheduler_file), log=tmp_path / "scheduler.log",
+        DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", *security,
+        "--no-dashboard", "--scheduler-file", str(scheduler_file), log=directory / "scheduler.log",
     )  # fmt: skip
     workers: list[subprocess.Popen[bytes]] = []
     try:
@@ -68,18 +71,25 @@ def external_cluster(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Pope
         for number in range(2):
             workers.append(
                 _start(
-                    DASK, "worker", address, "--nthreads", "1", "--nworkers", "1",
-                    "--no-dashboard", "--name", f"worker-{number}", log=tmp_path / f"worker-{number}.log",
+                    DASK, "worker", address, "--nthreads", "1", "--nworkers", "1", *security,
+                    "--no-dashboard", "--name", f"worker-{number}", log=directory / f"worker-{number}.log",
                 )  # fmt: skip
             )
+        yield address, workers
+    finally:
+        for process in [*workers, scheduler]:
+            _stop(process)
+
+
+@pytest.fixture
+def external_cluster(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
+    """A plain (``tcp://``) cluster of two workers, all its workers up."""
+    with _cluster(tmp_path) as (address, workers):
         from distributed import Client
 
         with Client(address, timeout="30s") as client:
             client.wait_for_workers(2, timeout=120)
         yield address, workers
-    finally:
-        for process in [*workers, scheduler]:
-            _stop(process)
 
 
 def _worker_processes(nannies: list[subprocess.Popen[bytes]]) -> list[psutil.Process]:
@@ -167,3 +177,98 @@ def test_a_coffea_processor_the_workers_cannot_import_runs_on_an_external_cluste
     assert ours["events"] == theirs["events"] > 0
     assert ours["jet_pt"].view(flow=True).tobytes() == theirs["jet_pt"].view(flow=True).tobytes()
     assert list(ours["jet_pt"].axes["process"]) == list(theirs["jet_pt"].axes["process"])
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    """A cluster that speaks TLS only (a certificate of the tests' own authority), and the Dask variables of its clients."""
+    directory = tmp_path_factory.mktemp("tls-dask")
+    certificates = make_certificates(directory)
+    security = ["--tls-ca-file", str(certificates.ca), "--tls-cert", str(certificates.certificate), "--tls-key", str(certificates.key)]
+    with _cluster(directory, "--protocol", "tls", *security) as (address, _):
+        environment = {
+            "DASK_DISTRIBUTED__COMM__TLS__CA_FILE": str(certificates.ca),
+            "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT": str(certificates.certificate),
+            "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY": str(certificates.key),
+        }
+        from distributed import Client
+
+        with Client(address, timeout="30s", security=_security(environment)) as client:
+            client.wait_for_workers(2, timeout=120)
+        yield address, environment
+
+
+def _security(environment: dict[str, str]) -> Any:
+    """The client security of ``environment``'s files, as an object (Dask Gateway's clients carry one, not configuration)."""
+    from distributed.security import Security
+
+    return Security(
+        tls_ca_file=environment["DASK_DISTRIBUTED__COMM__TLS__CA_FILE"], tls_client_cert=environment["DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT"],
+        tls_client_key=environment["DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY"], require_encryption=True,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def iterative_histograms(small_fileset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    output = tmp_path_factory.mktemp("iterative")
+    expected = agcframe_cli("run", "--no-fit", "--fileset", str(small_fileset), "--chunksize", "700", "--output", str(output))
+    assert expected.returncode == 0, expected.stderr
+    return output / "histograms.root"
+
+
+def test_a_tls_cluster_gives_the_iterative_histograms(
+    tls_cluster: tuple[str, dict[str, str]], small_fileset: Path, iterative_histograms: Path, tmp_path: Path
+) -> None:
+    """``--dask-scheduler-address tls://...`` with the certificates where Dask reads them (here its DASK_ variables)."""
+    address, environment = tls_cluster
+    assert address.startswith("tls://127.0.0.1:")
+    result = agcframe_cli(
+        "run", "--no-fit", "--fileset", str(small_fileset), "--chunksize", "700", "--workers", "2",
+        "--plugin", "executor=dask", "--dask-scheduler-address", address, "--output", str(tmp_path / "tls"), env=environment,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "tls" / "metrics.json").read_text())["planning_workers"] == 2
+    assert_bit_identical(iterative_histograms, tmp_path / "tls" / "histograms.root")
+
+
+@pytest.mark.parametrize("certificates", ["none", "another-authority"])
+def test_a_tls_cluster_refuses_a_client_without_its_certificates_in_one_line(
+    tls_cluster: tuple[str, dict[str, str]], small_fileset: Path, tmp_path: Path, certificates: str
+) -> None:
+    address, _ = tls_cluster
+    environment: dict[str, str] = {}
+    if certificates == "another-authority":
+        other = make_certificates(tmp_path)
+        environment = {
+            "DASK_DISTRIBUTED__COMM__TLS__CA_FILE": str(other.ca), "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT": str(other.certificate),
+            "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY": str(other.key),
+        }  # fmt: skip
+    result = agcframe_cli(
+        "run", "--no-fit", "--fileset", str(small_fileset), "--plugin", "executor=dask",
+        "--dask-scheduler-address", address, "--output", str(tmp_path / "out"), env=environment,
+    )  # fmt: skip
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    if certificates == "none":
+        assert f"the Dask scheduler at {address} speaks TLS, and Dask's configuration has no client certificate" in result.stderr
+        assert "DASK_DISTRIBUTED__COMM__TLS__CA_FILE" in result.stderr
+    else:
+        assert f"cannot reach the Dask scheduler at {address} (" in result.stderr and "TLS" in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_connected_client_with_its_own_security_is_used(
+    tls_cluster: tuple[str, dict[str, str]], small_fileset: Path, iterative_histograms: Path, tmp_path: Path
+) -> None:
+    """Dask Gateway's form: the caller connects a client with a security object (no configuration) and gives agcframe its address."""
+    import agcframe
+    from distributed import Client
+
+    address, environment = tls_cluster
+    with Client(address, timeout="30s", security=_security(environment)) as client:
+        config = agcframe.RunConfig(
+            fileset=str(small_fileset), output=str(tmp_path / "gateway"), fit=False, chunksize=700, workers=2,
+            plugins={"executor": "dask"}, plugin_options={"dask": {"scheduler_address": client.scheduler.address}},
+        )  # fmt: skip
+        agcframe.run(config)
+        assert client.status == "running"  # the caller's client: agcframe does not close it
+    assert_bit_identical(iterative_histograms, tmp_path / "gateway" / "histograms.root")

@@ -29,7 +29,8 @@ from agcframe.data import Dataset, WorkItem, is_remote
 from agcframe.errors import AgcframeError, AnalysisError, InputError, PluginError, ServerError, describe_exception
 from agcframe.io import column_cache
 from agcframe.io.column_cache import ColumnCache, ColumnCacheStats
-from agcframe.io.inputs import bytes_read, forget_remote_file, server_of
+from agcframe.io.inputs import bytes_read, forget_remote_file
+from agcframe.io.remote import server_of
 from agcframe.progress import terminal_progress
 from agcframe.engine.reduce import tree_reduce
 from agcframe.plugin.specs import Accumulator, Executor, Processor, Source

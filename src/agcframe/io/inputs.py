@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import logging
-import math
 import mmap
 import os
 import threading
@@ -19,11 +17,11 @@ import numpy as np
 import uproot
 
 from agcframe.data import WorkItem, is_remote
-from agcframe.errors import InputError, ServerError, describe_exception
+from agcframe.errors import InputError, describe_exception
 from agcframe.io import column_cache
+from agcframe.io.remote import close_remote_handle, remote_error, remote_options
 
 __all__ = [
-    "REMOTE_TIMEOUT_ENV",
     "bytes_read",
     "checked_entries",
     "file_identity",
@@ -35,7 +33,6 @@ __all__ = [
     "read_arrays",
     "read_nanoevents",
     "require_branches",
-    "server_of",
 ]
 
 # NanoAODSchema's notes on collections a file lacks (read_nanoevents), filtered for the whole process:
@@ -48,18 +45,6 @@ warnings.filterwarnings("ignore", message="Branch .* already exists", category=R
 OPEN_TREES = 16
 #: a full garbage collection every this many trees evicted from the open ones (see _open_tree_collected)
 EVICTIONS_PER_COLLECTION = 4
-
-#: seconds a remote server (``root://``, ``https://``) may take to answer before a read fails;
-#: the environment variable sets it for the run's processes and its local workers
-REMOTE_TIMEOUT_ENV = "AGCFRAME_REMOTE_TIMEOUT_S"
-DEFAULT_REMOTE_TIMEOUT_S = 30
-
-log = logging.getLogger(__name__)
-
-#: the XRootD client's settings agcframe changes (environment variables of the client, which override them):
-#: it checks timeouts every second, not every 15 s, and after a failed connection tries again within 2 s,
-#: not 120 s, so a restarted server is used again at the next retry of a chunk
-XROOTD_CLIENT_DEFAULTS = {"XRD_TIMEOUTRESOLUTION": "1", "XRD_CONNECTIONWINDOW": "2"}
 
 _lock = threading.Lock()
 _bytes_read = 0
@@ -123,14 +108,12 @@ def _open_tree(path: str, treename: str, identity: tuple[int, int] | None) -> An
     if identity is not None:
         options: dict[str, Any] = {"handler": uproot.source.file.MemmapSource}
     else:
-        options = _remote_options()
-        for name, value in XROOTD_CLIENT_DEFAULTS.items():  # read when the client starts; the user's settings win
-            os.environ.setdefault(name, value)
+        options = remote_options(path)
     try:
         file = uproot.open(path, array_cache=None, **options)
     except Exception as exc:
-        if identity is None and (isinstance(exc, OSError) or _is_timeout(exc)):
-            raise _server_error(path, exc) from exc
+        if identity is None and (error := remote_error(path, exc)) is not None:
+            raise error from exc
         raise InputError(
             f"input file {path} cannot be opened as ROOT ({describe_exception(exc)}); "
             "it may be truncated or not a ROOT file"
@@ -141,10 +124,10 @@ def _open_tree(path: str, treename: str, identity: tuple[int, int] | None) -> An
     try:
         tree = file[treename]
     except Exception as exc:
-        if identity is None and (isinstance(exc, OSError) or _is_timeout(exc)):
+        if identity is None and (error := remote_error(path, exc)) is not None:
             with suppress(OSError):
                 file.close()
-            raise _server_error(path, exc) from exc  # the server went away between the file's header and its tree
+            raise error from exc  # the server went away between the file's header and its tree
         present = treename in file.keys(cycle=False)
         keys = ", ".join(file.keys()) or "none"
         file.close()
@@ -226,24 +209,6 @@ def checked_entries(path: str, treename: str, branches: Sequence[str] = (), nevt
     return entries
 
 
-def server_of(path: str) -> str:
-    """``scheme://host:port`` of a URL, for messages."""
-    scheme, _, rest = path.partition("://")
-    return f"{scheme}://{rest.split('/', 1)[0]}"
-
-
-def _server_error(path: str, exc: BaseException) -> ServerError:
-    if _is_timeout(exc):
-        return ServerError(
-            f"input file {path}: its server did not answer within {remote_timeout():g} s "
-            f"({describe_exception(exc)}); check the server, or set {REMOTE_TIMEOUT_ENV} for a slower one"
-        )
-    return ServerError(
-        f"input file {path} cannot be read from {server_of(path)} ({describe_exception(exc)}); "
-        "check that the server is up and serves the file"
-    )
-
-
 def forget_open_trees() -> None:
     """Forget the trees this process keeps open: the next :func:`open_tree` of each file reads its metadata again."""
     global _evictions_collected
@@ -253,50 +218,9 @@ def forget_open_trees() -> None:
 
 
 def forget_remote_file(path: str) -> None:
-    """Drop what this process holds open of the remote file ``path``, so that its next read opens it afresh.
-
-    After a server restarts, an open handle stays broken: fsspec-xrootd keeps
-    its XRootD file handles in a cache of its filesystem, so the handle is
-    closed and removed from there too (errors of closing a broken handle are
-    ignored).
-    """
+    """Drop what this process holds open of the remote file ``path`` (its tree, its XRootD handle), so that its next read opens it afresh."""
     forget_open_trees()  # per-path removal is not offered; other files reopen when next read
-    if not path.startswith("root://"):
-        return
-    import fsspec
-
-    filesystem, stripped = fsspec.core.url_to_fs(path, **_remote_options())  # the instance uproot opened it with
-    handles = getattr(filesystem, "_readonly_filehandle_cache", None)
-    if handles is not None:
-        try:
-            handles.close(filesystem.unstrip_protocol(stripped), 1)
-        except Exception:  # the handle of a dead connection cannot close cleanly; it is gone from the cache
-            log.debug("closing the broken XRootD handle of %s failed", path, exc_info=True)
-
-
-def _remote_options() -> dict[str, Any]:
-    """uproot's options for a remote file (uproot hands ``timeout`` on to fsspec, whose filesystems it keys)."""
-    return {"timeout": remote_timeout()}
-
-
-def remote_timeout() -> int:
-    """Whole seconds a remote server may take to answer: ``AGCFRAME_REMOTE_TIMEOUT_S`` rounded up, else 30.
-
-    Whole, because the XRootD client takes only whole seconds.
-    """
-    value = os.environ.get(REMOTE_TIMEOUT_ENV, "")
-    try:
-        seconds = float(value) if value else DEFAULT_REMOTE_TIMEOUT_S
-    except ValueError:
-        raise InputError(f"{REMOTE_TIMEOUT_ENV}={value!r} is not a number of seconds") from None
-    if not seconds > 0:
-        raise InputError(f"{REMOTE_TIMEOUT_ENV}={value!r} must be a positive number of seconds")
-    return math.ceil(seconds)
-
-
-def _is_timeout(exc: BaseException) -> bool:
-    """A timeout of any of the libraries under uproot (socket, asyncio, aiohttp, fsspec; XRootD's "Operation expired")."""
-    return isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__ or "Operation expired" in str(exc)
+    close_remote_handle(path)
 
 
 def require_branches(tree: Any, path: str, branches: Sequence[str]) -> None:

@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from agcframe.errors import PluginError
+from agcframe.errors import PluginError, describe_exception
 
 __all__ = ["DaskExecutor"]
 
@@ -29,10 +29,14 @@ class DaskExecutor:
     Parameters
     ----------
     scheduler_address
-        Address of a running scheduler (``tcp://host:8786``; a dask-jobqueue or
-        dask-gateway cluster's ``scheduler_address``). Without it a
-        LocalCluster with ``workers`` single-threaded worker processes is
-        started for the run and closed after it.
+        Address of a running scheduler (``tcp://host:8786``, ``tls://host:8786``;
+        a dask-jobqueue cluster's ``scheduler_address``). A client of this
+        process already connected to it (``distributed.default_client()``, as
+        Dask Gateway's ``cluster.get_client()`` makes) is used as it is, with
+        its security; otherwise a client is connected, a ``tls://`` one with
+        the certificates of Dask's configuration (``distributed.comm.tls``).
+        Without an address a LocalCluster with ``workers`` single-threaded
+        worker processes is started for the run and closed after it.
     """
 
     def __init__(self, scheduler_address: str | None = None) -> None:
@@ -72,11 +76,16 @@ class DaskExecutor:
                 )
             )
             return stack.enter_context(Client(cluster))
+        connected = _connected_client(self.scheduler_address)
+        if connected is not None:
+            return connected  # the caller's (Dask Gateway's get_client()), with its own security; the caller closes it
+        if self.scheduler_address.startswith("tls://"):
+            _require_tls_configuration(self.scheduler_address)
         try:
             return stack.enter_context(Client(self.scheduler_address, timeout=CONNECT_TIMEOUT))
         except OSError as exc:
             raise PluginError(
-                f"cannot reach the Dask scheduler at {self.scheduler_address} ({type(exc).__name__}); "
+                f"cannot reach the Dask scheduler at {self.scheduler_address} ({describe_exception(exc)}); "
                 "check --dask-scheduler-address or start one with 'dask scheduler'"
             ) from None
 
@@ -94,3 +103,28 @@ class DaskExecutor:
                     yield index_of[future.key], result
             finally:
                 client.cancel(futures)
+
+
+def _connected_client(address: str) -> Any:
+    """This process's current client (:func:`distributed.default_client`) if it is connected to ``address``, else ``None``."""
+    from distributed import default_client
+
+    try:
+        client = default_client()
+    except ValueError:  # no client in this process
+        return None
+    return client if client.status == "running" and client.scheduler.address == address else None
+
+
+def _require_tls_configuration(address: str) -> None:
+    """A ``tls://`` scheduler needs the CA, certificate and key of Dask's configuration; else one line saying where they go."""
+    from distributed.security import Security
+
+    security = Security()  # what a Client reads: distributed.comm.tls in Dask's configuration files and DASK_* variables
+    if not (security.tls_ca_file and security.tls_client_cert):
+        raise PluginError(
+            f"the Dask scheduler at {address} speaks TLS, and Dask's configuration has no client certificate: set "
+            "distributed.comm.tls.ca-file, .client.cert and .client.key (DASK_DISTRIBUTED__COMM__TLS__CA_FILE, "
+            "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT, DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY), "
+            "or connect a Client with its security first (Dask Gateway's cluster.get_client())"
+        )

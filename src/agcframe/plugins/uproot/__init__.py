@@ -16,5 +16,5 @@ def agcframe_sources() -> Iterable[SourceSpec]:
     yield SourceSpec(
         name="uproot",
         backend=DeferredBackend("agcframe.plugins.uproot.source:UprootSource"),
-        description="local paths, root:// and https:// files read with uproot",
+        description="local paths, root://, https:// and s3:// files read with uproot",
     )
