@@ -101,8 +101,9 @@ class XRootDServer:
         return int(self.pidfile.read_text().split()[0])
 
 
-def start_xrootd(directory: Path, name: str, config: str, port: int | None = None) -> XRootDServer:
-    """Start an ``xrootd`` with ``config`` on ``port`` (a free loopback port if ``None``); return once it listens."""
+def start_xrootd(directory: Path, name: str, config: str, port: int | None = None, environment: dict[str, str] | None = None) -> XRootDServer:
+    """Start an ``xrootd`` with ``config`` on ``port`` (a free loopback port if ``None``), ``environment`` added to its own;
+    return once it listens."""
     port = port or free_port()
     # the admin and pid paths default to /tmp/<name>: keep them in ``directory``, removed with it
     (directory / f"{name}.cfg").write_text(f"{config}xrd.port {port}\nall.adminpath {directory}\nall.pidpath {directory}\n")
@@ -111,15 +112,16 @@ def start_xrootd(directory: Path, name: str, config: str, port: int | None = Non
     command = ["xrootd", "-c", str(directory / f"{name}.cfg"), "-l", str(directory / f"{name}.log"), "-b", "-s", str(pidfile), "-n", name]
     if os.geteuid() == 0:
         command += ["-R", "nobody"]  # xrootd will not run as root
-    subprocess.run(command, check=True, capture_output=True, timeout=60)
+    # xrootd makes its home folder, <name>, in its working directory
+    subprocess.run(command, check=True, capture_output=True, timeout=60, cwd=directory, env={**os.environ, **(environment or {})})
     _wait_for_port(port, pidfile, f"xrootd {name}")
     return XRootDServer(name, port, pidfile)
 
 
 @contextmanager
-def xrootd(directory: Path, name: str, config: str) -> Iterator[XRootDServer]:
+def xrootd(directory: Path, name: str, config: str, environment: dict[str, str] | None = None) -> Iterator[XRootDServer]:
     """:func:`start_xrootd`, stopped by its PID at the end."""
-    server = start_xrootd(directory, name, config)
+    server = start_xrootd(directory, name, config, environment=environment)
     try:
         yield server
     finally:

@@ -6,6 +6,10 @@ uproot reads every URL through an fsspec filesystem: ``fsspec-xrootd`` for
 from where every AWS tool reads them: ``AWS_ENDPOINT_URL`` (or
 ``AWS_ENDPOINT_URL_S3``), ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``,
 ``AWS_PROFILE`` and ``~/.aws/credentials``; agcframe adds none of its own.
+A bearer token (:mod:`agcframe.io.tokens`) goes to ``https://`` servers as a
+header; the XRootD client finds it for ``root://`` itself. A server's TLS
+certificate is checked against the system's authorities, or ``SSL_CERT_FILE``
+(``https://``) and ``X509_CERT_FILE``/``X509_CERT_DIR`` (``root://``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import os
 from typing import Any
 
 from agcframe.errors import AgcframeError, InputError, ServerError, describe_exception, missing_extra
+from agcframe.io.tokens import bearer_token, token_places
 
 __all__ = [
     "DEFAULT_REMOTE_TIMEOUT_S",
@@ -45,10 +50,15 @@ S3FS_TRIES = 2
 #: the fsspec filesystem (module) a URL scheme needs, and the agcframe extra that installs it
 SCHEME_EXTRAS = {"root": ("fsspec_xrootd", "xrootd"), "s3": ("s3fs", "s3")}
 
-#: what a person does about a server that refused a reader, by scheme
-_REFUSAL_HINTS = {
-    "s3": "check the credentials (AWS_ACCESS_KEY_ID, AWS_PROFILE, ~/.aws/credentials) and the endpoint (AWS_ENDPOINT_URL)",
-}
+#: what a person does about an S3 store that refused a reader (a token server's hint names the token, _token_hint)
+_S3_REFUSAL_HINT = "check the credentials (AWS_ACCESS_KEY_ID, AWS_PROFILE, ~/.aws/credentials) and the endpoint (AWS_ENDPOINT_URL)"
+
+#: what an XRootD server says when it refuses a reader: authentication failed (no token, an expired one), or
+#: the authorization of the path did not pass (kXR_NotAuthorized, 3010: a token for another path)
+_XROOTD_REFUSALS = ("Auth failed", "[3010]")
+
+#: HTTP statuses of a refused reader
+_HTTP_REFUSALS = (401, 403)
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +95,11 @@ def remote_options(path: str) -> dict[str, Any]:
     if scheme_of(path) == "root":
         for name, value in XROOTD_CLIENT_DEFAULTS.items():  # read when the client starts; the user's settings win
             os.environ.setdefault(name, value)
-    return {"timeout": timeout}
+    options: dict[str, Any] = {"timeout": timeout}
+    token = bearer_token() if scheme_of(path) == "https" else None  # never over plain http://
+    if token is not None:
+        options["headers"] = {"Authorization": f"Bearer {token.value}"}  # request headers of fsspec's HTTP filesystem
+    return options
 
 
 def remote_timeout() -> int:
@@ -112,9 +126,10 @@ def remote_error(path: str, exc: BaseException) -> AgcframeError | None:
     """The error for a person of the remote file ``path`` failing with ``exc``, or ``None`` if it is not the server's.
 
     - the scheme's filesystem is not installed: which extra to install;
-    - the server refused the reader (``PermissionError``) or has no such file
+    - the server refused the reader (``PermissionError``, HTTP 401 or 403,
+      XRootD's failed authentication or authorization) or has no such file
       (``FileNotFoundError``): an :class:`InputError`, never retried, naming
-      the server, the file and what the server said;
+      the server, the file, what the server said and what to check;
     - it did not answer in time, or the connection failed (other ``OSError``):
       a :class:`ServerError`, which a chunk retries.
     """
@@ -122,8 +137,8 @@ def remote_error(path: str, exc: BaseException) -> AgcframeError | None:
     if isinstance(exc, ImportError) and scheme in SCHEME_EXTRAS:
         module, extra = SCHEME_EXTRAS[scheme]
         return missing_extra(module, extra, f"input file {path}")
-    if isinstance(exc, PermissionError):
-        hint = _REFUSAL_HINTS.get(scheme, "check that you may read it there")
+    if _is_refusal(scheme, exc):
+        hint = _S3_REFUSAL_HINT if scheme == "s3" else _token_hint(scheme)
         return InputError(f"input file {path}: {server_of(path)} refused to serve it ({describe_exception(exc)}); {hint}")
     if isinstance(exc, FileNotFoundError):
         return InputError(f"input file {path} does not exist on {server_of(path)} ({describe_exception(exc)}); check the fileset paths")
@@ -140,13 +155,30 @@ def remote_error(path: str, exc: BaseException) -> AgcframeError | None:
     return None
 
 
-def _is_connection_failure(scheme: str, exc: BaseException) -> bool:
-    """A connection of botocore that failed (not an ``OSError``: botocore's errors are its own)."""
-    if scheme != "s3":
-        return False
-    from botocore.exceptions import ConnectionError as BotocoreConnectionError
+def _is_refusal(scheme: str, exc: BaseException) -> bool:
+    """The server answered that this reader may not read the file."""
+    if isinstance(exc, PermissionError):
+        return True
+    if scheme == "root":
+        return isinstance(exc, OSError) and any(said in str(exc) for said in _XROOTD_REFUSALS)
+    return getattr(exc, "status", None) in _HTTP_REFUSALS and type(exc).__module__.startswith("aiohttp")
 
-    return isinstance(exc, BotocoreConnectionError)
+
+def _token_hint(scheme: str) -> str:
+    """What to check about the bearer token (where it was found, or where it was looked for; never its value)."""
+    token = bearer_token()
+    found = f"the token from {token.source}" if token is not None else f"no bearer token was found ({token_places()})"
+    sent = "" if scheme in ("https", "root") else f"; tokens are sent over root:// and https:// only, not {scheme}://"
+    return f"check the bearer token: {found}; it may be missing, expired or for other paths{sent}"
+
+
+def _is_connection_failure(scheme: str, exc: BaseException) -> bool:
+    """A failure of the server or the connection that is not an ``OSError``: botocore's, or an HTTP error status (aiohttp's)."""
+    if scheme == "s3":
+        from botocore.exceptions import ConnectionError as BotocoreConnectionError
+
+        return isinstance(exc, BotocoreConnectionError)
+    return type(exc).__module__.startswith("aiohttp")
 
 
 def close_remote_handle(path: str) -> None:
