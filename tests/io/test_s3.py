@@ -24,14 +24,27 @@ def server(small_fileset: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield running
 
 
-@pytest.mark.parametrize("processor", ["numba", "coffea"])
-def test_s3_inputs_give_the_local_histograms(server: S3Server, small_fileset: Path, tmp_path: Path, processor: str) -> None:
+def _profile(server: S3Server, folder: Path) -> dict[str, str]:
+    """The server's credentials as a profile of an AWS credentials file, and the variables that choose it (no keys in them)."""
+    credentials = folder / "credentials"
+    credentials.write_text(f"[analysis]\naws_access_key_id = {server.access_key}\naws_secret_access_key = {server.secret_key}\n")
+    return server.environment(
+        AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY="", AWS_SHARED_CREDENTIALS_FILE=str(credentials), AWS_PROFILE="analysis"
+    )
+
+
+@pytest.mark.parametrize(
+    ("processor", "credentials"), [("numba", "variables"), ("coffea", "variables"), ("numba", "profile")], ids=lambda value: value
+)
+def test_s3_inputs_give_the_local_histograms(server: S3Server, small_fileset: Path, tmp_path: Path, processor: str, credentials: str) -> None:
+    """With the credentials in the AWS variables, or in a profile of the AWS credentials file."""
     fileset = remote_fileset("s3://agc-open-data", small_fileset.parent, tmp_path)
     common = ["run", "--no-fit", "--no-column-cache", "--plugin", f"processor={processor}"]
     local = agcframe_cli(*common, "--fileset", str(small_fileset), "--output", str(tmp_path / "local"))
     assert local.returncode == 0, local.stderr
     gets = server.object_gets("agc-open-data")
-    remote = agcframe_cli(*common, "--fileset", str(fileset), "--output", str(tmp_path / "s3"), env=server.environment())
+    environment = server.environment() if credentials == "variables" else _profile(server, tmp_path)
+    remote = agcframe_cli(*common, "--fileset", str(fileset), "--output", str(tmp_path / "s3"), env=environment)
     assert remote.returncode == 0, remote.stderr
     assert_bit_identical(tmp_path / "local" / "histograms.root", tmp_path / "s3" / "histograms.root")
     provenance = json.loads((tmp_path / "s3" / "provenance.json").read_text())
