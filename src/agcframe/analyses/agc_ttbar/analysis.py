@@ -6,7 +6,7 @@ everything else the processors, the model and the plots need is here, once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -50,7 +50,10 @@ __all__ = [
     "bdt_model_path",
     "binning",
     "btag_weight_factors",
+    "good_electrons",
+    "good_muons",
     "jet_pt_resolution_factors",
+    "passes_jet_id",
 ]
 
 LUMINOSITY: Final = 3378.0  # 1/pb
@@ -170,6 +173,32 @@ def btag_weight_factors(jet_pt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     ratio = (np.asarray(jet_pt, dtype=np.float32) / np.float32(50.0)).astype(np.float64)
     return 1.0 + BTAG_VARIATION_SIZE * ratio, 1.0 - BTAG_VARIATION_SIZE * ratio
+
+
+def good_electrons(field: Callable[[str], Any], cut: Mapping[str, Any]) -> Any:
+    """The AGC's electron selection at the cuts ``cut`` (the analysis' parameters), elementwise.
+
+    ``field(name)`` is the electrons' NanoAOD field without its ``Electron_``
+    prefix: a coffea record's attribute or a flat branch, awkward or numpy.
+    """
+    return (
+        (field("pt") > cut["electron_pt_min"]) & (abs(field("eta")) < cut["electron_abs_eta_max"])
+        & (field("cutBased") == cut["electron_cut_based"]) & (field("sip3d") < cut["electron_sip3d_max"])
+    )  # fmt: skip
+
+
+def good_muons(field: Callable[[str], Any], cut: Mapping[str, Any]) -> Any:
+    """The AGC's muon selection at the cuts ``cut``, elementwise; ``field`` as for :func:`good_electrons` (``Muon_``)."""
+    return (
+        (field("pt") > cut["muon_pt_min"]) & (abs(field("eta")) < cut["muon_abs_eta_max"])
+        & (field("tightId") | (not cut["muon_tight_id"])) & (field("sip3d") < cut["muon_sip3d_max"])
+        & (field("pfRelIso04_all") < cut["muon_iso_max"])
+    )  # fmt: skip
+
+
+def passes_jet_id(jet_id: Any, mask: int) -> Any:
+    """``jetId & mask`` non-zero (the AGC's mask 4 is coffea's ``isTightLeptonVeto``); mask 0 asks for no ID."""
+    return (jet_id & mask) != 0 if mask else True
 
 
 def jet_pt_resolution_factors(

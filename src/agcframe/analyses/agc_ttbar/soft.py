@@ -66,15 +66,8 @@ class SoftAgcTtbar:
 
     def columns(self, item: WorkItem, parameters: Mapping[str, Any], ranges: Mapping[str, tuple[float, float]], seed: int) -> dict[str, np.ndarray]:
         arrays = read_arrays(item, agc.SELECTION_BRANCHES)
-        electrons = (
-            (arrays["Electron_pt"] > parameters["electron_pt_min"]) & (abs(arrays["Electron_eta"]) < parameters["electron_abs_eta_max"])
-            & (arrays["Electron_cutBased"] == parameters["electron_cut_based"]) & (arrays["Electron_sip3d"] < parameters["electron_sip3d_max"])
-        )  # fmt: skip
-        muons = (
-            (arrays["Muon_pt"] > parameters["muon_pt_min"]) & (abs(arrays["Muon_eta"]) < parameters["muon_abs_eta_max"])
-            & (arrays["Muon_tightId"] | (not parameters["muon_tight_id"])) & (arrays["Muon_sip3d"] < parameters["muon_sip3d_max"])
-            & (arrays["Muon_pfRelIso04_all"] < parameters["muon_iso_max"])
-        )  # fmt: skip
+        electrons = agc.good_electrons(lambda name: arrays[f"Electron_{name}"], parameters)
+        muons = agc.good_muons(lambda name: arrays[f"Muon_{name}"], parameters)
         one_lepton = np.asarray(ak.sum(electrons, axis=1) + ak.sum(muons, axis=1) == 1)
 
         pt = arrays["Jet_pt"]
@@ -88,8 +81,7 @@ class SoftAgcTtbar:
             varied.append(ak.unflatten(np.asarray(ak.flatten(pt)) * factors, counts))
         varied = varied[: len(kinematics)]
         lowest = ranges.get("jet_pt_min", (parameters["jet_pt_min"],))[0]
-        mask = parameters["jet_id_mask"]
-        candidate = (abs(arrays["Jet_eta"]) < parameters["jet_abs_eta_max"]) & (((arrays["Jet_jetId"] & mask) != 0) | (mask == 0))
+        candidate = (abs(arrays["Jet_eta"]) < parameters["jet_abs_eta_max"]) & agc.passes_jet_id(arrays["Jet_jetId"], parameters["jet_id_mask"])
         candidate = candidate & _any_above(varied, lowest)
         keep = one_lepton & np.asarray(ak.sum(candidate, axis=1) >= parameters["min_jets"])
         if np.any(np.asarray(ak.sum(candidate[keep], axis=1)) > MAX_JETS):

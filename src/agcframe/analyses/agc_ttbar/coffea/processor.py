@@ -54,26 +54,15 @@ class CoffeaProcessor:
         }
         cut = self.parameters
         electrons, muons = events.Electron, events.Muon
-        electrons = electrons[
-            (electrons.pt > cut["electron_pt_min"])
-            & (abs(electrons.eta) < cut["electron_abs_eta_max"])
-            & (electrons.cutBased == cut["electron_cut_based"])
-            & (electrons.sip3d < cut["electron_sip3d_max"])
-        ]
-        muons = muons[
-            (muons.pt > cut["muon_pt_min"])
-            & (abs(muons.eta) < cut["muon_abs_eta_max"])
-            & (muons.tightId | (not cut["muon_tight_id"]))
-            & (muons.sip3d < cut["muon_sip3d_max"])
-            & (muons.pfRelIso04_all < cut["muon_iso_max"])
-        ]
+        electrons = electrons[agc.good_electrons(lambda name: getattr(electrons, name), cut)]
+        muons = muons[agc.good_muons(lambda name: getattr(muons, name), cut)]
         n_leptons = ak.num(electrons) + ak.num(muons)
         fills = []
         for kinematic in ("nominal", *agc.JET_KINEMATIC_SYSTEMATICS):
             if kinematic != "nominal" and item.variation != "nominal":
                 continue
             varied = ak.with_field(jets, jet_pt[kinematic], "pt")
-            selected = varied[(varied.pt > cut["jet_pt_min"]) & (abs(varied.eta) < cut["jet_abs_eta_max"]) & _passes_jet_id(varied, cut["jet_id_mask"])]
+            selected = varied[(varied.pt > cut["jet_pt_min"]) & (abs(varied.eta) < cut["jet_abs_eta_max"]) & agc.passes_jet_id(varied.jetId, cut["jet_id_mask"])]
             n_btag = ak.sum(selected.btagCSVV2 > cut["btag_threshold"], axis=1)
             base = (n_leptons == 1) & (ak.num(selected) >= cut["min_jets"])
             in_control = n_btag == cut["control_region_btags"]
@@ -123,11 +112,6 @@ def _booster(model: str):  # type: ignore[no-untyped-def]
 
 def _ht(jets: ak.Array) -> ak.Array:
     return ak.sum(jets.pt, axis=-1)
-
-
-def _passes_jet_id(jets: ak.Array, mask: int) -> ak.Array:
-    """``jetId & mask`` non-zero (the AGC's mask 4 is coffea's ``isTightLeptonVeto``); mask 0 asks for no ID."""
-    return (jets.jetId & mask) != 0 if mask else True
 
 
 def _m_bjj(jets: ak.Array, btag_threshold: float) -> ak.Array:
