@@ -42,10 +42,12 @@ SMOKE_ROUND_TRIP_TIMES_MS = (10,)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Every round-trip time when measured (``--benchmark-enable``), one in the smoke run."""
+    """Every round-trip time, with and without the optimisations, when measured (``--benchmark-enable``);
+    one round-trip time, with them, in the smoke run."""
     if "rtt_ms" in metafunc.fixturenames:
         measured = metafunc.config.getoption("benchmark_enable", False)
         metafunc.parametrize("rtt_ms", ROUND_TRIP_TIMES_MS if measured else SMOKE_ROUND_TRIP_TIMES_MS)
+        metafunc.parametrize("optimised", [True, False] if measured else [True], ids=lambda optimised: "optimised" if optimised else "plain")
 
 
 def _run(fileset: Path, output: Path) -> dict[str, Any]:
@@ -125,7 +127,6 @@ def _served_fileset(
     return remote_fileset("s3://benchmark", benchmark_fileset.parent, tmp_path), lambda: server.object_gets("benchmark")
 
 
-@pytest.mark.parametrize("optimised", [True, False], ids=["optimised", "plain"])
 @pytest.mark.parametrize("scheme", ["root", "s3"])
 def test_remote_rate(
     benchmark: Any, benchmark_fileset: Path, local_rate: float, scheme: str, rtt_ms: int, optimised: bool,
