@@ -33,12 +33,16 @@ _OBJECT_GET = r'"GET /{bucket}/[^ ]+ HTTP'
 
 @dataclass(frozen=True)
 class S3Server:
-    """A running moto server: its endpoint, the credentials of its one user, and its request log."""
+    """A running moto server on loopback: its port, the credentials of its one user, and its request log."""
 
-    endpoint: str
+    port: int
     access_key: str
     secret_key: str
     log: Path
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def environment(self, **overrides: str) -> dict[str, str]:
         """The AWS variables that point a client at this server as its user (the user's own AWS files ignored)."""
@@ -82,7 +86,7 @@ def s3_server(directory: Path, buckets: dict[str, Path]) -> Iterator[S3Server]:
                 if path.is_file():
                     s3.upload_file(str(path), bucket, path.relative_to(source).as_posix())
         _post(f"{endpoint}/moto-api/reset-auth", b"0")  # from here on, every request is checked against the user's key
-        yield S3Server(endpoint, key["AccessKeyId"], key["SecretAccessKey"], log)
+        yield S3Server(port, key["AccessKeyId"], key["SecretAccessKey"], log)
     finally:
         stop_pid(process.pid)
         process.wait(timeout=30)

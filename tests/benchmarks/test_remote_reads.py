@@ -132,7 +132,7 @@ def test_remote_rate(
     benchmark: Any, benchmark_fileset: Path, local_rate: float, scheme: str, rtt_ms: int, optimised: bool,
     tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    server_port = request.getfixturevalue("origin")[0] if scheme == "root" else int(request.getfixturevalue("bucket").endpoint.rsplit(":", 1)[1])
+    server_port = request.getfixturevalue("origin")[0] if scheme == "root" else request.getfixturevalue("bucket").port
     if not optimised:
         monkeypatch.setattr(processing, "REMOTE_PLANNING_THREADS", 1)
         monkeypatch.delattr(processing.ChunkTask, "prefetch")

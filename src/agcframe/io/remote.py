@@ -80,8 +80,8 @@ def remote_options(path: str) -> dict[str, Any]:
     uproot hands them on to fsspec, which keys its filesystem instances by
     them, so every open of one server shares one instance (and connections).
     """
-    timeout = remote_timeout()
-    if scheme_of(path) == "s3":
+    timeout, scheme = remote_timeout(), scheme_of(path)
+    if scheme == "s3":
         import fsspec
 
         # botocore's timeouts and one try per request; s3fs tries each operation S3FS_TRIES times (also when throttled)
@@ -92,11 +92,11 @@ def remote_options(path: str) -> dict[str, Any]:
             raise missing_extra("s3fs", "s3", f"input file {path}") from None
         filesystem.retries = S3FS_TRIES
         return options
-    if scheme_of(path) == "root":
+    if scheme == "root":
         for name, value in XROOTD_CLIENT_DEFAULTS.items():  # read when the client starts; the user's settings win
             os.environ.setdefault(name, value)
     options: dict[str, Any] = {"timeout": timeout}
-    token = bearer_token() if scheme_of(path) == "https" else None  # never over plain http://
+    token = bearer_token() if scheme == "https" else None  # never over plain http://
     if token is not None:
         options["headers"] = {"Authorization": f"Bearer {token.value}"}  # request headers of fsspec's HTTP filesystem
     return options
@@ -161,7 +161,7 @@ def _is_refusal(scheme: str, exc: BaseException) -> bool:
         return True
     if scheme == "root":
         return isinstance(exc, OSError) and any(said in str(exc) for said in _XROOTD_REFUSALS)
-    return getattr(exc, "status", None) in _HTTP_REFUSALS and type(exc).__module__.startswith("aiohttp")
+    return _is_aiohttp(exc) and getattr(exc, "status", None) in _HTTP_REFUSALS
 
 
 def _token_hint(scheme: str) -> str:
@@ -178,6 +178,11 @@ def _is_connection_failure(scheme: str, exc: BaseException) -> bool:
         from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
         return isinstance(exc, BotocoreConnectionError)
+    return _is_aiohttp(exc)
+
+
+def _is_aiohttp(exc: BaseException) -> bool:
+    """An error of aiohttp, under fsspec's HTTP filesystem (its response errors are not ``OSError``)."""
     return type(exc).__module__.startswith("aiohttp")
 
 
