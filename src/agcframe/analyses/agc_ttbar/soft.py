@@ -92,50 +92,95 @@ class SoftAgcTtbar:
 
         jet_pt = np.stack([padded(v) for v in varied], axis=1)  # events × kinematics × jets
         valid = padded(ak.ones_like(pt, dtype=np.float64))
-        columns = {"jet_pt": jet_pt, "jet_valid": valid, "jet_btag": padded(arrays["Jet_btagCSVV2"])}
+        btag, phi, eta, mass = (padded(arrays[name]) for name in ("Jet_btagCSVV2", "Jet_phi", "Jet_eta", "Jet_mass"))
         n_jets = valid.sum(axis=1).astype(np.int64)
-        phi, eta, mass = (padded(arrays[name]) for name in ("Jet_phi", "Jet_eta", "Jet_mass"))
-        for v in range(len(kinematics)):
-            jets, masses, counts = _trijets(jet_pt[:, v], phi, eta, mass, n_jets)
-            columns[f"trijet_jets_{v}"], columns[f"trijet_mass_{v}"] = jets, masses
-        columns["trijets"] = counts
+        columns = {}
+        for width, rows in _buckets(n_jets):
+            columns[f"jet_pt/{width}"] = jet_pt[rows, :, :width]
+            columns[f"jet_valid/{width}"] = valid[rows, :width]
+            columns[f"jet_btag/{width}"] = btag[rows, :width]
+            for v in range(len(kinematics)):
+                jets, masses, counts = _trijets(jet_pt[rows, v], phi[rows], eta[rows], mass[rows], n_jets[rows])
+                columns[f"trijet_jets_{v}/{width}"], columns[f"trijet_mass_{v}/{width}"] = jets, masses
+            columns[f"trijets/{width}"] = counts
         return columns
 
     def fills(self, dataset: Dataset, columns: Mapping[str, Any], cuts: Any) -> list[Fill]:
         import jax.numpy as jnp
 
-        from agcframe.optimize.soft import multiplicity, nth_selected
-
-        min_jets = int(cuts.values["min_jets"])
-        control, signal = int(cuts.values["control_region_btags"]), int(cuts.values["signal_region_min_btags"])
-        most_tagged = max(control + 1, signal)
         kinematics = _kinematics(dataset.variation)
-        # the jet-pT variations stacked along the events: one pass computes them all
-        events, n_kinematics = columns["jet_pt"].shape[0], len(kinematics)
-        pt = jnp.concatenate([columns["jet_pt"][:, v] for v in range(n_kinematics)])
-        tagged = jnp.tile(cuts.above("btag_threshold", columns["jet_btag"]), (n_kinematics, 1))
-        selected = cuts.above("jet_pt_min", pt) * jnp.tile(columns["jet_valid"], (n_kinematics, 1))
-        counts = multiplicity(selected, tagged, min_jets, most_tagged)[:, min_jets]
-        in_control = counts[:, control].reshape(n_kinematics, events)
-        in_signal = sum(counts[:, t] for t in range(signal, most_tagged + 1) if t != control).reshape(n_kinematics, events)
-        ht = jnp.sum(selected * pt, axis=1).reshape(n_kinematics, events)
-        m_bjj = _soft_trijet_mass(
-            selected,
-            tagged,
-            jnp.concatenate([columns[f"trijet_jets_{v}"] for v in range(n_kinematics)]),
-            jnp.concatenate([columns[f"trijet_mass_{v}"] for v in range(n_kinematics)]),
-            jnp.tile(columns["trijets"], n_kinematics),
-        ).reshape(n_kinematics, events)
-        nominal = slice(0, events)
-        nth = nth_selected(selected[nominal], agc.N_BTAG_VARIATIONS) if dataset.variation == "nominal" else None
+        buckets = [_soft_events(columns, width, cuts, len(kinematics), dataset.variation == "nominal") for width in BUCKET_WIDTHS]
+        buckets = [bucket for bucket in buckets if bucket is not None]
+        if not buckets:
+            return []
+        # one array per quantity, the buckets' events after each other (a histogram does not see the order)
+        events = {name: jnp.concatenate([bucket[name] for bucket in buckets], axis=-1) for name in buckets[0]}
         fills = []
         for v, kinematic in enumerate(kinematics):
             variation = dataset.variation if kinematic == "nominal" else kinematic
-            for region, values, weight in (("4j1b", ht[v], in_control[v]), ("4j2b", m_bjj[v], in_signal[v])):
+            for region, observable, probability in (("4j1b", "ht", "in_control"), ("4j2b", "m_bjj", "in_signal")):
+                values, weight = events[observable][v], events[probability][v]
                 fills.append(Fill(region, dataset.process, variation, values, weight, dataset.weight))
-                if kinematic == "nominal" and nth is not None:
-                    fills += _weight_variation_fills(dataset, region, values, weight, nth, pt[nominal])
+                if kinematic == "nominal" and "btag_sizes" in events:
+                    fills += _weight_variation_fills(dataset, region, values, weight, events["btag_sizes"])
         return fills
+
+
+#: the events' jets are padded to the first of these widths that holds them: most events have 4 or 5
+#: candidate jets, and the multiplicity scans then take 4 or 5 steps instead of MAX_JETS
+BUCKET_WIDTHS = (4, 5, 6, MAX_JETS)
+
+
+def _buckets(n_jets: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """Each of :data:`BUCKET_WIDTHS` with the events (a mask) whose number of jets it is the first to hold."""
+    lower = -1
+    buckets = []
+    for width in BUCKET_WIDTHS:
+        buckets.append((width, (n_jets > lower) & (n_jets <= width)))
+        lower = width
+    return buckets
+
+
+def _soft_events(columns: Mapping[str, Any], width: int, cuts: Any, n_kinematics: int, nominal: bool) -> dict[str, Any] | None:
+    """The soft per-event quantities of the events padded to ``width`` jets: kinematics × events each, or None where there are none.
+
+    ``in_control`` and ``in_signal`` are the regions' weights, ``ht`` and
+    ``m_bjj`` their observables; for a nominal sample ``btag_sizes`` (variations
+    × events) are the relative sizes of the b-tag weight variations.
+    """
+    import jax.numpy as jnp
+
+    from agcframe.optimize.soft import multiplicity, nth_selected
+
+    jet_pt = columns[f"jet_pt/{width}"]
+    events = jet_pt.shape[0]
+    if not events:
+        return None
+    min_jets = int(cuts.values["min_jets"])
+    control, signal = int(cuts.values["control_region_btags"]), int(cuts.values["signal_region_min_btags"])
+    most_tagged = max(control + 1, signal)
+    # the jet-pT variations stacked along the events: one pass computes them all
+    pt = jnp.concatenate([jet_pt[:, v] for v in range(n_kinematics)])
+    tagged = jnp.tile(cuts.above("btag_threshold", columns[f"jet_btag/{width}"]), (n_kinematics, 1))
+    selected = cuts.above("jet_pt_min", pt) * jnp.tile(columns[f"jet_valid/{width}"], (n_kinematics, 1))
+    counts = multiplicity(selected, tagged, min_jets, most_tagged)[:, min_jets]
+    quantities = {
+        "in_control": counts[:, control].reshape(n_kinematics, events),
+        "in_signal": sum(counts[:, t] for t in range(signal, most_tagged + 1) if t != control).reshape(n_kinematics, events),
+        "ht": jnp.sum(selected * pt, axis=1).reshape(n_kinematics, events),
+        "m_bjj": _soft_trijet_mass(
+            selected,
+            tagged,
+            jnp.concatenate([columns[f"trijet_jets_{v}/{width}"] for v in range(n_kinematics)]),
+            jnp.concatenate([columns[f"trijet_mass_{v}/{width}"] for v in range(n_kinematics)]),
+            jnp.tile(columns[f"trijets/{width}"], n_kinematics),
+        ).reshape(n_kinematics, events),
+    }
+    if nominal:
+        # each jet's probability to be the i-th selected one, times its pT: the AGC's b-tag weight variations
+        nth = nth_selected(selected[:events], agc.N_BTAG_VARIATIONS)
+        quantities["btag_sizes"] = agc.BTAG_VARIATION_SIZE * jnp.einsum("ejn,ej->ne", nth, pt[:events]) / 50.0
+    return quantities
 
 
 def _any_above(varied: list[ak.Array], lowest: float) -> ak.Array:
@@ -203,14 +248,11 @@ def _soft_trijet_mass(selected: Any, tagged: Any, jets: Any, masses: Any, counts
     return jnp.where(weight > 0, total / jnp.where(weight > 0, weight, 1.0), 0.0)
 
 
-def _weight_variation_fills(dataset: Dataset, region: str, values: Any, weight: Any, nth: Any, pt: Any) -> list[Fill]:
+def _weight_variation_fills(dataset: Dataset, region: str, values: Any, weight: Any, btag_sizes: Any) -> list[Fill]:
     """The weight variations :data:`~agcframe.analyses.agc_ttbar.analysis.VARIATIONS` declares for the dataset's process, softly."""
-    import jax.numpy as jnp
-
     factors = {}
     for i in range(agc.N_BTAG_VARIATIONS):
-        size = agc.BTAG_VARIATION_SIZE * jnp.sum(nth[:, :, i] * pt, axis=1) / 50.0
-        factors[f"btag_var_{i}_up"], factors[f"btag_var_{i}_down"] = 1.0 + size, 1.0 - size
+        factors[f"btag_var_{i}_up"], factors[f"btag_var_{i}_down"] = 1.0 + btag_sizes[i], 1.0 - btag_sizes[i]
     factors.update(agc.WJETS_SCALE_VARIATIONS)
     return [
         Fill(region, dataset.process, variation.name, values, weight * factors[variation.name], dataset.weight)
