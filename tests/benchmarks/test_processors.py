@@ -22,7 +22,6 @@ from agcframe.plugins.hist.histogrammer import HistHistogrammer
 from agcframe.analyses.agc_ttbar.numba.processor import BRANCHES, NumbaProcessor, selection_inputs
 from agcframe.analyses.agc_ttbar.numba.kernels import select_events
 from agcframe.plugins.uproot.source import UprootSource
-from agcframe.analyses.agc_ttbar.analysis import AgcTtbar
 
 AGC = AgcTtbar()
 

@@ -35,7 +35,6 @@ pyhf optimizer that minimises with the exact gradient.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import os

@@ -126,9 +126,11 @@ class SoftAgcTtbar:
         return fills
 
 
-#: the events' jets are padded to the first of these widths that holds them: most events have 4 or 5
-#: candidate jets, and the multiplicity scans then take 4 or 5 steps instead of MAX_JETS
-BUCKET_WIDTHS = (4, 5, 6, MAX_JETS)
+#: the events' jets are padded to the first of these widths that holds them: most events (94 % of the
+#: embedded dataset's) have 4 or 5 candidate jets, and their multiplicity scans then take 5 steps instead
+#: of MAX_JETS. Each width is code of its own to compile: (4, 5, 6, 12) made the step 0.164 s instead of
+#: 0.168 s but the compilation 48 s instead of 30 s (22 s with MAX_JETS alone, and a step of 0.238 s)
+BUCKET_WIDTHS = (5, MAX_JETS)
 
 
 def _buckets(n_jets: np.ndarray) -> list[tuple[int, np.ndarray]]:
