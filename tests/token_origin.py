@@ -54,7 +54,8 @@ def provisioned_scitokens() -> str | None:
 
 
 def _plugin_installed() -> bool:
-    return any(Path(folder).glob("libXrdAccSciTokens-*.so") for folder in ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib"))
+    folders = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib")
+    return any(next(Path(folder).glob("libXrdAccSciTokens-*.so"), None) is not None for folder in folders)
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,10 @@ class DaskExecutor:
                     threads_per_worker=1,
                     processes=True,
                     dashboard_address=":0",
-                    silence_logs=logging.ERROR,
+                    # the workers' own stderr is the terminal: a task's error comes back to the run as its
+                    # exception, and what is left at ERROR is shutdown noise (a heartbeat that met the
+                    # closing scheduler), so only CRITICAL gets through
+                    silence_logs=logging.CRITICAL,
                 )
             )
             return stack.enter_context(Client(cluster))
