@@ -23,7 +23,7 @@ from agcframe.data import FitOptions, FitResult
 from agcframe.errors import InputError
 from agcframe.plugin.analysis import StatisticalModel
 
-__all__ = ["build_workspace", "fit_workspace", "model_and_data", "read_rebinned", "rebinned", "template_key"]
+__all__ = ["build_workspace", "fit_workspace", "model_and_data", "read_rebinned", "rebinned", "schema_skeleton", "template_key"]
 
 #: interpolation codes cabinetry uses for the model
 MODIFIER_SETTINGS = {"normsys": {"interpcode": "code4"}, "histosys": {"interpcode": "code4p"}}
@@ -121,11 +121,45 @@ def build_workspace(histograms: Path, model: StatisticalModel) -> dict[str, Any]
     }
 
 
+#: skeletons of workspaces that passed pyhf's schema in this process (a rerun with new templates passes again)
+_SCHEMA_CHECKED: dict[str, None] = {}
+#: skeletons kept (a notebook alternates between few models)
+SCHEMA_CHECKED_KEPT = 8
+
+
+def schema_skeleton(value: Any) -> str:
+    """``value`` (JSON) as pyhf's schema sees it: every number replaced by its type, lists keeping their lengths.
+
+    The schema constrains types, strings (``const``, ``enum``) and the lengths of
+    lists, never a number's value, so two workspaces of one skeleton are both
+    valid or both invalid.
+    """
+    import json
+
+    def skeleton(item: Any) -> Any:
+        if isinstance(item, dict):
+            return {key: skeleton(entry) for key, entry in item.items()}
+        if isinstance(item, list):
+            return [skeleton(entry) for entry in item]
+        if isinstance(item, bool) or item is None or isinstance(item, str):
+            return item
+        return type(item).__name__
+
+    return json.dumps(skeleton(value), sort_keys=True)
+
+
 def model_and_data(workspace: dict[str, Any], *, asimov: bool = False) -> tuple[Any, Any]:
-    """pyhf model and data (with auxiliary data); Asimov data at the nominal parameters if asked."""
+    """pyhf model and data (with auxiliary data); Asimov data at the nominal parameters if asked.
+
+    The workspace is checked against pyhf's schema, once per :func:`schema_skeleton` in this process.
+    """
     import pyhf
 
-    ws = pyhf.Workspace(workspace)  # checked against pyhf's schema
+    skeleton = schema_skeleton(workspace)
+    ws = pyhf.Workspace(workspace, validate=skeleton not in _SCHEMA_CHECKED)
+    _SCHEMA_CHECKED[skeleton] = None
+    while len(_SCHEMA_CHECKED) > SCHEMA_CHECKED_KEPT:
+        del _SCHEMA_CHECKED[next(iter(_SCHEMA_CHECKED))]
     model = ws.model(modifier_settings=MODIFIER_SETTINGS, validate=False)  # a model of a checked workspace: no second check
     if asimov:
         return model, model.expected_data(model.config.suggested_init())
