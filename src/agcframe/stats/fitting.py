@@ -232,14 +232,9 @@ def _structure(model: Any, arrays: Sequence[Any], indices: Sequence[Any]) -> str
     """What must agree for two models to share compiled code: the spec without its numbers, the arrays' shapes, the indices."""
     import json
 
-    def skeleton(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {key: skeleton(item) for key, item in value.items()}
-        if isinstance(value, list):
-            return [skeleton(item) for item in value] if value and not isinstance(value[0], (int, float)) else len(value)
-        return value if isinstance(value, str) else type(value).__name__
+    from agcframe.stats.model import schema_skeleton
 
-    digest = hashlib.sha256(json.dumps([skeleton(model.spec), model.config.par_order, model.config.poi_name]).encode())
+    digest = hashlib.sha256(json.dumps([schema_skeleton(model.spec), model.config.par_order, model.config.poi_name]).encode())
     for array in arrays:
         digest.update(f"{array.shape}{array.dtype}".encode())
     for index in indices:
