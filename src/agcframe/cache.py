@@ -13,11 +13,12 @@ import functools
 import hashlib
 import importlib.util
 import os
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CACHE_ENV", "cache_directory", "key_numba_caches", "source_digest"]
+__all__ = ["CACHE_ENV", "cache_directory", "key_numba_caches", "source_digest", "temporary_beside", "write_atomically"]
 
 #: the environment variable that puts the cache elsewhere
 CACHE_ENV = "AGCFRAME_CACHE_DIR"
@@ -74,3 +75,20 @@ def key_numba_caches(namespace: Mapping[str, Any], key: str) -> None:
             dispatcher.enable_caching()  # the cache's place is chosen from the configuration now
     finally:
         numba.config.CACHE_DIR = previous
+
+
+def temporary_beside(path: Path) -> Path:
+    """A name beside ``path`` that no other process or thread writes."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def write_atomically(path: Path, data: Any) -> None:
+    """Write ``data`` (bytes or a buffer) to ``path`` whole or not at all: a temporary file beside it, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = temporary_beside(path)
+    try:
+        with open(temporary, "wb") as file:
+            file.write(memoryview(data))
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

@@ -285,3 +285,53 @@ print("after the block")
     assert "VariableMetricBuilder" not in result.stdout + result.stderr
     assert "a library warning" not in result.stdout + result.stderr
     assert result.stdout.strip() == "after the block"  # standard output is back after the block
+
+
+def _evaluated(bound: object, model: object, data: object) -> list[np.ndarray]:
+    """-2 ln L, its gradient and its Hessian at the model's initial values, as numpy arrays."""
+    pars = np.asarray(model.config.suggested_init(), dtype=np.float64)  # type: ignore[attr-defined]
+    value, gradient = bound.value_and_gradient(pars, np.asarray(data, dtype=np.float64))  # type: ignore[attr-defined]
+    return [np.asarray(value), np.asarray(gradient), np.asarray(bound.hessian(pars, np.asarray(data, dtype=np.float64)))]  # type: ignore[attr-defined]
+
+
+def test_a_compiled_likelihood_is_loaded_by_the_next_process_and_a_damaged_one_traced_again(
+    real_histograms: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model of a known structure is not traced again: its likelihood comes from the cache directory, the same bit for bit."""
+    from agcframe.stats.model import build_workspace
+
+    monkeypatch.setenv("AGCFRAME_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(fitting, "_COMPILED", {})
+    model, data = model_and_data(build_workspace(real_histograms, AGC.model))  # pyhf's numpy backend, as the fits build it
+    compiled = _evaluated(fitting._compiled(model), model, data)
+    (stored,) = (tmp_path / fitting.COMPILED_DIRECTORY).iterdir()
+
+    traced: list[object] = []
+    real_compile = fitting._compile
+    monkeypatch.setattr(fitting, "_compile", lambda *args: traced.append(args) or real_compile(*args))
+    monkeypatch.setattr(fitting, "_COMPILED", {})  # a new process
+    loaded = _evaluated(fitting._compiled(model), model, data)
+    assert traced == []
+    assert all(np.array_equal(a, b) for a, b in zip(compiled, loaded))
+
+    damaged = bytearray(stored.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    stored.write_bytes(bytes(damaged))
+    monkeypatch.setattr(fitting, "_COMPILED", {})
+    again = _evaluated(fitting._compiled(model), model, data)
+    assert len(traced) == 1  # the damaged entry is not used: traced again and stored whole
+    assert all(np.array_equal(a, b) for a, b in zip(compiled, again))
+    assert stored.read_bytes() != bytes(damaged)
+
+
+def test_a_model_built_with_numpy_has_the_likelihood_of_the_same_model_built_with_jax(real_histograms: Path) -> None:
+    """The fits build models with pyhf's numpy backend (ten times faster): the compiled likelihood is the same, bit for bit."""
+    from agcframe.stats.model import build_workspace
+
+    workspace = build_workspace(real_histograms, AGC.model)
+    model, data = model_and_data(workspace)
+    with_numpy = _evaluated(fitting._compiled(model), model, data)
+    with fitting.jax_backend():
+        jax_model, jax_data = model_and_data(workspace)
+        with_jax = _evaluated(fitting._compiled(jax_model), jax_model, jax_data)
+    assert all(np.array_equal(a, b) for a, b in zip(with_numpy, with_jax))

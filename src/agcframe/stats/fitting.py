@@ -1,9 +1,11 @@
 """Maximum-likelihood fits of a pyhf model: exact derivatives, checked minima, impacts.
 
-pyhf evaluates ``-2 ln L`` under its JAX backend, compiled once per model with
-its gradient (``jax.value_and_grad``) and, separately, its Hessian; the data
-are an argument, so Asimov data reuse the compiled functions, and the compiled
-code is cached on disk between runs.
+pyhf evaluates ``-2 ln L`` under its JAX backend, compiled once per model
+structure with its gradient (``jax.value_and_grad``) and, separately, its
+Hessian. The templates and the data are arguments, so a model with new
+templates and Asimov data reuse the compiled functions; the compiled code is
+kept on disk between runs, and the model itself may be built with pyhf's numpy
+backend (as agcframe's fits build it: ten times faster than under JAX).
 
 * The global fit: MIGRAD with the exact gradient (a few hundred evaluations
   where numerical derivatives need thousands), then Newton steps with the
@@ -35,23 +37,26 @@ pyhf optimizer that minimises with the exact gradient.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from agcframe.cache import cache_directory
+from agcframe.cache import cache_directory, write_atomically
 from agcframe.data import FitOptions, FitParameter, FitResult, FitStatus, Impact, Significance, UpperLimit
 from agcframe.errors import InputError
 from agcframe.progress import advance_current, progress_bar
 
 __all__ = [
-    "Likelihood", "Minimum", "configure_jax", "fit_model", "gradient_optimizer", "impacts", "jax_backend", "minimize", "significance", "upper_limit",
+    "Likelihood", "Minimum", "configure_jax", "fit_model", "gradient_fits", "gradient_optimizer", "impacts", "jax_backend", "minimize", "significance",
+    "upper_limit",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -99,7 +104,7 @@ LIMIT_LOWEST_POI = 1e-6
 
 
 def configure_jax() -> None:
-    """CPU only (no accelerator probing: the fit is small); compiled code cached on disk between runs.
+    """CPU only (no accelerator probing: the fit is small), float64; compiled code cached on disk between runs.
 
     pyhf's JAX backend compiles ~100 small kernels when a model is first used
     (about 2 s); from the cache a later run loads them in a fraction of that.
@@ -107,6 +112,7 @@ def configure_jax() -> None:
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     import jax
 
+    jax.config.update("jax_enable_x64", True)  # as pyhf's JAX backend at 64b: the compiled likelihoods take float64
     if jax.config.jax_compilation_cache_dir is None:
         jax.config.update("jax_compilation_cache_dir", str(cache_directory() / "jax"))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
@@ -115,7 +121,11 @@ def configure_jax() -> None:
 
 @contextmanager
 def jax_backend() -> Iterator[None]:
-    """pyhf's JAX backend (float64) and :func:`gradient_optimizer` inside the block; pyhf's global state is restored after."""
+    """pyhf's JAX backend (float64) and :func:`gradient_optimizer` inside the block; pyhf's global state is restored after.
+
+    pyhf converts every model to a new backend (about 0.5 s for the AGC's):
+    the fits need it only to trace a likelihood the first time.
+    """
     configure_jax()
     import pyhf
 
@@ -127,17 +137,37 @@ def jax_backend() -> Iterator[None]:
         pyhf.set_backend(backend, previous)
 
 
+@contextmanager
+def gradient_fits() -> Iterator[None]:
+    """:func:`gradient_optimizer` for pyhf's own fits inside the block, on pyhf's current backend (no model is converted)."""
+    import pyhf
+
+    backend, previous = pyhf.get_backend()
+    pyhf.set_backend(backend, gradient_optimizer())
+    try:
+        yield
+    finally:
+        pyhf.set_backend(backend, previous)
+
+
+#: a path from a model to one of its arrays: attribute names, dictionary keys and list indices, in turn
+ArrayPath = tuple[Any, ...]
+
+
 @dataclass
 class _Compiled:
     """``-2 ln L`` with its gradient, and its Hessian, compiled for every model of one structure.
 
-    The functions take the model's templates (:func:`_model_arrays`) as an
-    argument: while they are traced, ``model`` holds the tracers in their
-    places, so a model with new templates and the same structure (a rerun
-    with another cut) runs the same compiled code.
+    The functions take the model's templates as an argument: the arrays at
+    :attr:`paths` (the floating-point arrays pyhf's JAX backend derives from
+    the templates), which have the shapes and dtypes :attr:`signature`. A model
+    with new templates and the same structure (a rerun with another cut) runs
+    the same compiled code, whichever backend it was built with.
     """
 
     structure: str
+    paths: tuple[ArrayPath, ...]
+    signature: tuple[tuple[tuple[int, ...], str], ...]
     value_and_gradient: Callable[..., Any]
     hessian: Callable[..., Any]
 
@@ -160,6 +190,10 @@ class _Bound:
 _COMPILED: dict[str, _Compiled] = {}
 #: structures kept compiled (a notebook alternates between few)
 COMPILED_STRUCTURES = 4
+#: where compiled likelihoods are kept between processes, in agcframe's cache directory
+COMPILED_DIRECTORY = "likelihoods"
+#: a kept likelihood starts with the XXH3 checksum (16 hex digits) of the rest
+CHECKSUM_LENGTH = 16
 
 
 def _twice_nll(model: Any, pars: Any, data: Any) -> Any:
@@ -187,106 +221,208 @@ def _twice_nll(model: Any, pars: Any, data: Any) -> Any:
     return -2.0 * (main + model.constraint_model.logpdf(auxiliary, pars))
 
 
-def _model_arrays(model: Any) -> tuple[list[tuple[Any, Any]], list[Any], list[Any]]:
-    """The places of ``model``'s floating-point JAX arrays (its templates and what pyhf derived from them), the arrays, and its index arrays.
+def _model_arrays(model: Any) -> list[tuple[ArrayPath, Any, bool]]:
+    """Every numpy or JAX array of ``model``, with its path and whether it is a template, in a fixed order.
 
-    Walks pyhf's objects (attributes, dicts, lists) in a fixed order. Arrays
-    under pyhf's parameter viewers are indices, not templates: they are part
-    of the structure, returned third.
+    Walks pyhf's objects (attributes, dicts, lists). Floating-point arrays are
+    templates (or what pyhf derived from them), except under pyhf's parameter
+    viewers, whose arrays are indices: those, and integer arrays, are part of
+    the structure.
     """
     import jax
-    import jax.numpy as jnp
 
-    places: list[tuple[Any, Any]] = []
-    arrays: list[Any] = []
-    indices: list[Any] = []
+    found: list[tuple[ArrayPath, Any, bool]] = []
     seen: set[int] = set()
 
-    def visit(holder: Any, key: Any, value: Any, in_viewer: bool) -> None:
-        if isinstance(value, jax.Array):
-            if in_viewer or not jnp.issubdtype(value.dtype, jnp.floating):
-                indices.append(value)
-            else:
-                places.append((holder, key))
-                arrays.append(value)
+    def visit(path: ArrayPath, value: Any, in_viewer: bool) -> None:
+        if isinstance(value, (np.ndarray, jax.Array)):
+            found.append((path, value, not in_viewer and np.issubdtype(value.dtype, np.floating)))
             return
         if id(value) in seen:
             return
         seen.add(id(value))
         if isinstance(value, dict):
             for name, item in value.items():
-                visit(value, name, item, in_viewer)
+                visit((*path, name), item, in_viewer)
         elif isinstance(value, list):
             for index, item in enumerate(value):
-                visit(value, index, item, in_viewer)
+                visit((*path, index), item, in_viewer)
         elif type(value).__module__.startswith("pyhf.") and hasattr(value, "__dict__"):
             viewer = in_viewer or "viewer" in type(value).__name__.lower()
             for name, item in vars(value).items():
-                visit(value, name, item, viewer)
+                visit((*path, name), item, viewer)
 
-    visit(None, None, model, False)
-    return places, arrays, indices
+    visit((), model, False)
+    return found
 
 
-def _structure(model: Any, arrays: Sequence[Any], indices: Sequence[Any]) -> str:
-    """What must agree for two models to share compiled code: the spec without its numbers, the arrays' shapes, the indices."""
+@functools.cache
+def _versions() -> str:
+    """What compiled code depends on besides the model: this module's source and the versions of pyhf, JAX and jaxlib."""
+    from importlib.metadata import version
+
+    source = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+    return f"{source} pyhf {version('pyhf')} jax {version('jax')} jaxlib {version('jaxlib')}"
+
+
+def _structure(model: Any, found: Sequence[tuple[ArrayPath, Any, bool]]) -> str:
+    """What must agree for two models to share compiled code: the spec without its numbers, every array's place, kind and shape, the indices' values."""
     import json
 
     from agcframe.stats.model import schema_skeleton
 
-    digest = hashlib.sha256(json.dumps([schema_skeleton(model.spec), model.config.par_order, model.config.poi_name]).encode())
-    for array in arrays:
-        digest.update(f"{array.shape}{array.dtype}".encode())
-    for index in indices:
-        digest.update(np.asarray(index).tobytes())
+    config = model.config
+    digest = hashlib.sha256(
+        json.dumps([schema_skeleton(model.spec), config.par_order, config.poi_name, config.modifier_settings, _versions()]).encode()
+    )
+    for path, array, template in found:
+        value = np.asarray(array)
+        digest.update(repr((path, type(array).__name__, value.shape, value.dtype.str, template)).encode())
+        if not template:
+            digest.update(value.tobytes())
     return digest.hexdigest()
+
+
+def _at(model: Any, path: ArrayPath) -> tuple[Any, Any]:
+    """The object holding the array at ``path``, and its key there."""
+    holder = model
+    for key in path[:-1]:
+        holder = holder[key] if isinstance(holder, (dict, list)) else getattr(holder, key)
+    return holder, path[-1]
+
+
+def _get(holder: Any, key: Any) -> Any:
+    return holder[key] if isinstance(holder, (dict, list)) else getattr(holder, key)
+
+
+def _set(holder: Any, key: Any, value: Any) -> None:
+    if isinstance(holder, (dict, list)):
+        holder[key] = value
+    else:
+        setattr(holder, key, value)
 
 
 def _compiled(model: Any) -> _Bound:
     """``-2 ln L`` of ``model`` with its gradient, and its Hessian, as functions of ``(pars, data)``.
 
-    Compiled once per model structure (:class:`_Compiled`), if the traced
-    function depends on the model's numbers only through the arrays found
-    (:func:`_model_arrays`): a traced constant that is not an index array
-    would be a template pyhf keeps elsewhere, and such a model gets code of its
-    own, as every model did before.
+    Compiled once per model structure (:class:`_Compiled`), kept in this
+    process and, exported with ``jax.export``, in agcframe's cache directory,
+    from which JAX's compilation cache compiles it in a tenth of a second: a
+    model of a known structure is not traced, and may be built with pyhf's
+    numpy backend (fifty milliseconds, where its JAX backend takes half a
+    second of eagerly dispatched operations).
     """
+    import jax.numpy as jnp
+
+    found = _model_arrays(model)
+    structure = _structure(model, found)
+    compiled = _COMPILED.pop(structure, None) or _load(structure) or _compile(model, structure)
+    _COMPILED[compiled.structure] = compiled  # the most recently used last
+    while len(_COMPILED) > COMPILED_STRUCTURES:
+        del _COMPILED[next(iter(_COMPILED))]
+    arrays = tuple(np.asarray(_get(*_at(model, path))) for path in compiled.paths)
+    if tuple((array.shape, array.dtype.str) for array in arrays) != compiled.signature:
+        raise AssertionError(f"a model of structure {structure[:12]} has arrays of other shapes than its compiled likelihood")
+    return _Bound(compiled, tuple(jnp.asarray(array) for array in arrays))
+
+
+def _compile(model: Any, structure: str) -> _Compiled:
+    """Trace ``-2 ln L`` of ``model`` under pyhf's JAX backend (the model converted inside it) and compile it and its derivatives.
+
+    The code is shared by the structure, and kept on disk, if the traced
+    function depends on the model's numbers only through the JAX arrays
+    found: a traced constant that is not an index array would be a template
+    pyhf keeps elsewhere, and such a model gets code of its own (kept in this
+    process only).
+    """
+    import gc
+
     import jax
 
-    places, arrays, indices = _model_arrays(model)
-    structure = _structure(model, arrays, indices)
-    compiled = _COMPILED.get(structure)
-    if compiled is None:
-        template = model
+    gc.collect()  # pyhf models in reference cycles would be converted to JAX and back with this one
+    with jax_backend():
+        converted = _model_arrays(model)
+        paths = tuple(path for path, array, template in converted if template and isinstance(array, jax.Array))
+        places = [_at(model, path) for path in paths]
+        arrays = tuple(_get(*place) for place in places)
+        indices = [array for _, array, template in converted if not template]
 
         def twice_nll(pars: Any, data: Any, values: tuple[Any, ...]) -> Any:
-            held = [getattr(holder, key) if _is_object(holder) else holder[key] for holder, key in places]
-            _place(places, values)
+            held = [_get(*place) for place in places]
+            for place, value in zip(places, values):
+                _set(*place, value)
             try:
-                return _twice_nll(template, pars, data)
+                return _twice_nll(model, pars, data)
             finally:
-                _place(places, held)
+                for place, value in zip(places, held):
+                    _set(*place, value)
 
         pars = np.asarray(model.config.suggested_init(), dtype=np.float64)
         data = np.zeros(model.config.nmaindata + model.config.nauxdata)  # its shape only: nothing evaluated eagerly
-        traced = jax.make_jaxpr(twice_nll)(pars, data, tuple(arrays))
-        if not _only_index_constants(traced.consts, indices):
+        shared = _only_index_constants(jax.make_jaxpr(twice_nll)(pars, data, arrays).consts, indices)
+        if not shared:
             log.debug("pyhf keeps numbers of this model outside the arrays found: its likelihood is compiled for it alone")
             structure = f"{structure}:{id(model)}"
-        # compiled ahead of time for these shapes, which every model of the structure has: nothing keeps the
-        # template alive, which pyhf would otherwise convert at every change of backend (~0.3 s each)
-        example = (pars, data, tuple(arrays))
-        compiled = _Compiled(
-            structure,
-            jax.jit(jax.value_and_grad(twice_nll)).lower(*example).compile(),
-            jax.jit(jax.hessian(twice_nll)).lower(*example).compile(),
-        )
-        _COMPILED[structure] = compiled
-        while len(_COMPILED) > COMPILED_STRUCTURES:
-            del _COMPILED[next(iter(_COMPILED))]
-    else:
-        _COMPILED[structure] = _COMPILED.pop(structure)  # the most recently used
-    return _Bound(compiled, tuple(arrays))
+        # exported for these shapes, which every model of the structure has: nothing keeps the model alive
+        exported = tuple(jax.export.export(jax.jit(function))(pars, data, arrays) for function in (jax.value_and_grad(twice_nll), jax.hessian(twice_nll)))
+        signature = tuple((tuple(array.shape), np.dtype(array.dtype).str) for array in arrays)
+    if shared:
+        _store(structure, paths, signature, exported)
+    return _from_exported(structure, paths, signature, exported)
+
+
+def _from_exported(structure: str, paths: tuple[ArrayPath, ...], signature: Any, exported: Sequence[Any]) -> _Compiled:
+    """The compiled functions of ``exported`` (``jax.export``): JAX's compilation cache has them after the first time."""
+    import jax
+
+    functions = []
+    for function in exported:
+        args, kwargs = function.in_tree.unflatten([jax.ShapeDtypeStruct(aval.shape, aval.dtype) for aval in function.in_avals])
+        functions.append(jax.jit(function.call).lower(*args, **kwargs).compile())
+    return _Compiled(structure, paths, signature, *functions)
+
+
+def _stored(structure: str) -> Path:
+    return cache_directory() / COMPILED_DIRECTORY / f"{structure[:32]}.pickle"
+
+
+def _store(structure: str, paths: tuple[ArrayPath, ...], signature: Any, exported: Sequence[Any]) -> None:
+    """Keep the likelihood of ``structure`` in the cache directory (written whole; where it cannot be, the next process traces it again)."""
+    import pickle
+
+    import xxhash
+
+    try:
+        document = pickle.dumps((structure, paths, signature, [bytes(function.serialize()) for function in exported]))
+        write_atomically(_stored(structure), xxhash.xxh3_64_hexdigest(document).encode() + document)
+    except Exception as exc:  # a read-only cache
+        log.debug("the compiled likelihood is not kept on disk: %s", exc)
+
+
+def _load(structure: str) -> _Compiled | None:
+    """The likelihood of ``structure`` from the cache directory; ``None`` where there is none, or it is damaged or cannot be loaded (then it is deleted)."""
+    import pickle
+
+    path = _stored(structure)
+    try:
+        content = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        import jax
+        import xxhash
+
+        checksum, document = content[:CHECKSUM_LENGTH], content[CHECKSUM_LENGTH:]
+        if xxhash.xxh3_64_hexdigest(document).encode() != checksum:
+            raise ValueError("its checksum does not match")
+        stored, paths, signature, serialized = pickle.loads(document)
+        if stored != structure:
+            raise ValueError("it was made for another structure")
+        return _from_exported(structure, paths, signature, [jax.export.deserialize(bytearray(data)) for data in serialized])
+    except Exception as exc:
+        log.warning("the compiled likelihood %s is damaged (%s); deleted, it is compiled again", path, exc)
+        path.unlink(missing_ok=True)
+        return None
 
 
 def _only_index_constants(constants: Sequence[Any], indices: Sequence[Any]) -> bool:
@@ -299,20 +435,8 @@ def _only_index_constants(constants: Sequence[Any], indices: Sequence[Any]) -> b
     return True
 
 
-def _is_object(holder: Any) -> bool:
-    return not isinstance(holder, (dict, list))
-
-
-def _place(places: Sequence[tuple[Any, Any]], values: Sequence[Any]) -> None:
-    for (holder, key), value in zip(places, values):
-        if _is_object(holder):
-            setattr(holder, key, value)
-        else:
-            holder[key] = value
-
-
 class Likelihood:
-    """``-2 ln L`` of a pyhf model for one dataset, its exact gradient and Hessian (use inside :func:`jax_backend`).
+    """``-2 ln L`` of a pyhf model (of any backend) for one dataset, its exact gradient and Hessian.
 
     MINUIT asks for the value and the gradient at the same point in two calls;
     one evaluation serves both. :attr:`evaluations` counts the evaluations.
@@ -645,30 +769,31 @@ def _global_fit(likelihood: Likelihood, starts: Sequence[Sequence[float]]) -> _F
 def fit_model(model: Any, data: Any, options: FitOptions, *, workspace: dict[str, Any] | None = None) -> FitResult:
     """The maximum-likelihood fit of ``model`` to ``data`` and what ``options`` ask for besides.
 
-    Runs inside :func:`jax_backend`. With ``options.ranking`` the impacts of every
+    ``model`` may be built with any pyhf backend; its likelihood runs compiled
+    with JAX (:func:`_compiled`). With ``options.ranking`` the impacts of every
     free nuisance parameter on the POI; a refit that finds a lower minimum than
     the global fit makes the global fit restart from there (at most
     :data:`GLOBAL_REFITS` times).
     """
-    with jax_backend():
-        likelihood = Likelihood(model, data)
-        fit = _global_fit(likelihood, [model.config.suggested_init()])
-        if options.on_fit is not None:
-            options.on_fit(_result(model, fit, workspace))
-        ranking: tuple[Impact, ...] | None = None
-        if options.ranking:
-            for _ in range(GLOBAL_REFITS + 1):
-                found = impacts(likelihood, fit)
-                if isinstance(found, tuple):
-                    ranking = found
-                    break
-                log.warning("an impact refit found a lower minimum than the global fit; refitting the global fit from there")
-                fit = _global_fit(likelihood, [found, model.config.suggested_init()])
-            else:
-                raise InputError("the global fit keeps landing above minima its impact refits find; the likelihood has several minima")
-        poi_index = model.config.poi_index
-        found_significance = significance(likelihood, fit.minimum) if options.significance else None
-        limit = upper_limit(model, data, float(fit.minimum.values[poi_index]), float(fit.errors[poi_index])) if options.limit else None
+    configure_jax()
+    likelihood = Likelihood(model, data)
+    fit = _global_fit(likelihood, [model.config.suggested_init()])
+    if options.on_fit is not None:
+        options.on_fit(_result(model, fit, workspace))
+    ranking: tuple[Impact, ...] | None = None
+    if options.ranking:
+        for _ in range(GLOBAL_REFITS + 1):
+            found = impacts(likelihood, fit)
+            if isinstance(found, tuple):
+                ranking = found
+                break
+            log.warning("an impact refit found a lower minimum than the global fit; refitting the global fit from there")
+            fit = _global_fit(likelihood, [found, model.config.suggested_init()])
+        else:
+            raise InputError("the global fit keeps landing above minima its impact refits find; the likelihood has several minima")
+    poi_index = model.config.poi_index
+    found_significance = significance(likelihood, fit.minimum) if options.significance else None
+    limit = upper_limit(model, data, float(fit.minimum.values[poi_index]), float(fit.errors[poi_index])) if options.limit else None
     return _result(model, fit, workspace, significance=found_significance, limit=limit, ranking=ranking)
 
 
@@ -871,7 +996,7 @@ def upper_limit(model: Any, data: Any, poi_value: float, poi_error: float, level
     turns into POI values that cannot key pyhf's cache. The roots are bracketed
     between :data:`LIMIT_LOWEST_POI` and the fitted POI plus five standard
     deviations, then between the closest tested values on either side, as pyhf
-    does (inside :func:`jax_backend`).
+    does. The hypothesis tests' fits run with :func:`gradient_optimizer`.
     """
     import pyhf
     from scipy.optimize import toms748
@@ -894,7 +1019,7 @@ def upper_limit(model: Any, data: Any, poi_value: float, poi_error: float, level
         return float(tested[above][np.argmin(values[above])]), float(tested[below][np.argmax(values[below])])
 
     lowest, highest = LIMIT_LOWEST_POI, max(poi_value, 0.0) + 5 * poi_error
-    with progress_bar("limit scan", total=None, unit="hypothesis tests"):
+    with gradient_fits(), progress_bar("limit scan", total=None, unit="hypothesis tests"):
         cls_minus_level(lowest, 0)
         cls_minus_level(highest, 0)
         if np.any(cache[lowest] < level) or np.any(cache[highest] > level):

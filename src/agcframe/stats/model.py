@@ -10,7 +10,6 @@ both inference plugins fit the same likelihood.
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -168,11 +167,8 @@ def model_and_data(workspace: dict[str, Any], *, asimov: bool = False) -> tuple[
 
 def fit_workspace(workspace: dict[str, Any], options: FitOptions) -> FitResult:
     """Fit ``workspace`` (pyhf JSON) with :func:`agcframe.stats.fitting.fit_model`; the result carries the workspace."""
-    from agcframe.stats.fitting import fit_model, jax_backend
+    from agcframe.stats.fitting import fit_model
 
-    with jax_backend():  # the model made under JAX: pyhf converts a model's arrays at each change of backend
-        model, data = model_and_data(workspace, asimov=options.asimov)
-        result = fit_model(model, data, options, workspace=workspace)
-        del model, data
-        gc.collect(1)  # a pyhf model holds reference cycles: gone before the backend is restored, not converted back
-    return result
+    # the model made with pyhf's numpy backend: its likelihood runs compiled with JAX (agcframe.stats.fitting._compiled)
+    model, data = model_and_data(workspace, asimov=options.asimov)
+    return fit_model(model, data, options, workspace=workspace)
