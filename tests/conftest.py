@@ -91,15 +91,30 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pyte
 
     JAX's compiled programs are kept in one folder of the session that every
     pytest-xdist worker shares (the fits of different test files compile the
-    same programs), unless the environment names one.
+    same programs), unless the environment names one. So are the numba
+    kernels, built once before any test: the default processor is numba's, and
+    a test of a command's output should not depend on whether its run was the
+    first on its worker (which says that it builds them).
     """
+    import fcntl
+
+    from agcframe.analyses.agc_ttbar.numba.compiled import ensure_built
+
     session = tmp_path_factory.getbasetemp()
     if hasattr(pytestconfig, "workerinput"):  # a worker's folder is inside the session's
         session = session.parent
+    cache = tmp_path_factory.getbasetemp() / "cache"
+    kernels = session / "numba-kernels"
+    kernels.mkdir(exist_ok=True)
+    cache.mkdir(exist_ok=True)
+    (cache / "numba-kernels").symlink_to(kernels)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AGCFRAME_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+        patch.setenv("AGCFRAME_CACHE_DIR", str(cache))
         if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
             patch.setenv("JAX_COMPILATION_CACHE_DIR", str(session / "jax-cache"))
+        with open(session / "numba-kernels.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one worker builds, the others find them built
+            ensure_built()
         yield
 
 

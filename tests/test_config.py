@@ -17,14 +17,14 @@ def test_schema_and_dataclass_list_the_same_keys() -> None:
 def test_defaults() -> None:
     config = RunConfig.from_mapping({})
     assert config.plugins == {
-        "analysis": "agc_ttbar", "source": "uproot", "processor": "coffea", "histogrammer": "hist", "executor": "iterative", "inference": "cabinetry",
+        "analysis": "agc_ttbar", "source": "uproot", "processor": "numba", "histogrammer": "hist", "executor": "iterative", "inference": "cabinetry",
     }  # fmt: skip
     assert config.fit and config.n_files_max == -1
 
 
 def test_plugins_override_defaults_per_slot() -> None:
     config = RunConfig.from_mapping({"plugins": {"executor": "other"}})
-    assert config.plugins["executor"] == "other" and config.plugins["processor"] == "coffea"
+    assert config.plugins["executor"] == "other" and config.plugins["processor"] == "numba"
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ __all__ = [
 DEFAULT_PLUGINS: Mapping[str, str] = {
     "analysis": "agc_ttbar",
     "source": "uproot",
-    "processor": "coffea",
+    "processor": "numba",
     "histogrammer": "hist",
     "executor": "iterative",
     "inference": "cabinetry",

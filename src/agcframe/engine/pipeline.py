@@ -177,9 +177,8 @@ def _run(config: RunConfig, manager: PluginManager, show_progress: bool, report:
     coffea_run = config.processor is not None
     slots = COFFEA_PROCESSOR_SLOTS if coffea_run else PROCESSING_SLOTS
     slots = (*slots, "inference") if config.fit else slots  # the inference plugin starts before processing, to fail early
-    selected, backends = _backends(config, manager, slots)
+    selected, backends, fileset_path, datasets = _backends_and_datasets(config, manager, slots, any_samples=coffea_run)
     analysis = backends["analysis"]
-    fileset_path, datasets = _datasets(config, analysis, any_samples=coffea_run)
 
     started = time.perf_counter()
     executor = backends["executor"]
@@ -332,8 +331,7 @@ def process_file(
 def _process_file(
     config: RunConfig, process: str, variation: str, file_index: int, output: Path, manager: PluginManager, show_progress: bool
 ) -> PartialResult:
-    selected, backends = _backends(config, manager, PROCESSING_SLOTS)
-    fileset_path, datasets = _datasets(config, backends["analysis"])
+    selected, backends, fileset_path, datasets = _backends_and_datasets(config, manager, PROCESSING_SLOTS)
     dataset = next((d for d in datasets if (d.process, d.variation) == (process, variation)), None)
     if dataset is None:
         known = ", ".join(f"{d.process}/{d.variation}" for d in datasets)
@@ -481,8 +479,7 @@ class PlannedInputs:
 def plan_inputs(config: RunConfig, *, manager: PluginManager | None = None) -> PlannedInputs:
     """The analysis, parameters and planned work items of ``config``, through its source plugin (``agcframe optimize`` reads them)."""
     manager = manager or PluginManager()
-    selected, backends = _backends(config, manager, ("analysis", "source"))
-    fileset_path, datasets = _datasets(config, backends["analysis"])
+    selected, backends, fileset_path, datasets = _backends_and_datasets(config, manager, ("analysis", "source"))
     cache = config.cache()
     with column_cache.using(cache):
         planned = plan(backends["source"], datasets, config.chunksize, skip_bad_files=False, cache=cache)
@@ -496,14 +493,16 @@ def analysis_definition(name: str | None = None, *, manager: PluginManager | Non
     return _instantiate(manager.get("analysis", name or DEFAULT_PLUGINS["analysis"]), {})
 
 
-def _backends(
-    config: RunConfig, manager: PluginManager, slots: Sequence[str]
-) -> tuple[dict[str, RegisteredSpec], dict[str, Any]]:
-    """The registered plugins of ``slots`` the configuration chooses, and their started backends.
+def _backends_and_datasets(
+    config: RunConfig, manager: PluginManager, slots: Sequence[str], *, any_samples: bool = False
+) -> tuple[dict[str, RegisteredSpec], dict[str, Any], Path, list[Dataset]]:
+    """The registered plugins of ``slots`` the configuration chooses, their started backends, the fileset and its datasets (:func:`_datasets`).
 
-    The analysis starts first: the histogrammer, the inference plugin and every plugin whose spec
-    ``takes_analysis`` (the ``servicex`` source) are given its definition (``analysis=``), and those and
-    each plugin that lists the analysis its parameter values (``parameters=``).
+    The analysis starts first and the fileset is read with it, before any other plugin starts (a
+    missing fileset is reported before the numba kernels are built): the histogrammer, the inference
+    plugin and every plugin whose spec ``takes_analysis`` (the ``servicex`` source) are given its
+    definition (``analysis=``), and those and each plugin that lists the analysis its parameter values
+    (``parameters=``).
     """
     selected = _select(manager, _chosen_plugins(config, manager, slots), config.plugin_options)
     analysis = selected["analysis"].spec
@@ -511,6 +510,7 @@ def _backends(
     _check_implements(selected, manager)
     core_options: dict[str, dict[str, Any]] = {slot: {} for slot in selected}
     definition = _instantiate(selected["analysis"], config.plugin_options)
+    fileset_path, datasets = _datasets(config, definition, any_samples=any_samples)
     for slot, registered in selected.items():
         if analysis.name in registered.spec.analyses or registered.spec.takes_analysis:
             core_options[slot]["parameters"] = parameters
@@ -531,7 +531,7 @@ def _backends(
     for slot, registered in selected.items():
         if slot != "analysis":
             backends[slot] = _instantiate(registered, config.plugin_options, **core_options[slot])
-    return selected, backends
+    return selected, backends, fileset_path, datasets
 
 
 def _coffea_processor(config: RunConfig, datasets: Sequence[Dataset]) -> tuple[CoffeaProcessorRun, CoffeaAccumulator, dict[str, str]]:
