@@ -13,7 +13,7 @@ import agcframe
 from agcframe import RunConfig
 from agcframe.io.histogram_file import split_name
 from agcframe.tools.generate import EVENTS_FACTOR, GenerationSettings, generated_events
-from agcframe.analyses.agc_ttbar.coffea.processor import PRELOADED_BRANCHES
+from agcframe.analyses.agc_ttbar.numba.processor import BRANCHES
 from histograms import assert_bit_identical, read_histograms
 from reference_analysis import reference_histograms
 from agcframe.analyses.agc_ttbar.analysis import AgcTtbar
@@ -122,14 +122,14 @@ def test_outputs_describe_the_run(small_run: agcframe.RunResult) -> None:
     provenance = json.loads((small_run.output / "provenance.json").read_text())
     assert provenance["agcframe_version"] == agcframe.__version__
     assert provenance["seed"] == SEED
-    assert provenance["plugins"]["processor"] == {"name": "coffea", "distribution": "agcframe", "version": agcframe.__version__}
+    assert provenance["plugins"]["processor"] == {"name": "numba", "distribution": "agcframe", "version": agcframe.__version__}
     assert provenance["config"]["chunksize"] == 100_000
     assert len(provenance["inputs"]) == 18
     assert all(entry["size_bytes"] > 0 and entry["entries"] == 1500 * EVENTS_FACTOR.get(entry["process"], 1) for entry in provenance["inputs"])
     assert metrics["input_bytes"] == sum(entry["size_bytes"] for entry in provenance["inputs"])
-    # the baskets of the branches coffea reads (and a few hundred bytes of metadata per file)
+    # the baskets of the branches the (default) numba processor reads, and a few hundred bytes of metadata per file
     preloaded = sum(
-        sum(tree[name].compressed_bytes for name in PRELOADED_BRANCHES)
+        sum(tree[name].compressed_bytes for name in BRANCHES)
         for tree in (uproot.open(entry["path"])["Events"] for entry in provenance["inputs"])
     )
     assert preloaded <= metrics["bytes_read"] < 1.01 * preloaded < metrics["input_bytes"]

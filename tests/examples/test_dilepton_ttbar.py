@@ -117,9 +117,9 @@ OBSERVABLES["emu_lead_jet_pt"] = Observable("emu", Binning(20, 0.0, 500.0, "lead
 
 
 def test_the_agc_processor_is_refused_for_it_in_one_line(installed_example: None, small_fileset: Path, tmp_path: Path) -> None:
-    done = agcframe_cli("run", "--analysis", "dilepton_ttbar", "--plugin", "processor=numba", "--fileset", str(small_fileset), "--output", str(tmp_path / "x"))
+    done = agcframe_cli("run", "--analysis", "dilepton_ttbar", "--plugin", "processor=coffea", "--fileset", str(small_fileset), "--output", str(tmp_path / "x"))
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert "processor plugin 'numba' implements agc_ttbar, not analysis 'dilepton_ttbar'; use --plugin processor=dilepton-coffea" in done.stderr
+    assert "processor plugin 'coffea' implements agc_ttbar, not analysis 'dilepton_ttbar'; use --plugin processor=dilepton-coffea" in done.stderr
     assert not (tmp_path / "x").exists()
 
 

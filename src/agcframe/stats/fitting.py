@@ -37,11 +37,14 @@ pyhf optimizer that minimises with the exact gradient.
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -95,6 +98,8 @@ FIT_CALLS = 100_000
 REFIT_CALLS = 5_000
 #: a refit's -2 ln L may lie this far below the global minimum's (the global EDM goal is 2e-4)
 TWICE_NLL_TOLERANCE = 1e-3
+#: threads that run the impact refits (each Hessian already takes about 1.6 cores of XLA's own threads)
+REFIT_THREADS = 2
 #: times the global fit is redone when a refit finds a lower minimum
 GLOBAL_REFITS = 2
 #: CLs level of upper limits: 95% confidence
@@ -452,6 +457,12 @@ class Likelihood:
         self._value = 0.0
         self._gradient = np.zeros(0)
         self.evaluations = 0
+
+    def another(self) -> Likelihood:
+        """The same likelihood with its own evaluation state (for another thread): no compilation."""
+        other = copy.copy(self)
+        other._point, other.evaluations = None, 0
+        return other
 
     def _evaluate(self, pars: np.ndarray) -> None:
         point = np.asarray(pars, dtype=np.float64)
@@ -824,7 +835,13 @@ def impacts(likelihood: Likelihood, fit: _Fit) -> tuple[Impact, ...] | np.ndarra
     listed in the impact's ``multimodal``.
 
     Returns the impacts, or the parameter values of a refit whose ``-2 ln L``
-    lies below the global minimum by more than :data:`TWICE_NLL_TOLERANCE`.
+    lies below the global minimum by more than :data:`TWICE_NLL_TOLERANCE`
+    (the first such refit in the parameters' order).
+
+    The refits are independent: :data:`REFIT_THREADS` threads run them, each
+    with its own :class:`Likelihood` on the same compiled code (which, like
+    numpy's linear algebra, releases the GIL), and their results are taken in
+    order, so the impacts are those of one thread.
     """
     import cabinetry
 
@@ -835,23 +852,37 @@ def impacts(likelihood: Likelihood, fit: _Fit) -> tuple[Impact, ...] | np.ndarra
     bounds = model.config.suggested_bounds()
     prefit = cabinetry.model_utils.prefit_uncertainties(model)
     ranked = [index for index in range(len(best)) if index != poi_index and not fixed[index]]
+    shifts = {
+        index: dict(zip(IMPACT_SHIFTS, (prefit[index] or None, -prefit[index] or None, fit.errors[index], -fit.errors[index])))
+        for index in ranked
+    }
+    own = threading.local()
+
+    def refitted(index: int, shift: float | None) -> tuple[Minimum | None, bool]:
+        if shift is None:
+            return None, False
+        if not hasattr(own, "likelihood"):
+            own.likelihood = likelihood.another()
+        return _refit(own.likelihood, fit, index, float(np.clip(best[index] + shift, *bounds[index])))
+
     found: list[Impact] = []
-    with progress_bar("impacts", total=4 * len(ranked), unit="refits") as advance:
+    with progress_bar("impacts", total=4 * len(ranked), unit="refits") as advance, ThreadPoolExecutor(REFIT_THREADS) as pool:
+        refits = iter([pool.submit(refitted, index, shift) for index in ranked for shift in shifts[index].values()])
         for index in ranked:
-            shifts = dict(zip(IMPACT_SHIFTS, (prefit[index] or None, -prefit[index] or None, fit.errors[index], -fit.errors[index])))
             deltas: list[float | None] = []
             multimodal: list[str] = []
-            for key, shift in shifts.items():
-                refit, several = (None, False) if shift is None else _refit(likelihood, fit, index, float(np.clip(best[index] + shift, *bounds[index])))
+            for key, shift in shifts[index].items():
+                refit, several = next(refits).result()
                 advance()
                 if refit is not None and refit.twice_nll < fit.minimum.twice_nll - TWICE_NLL_TOLERANCE:
+                    pool.shutdown(cancel_futures=True)
                     return refit.values
                 if shift is not None and refit is None:
                     log.warning("impact refit of %s at %+.3g did not converge: left out", model.config.par_names[index], shift)
                 deltas.append(None if refit is None else float(refit.values[poi_index] - best[poi_index]))
                 if several:
                     multimodal.append(key)
-            valid = all(delta is not None or shift is None for delta, shift in zip(deltas, shifts.values()))
+            valid = all(delta is not None or shift is None for delta, shift in zip(deltas, shifts[index].values()))
             found.append(Impact(model.config.par_names[index], *deltas, valid=valid, multimodal=tuple(multimodal)))
     return tuple(found)
 
