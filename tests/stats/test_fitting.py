@@ -335,3 +335,14 @@ def test_a_model_built_with_numpy_has_the_likelihood_of_the_same_model_built_wit
         jax_model, jax_data = model_and_data(workspace)
         with_jax = _evaluated(fitting._compiled(jax_model), jax_model, jax_data)
     assert all(np.array_equal(a, b) for a, b in zip(with_numpy, with_jax))
+
+
+def test_every_compiled_program_is_kept_also_in_a_jax_cache_the_environment_names() -> None:
+    """JAX keeps only programs that took a second to compile: the likelihood's gradient (0.5 s) was compiled again in every run."""
+    import jax
+
+    assert os.environ.get("JAX_COMPILATION_CACHE_DIR")  # the test session names one (tests/conftest.py)
+    fitting.configure_jax()
+    assert jax.config.jax_compilation_cache_dir == os.environ["JAX_COMPILATION_CACHE_DIR"]
+    assert jax.config.jax_persistent_cache_min_compile_time_secs == 0
+    assert jax.config.jax_persistent_cache_min_entry_size_bytes == 0

@@ -120,8 +120,11 @@ def configure_jax() -> None:
     jax.config.update("jax_enable_x64", True)  # as pyhf's JAX backend at 64b: the compiled likelihoods take float64
     if jax.config.jax_compilation_cache_dir is None:
         jax.config.update("jax_compilation_cache_dir", str(cache_directory() / "jax"))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    # every program kept, also in a cache the environment names (JAX keeps only those that took a second to compile:
+    # a run would compile the likelihood's gradient again each time), unless the environment says otherwise
+    for option in ("jax_persistent_cache_min_compile_time_secs", "jax_persistent_cache_min_entry_size_bytes"):
+        if option.upper() not in os.environ:
+            jax.config.update(option, 0)
 
 
 @contextmanager
