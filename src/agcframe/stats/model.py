@@ -34,8 +34,31 @@ def template_key(region: str, sample_path: str, variation: str | None = None) ->
 
 
 def rebinned(h: hist.Hist, edges: Sequence[float]) -> hist.Hist:
-    """``h`` cut to ``edges[0]``-``edges[-1]`` with its bins merged into ``edges``, each of which must be one of ``h``'s edges."""
-    return h[hist.loc(edges[0]) : hist.loc(edges[-1])][hist.rebin(edges=list(edges))]
+    """``h`` (one axis, weighted) cut to ``edges[0]``-``edges[-1]`` with its bins merged into ``edges``, each of which must be one of ``h``'s edges.
+
+    As hist's ``h[loc(a):loc(b)][rebin(edges=...)]`` gives it, bit for bit, flow
+    bins included: each new bin sums its old bins from left to right, and what is
+    cut off is added to the flow bins in order. hist's slicing and rebinning
+    took 0.4-0.6 ms a template, 0.05-0.07 s of a rerun's fit stage.
+    """
+    axis = h.axes[0]
+    old = axis.edges
+    wanted = np.asarray(edges, dtype=np.float64)
+    index = np.clip(np.searchsorted(old, wanted), 1, len(old) - 1)
+    index = np.where(np.abs(old[index - 1] - wanted) < np.abs(old[index] - wanted), index - 1, index)  # the nearest edge
+    if len(wanted) < 2 or not np.allclose(old[index], wanted, rtol=1e-9, atol=0) or np.any(np.diff(index) <= 0):
+        raise ValueError(f"edges {list(edges)} are not increasing edges of the histogram's binning {old.tolist()}")
+    view = h.view(flow=True)  # underflow, the bins, overflow
+    merged = hist.Hist(hist.axis.Variable(wanted, name=axis.name, label=axis.label), storage=hist.storage.Weight())
+    target = merged.view(flow=True)
+    for field in ("value", "variance"):
+        content = np.asarray(view[field], dtype=np.float64)
+        inner = content[index[0] + 1 : index[-1] + 1]  # the old bins between the new outer edges
+        # Python's sum adds in order, as boost-histogram does (numpy's sums are pairwise or unrolled)
+        target[field][1:-1] = [sum(inner[start:stop]) for start, stop in zip(index[:-1] - index[0], index[1:] - index[0])]
+        target[field][0] = sum(content[: index[0] + 1])  # the underflow and the bins cut off below, in order
+        target[field][-1] = sum(content[index[-1] + 1 :])  # the bins cut off above and the overflow, in order
+    return merged
 
 
 def read_rebinned(file: Any, key: str, edges: Sequence[float] | None) -> hist.Hist:
