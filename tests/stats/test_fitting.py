@@ -290,8 +290,9 @@ print("after the block")
 def _evaluated(bound: object, model: object, data: object) -> list[np.ndarray]:
     """-2 ln L, its gradient and its Hessian at the model's initial values, as numpy arrays."""
     pars = np.asarray(model.config.suggested_init(), dtype=np.float64)  # type: ignore[attr-defined]
-    value, gradient = bound.value_and_gradient(pars, np.asarray(data, dtype=np.float64))  # type: ignore[attr-defined]
-    return [np.asarray(value), np.asarray(gradient), np.asarray(bound.hessian(pars, np.asarray(data, dtype=np.float64)))]  # type: ignore[attr-defined]
+    observed = np.asarray(data, dtype=np.float64)
+    value, gradient = bound.value_and_gradient(pars, observed)  # type: ignore[attr-defined]
+    return [np.asarray(value), np.asarray(gradient), np.asarray(bound.hessian(pars, observed))]  # type: ignore[attr-defined]
 
 
 def test_a_compiled_likelihood_is_loaded_by_the_next_process_and_a_damaged_one_traced_again(

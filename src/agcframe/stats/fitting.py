@@ -135,27 +135,22 @@ def jax_backend() -> Iterator[None]:
     the fits need it only to trace a likelihood the first time.
     """
     configure_jax()
-    import pyhf
-
-    backend, previous = pyhf.get_backend()
-    pyhf.set_backend("jax", gradient_optimizer(), precision="64b")
-    try:
+    with gradient_fits("jax", precision="64b"):
         yield
-    finally:
-        pyhf.set_backend(backend, previous)
 
 
 @contextmanager
-def gradient_fits() -> Iterator[None]:
-    """:func:`gradient_optimizer` for pyhf's own fits inside the block, on pyhf's current backend (no model is converted)."""
+def gradient_fits(backend: str | None = None, **options: Any) -> Iterator[None]:
+    """:func:`gradient_optimizer` for pyhf's own fits inside the block, on ``backend`` with ``options`` (by default pyhf's
+    current backend: no model is converted); pyhf's global state is restored after."""
     import pyhf
 
-    backend, previous = pyhf.get_backend()
-    pyhf.set_backend(backend, gradient_optimizer())
+    current, previous = pyhf.get_backend()
+    pyhf.set_backend(backend or current, gradient_optimizer(), **options)
     try:
         yield
     finally:
-        pyhf.set_backend(backend, previous)
+        pyhf.set_backend(current, previous)
 
 
 #: a path from a model to one of its arrays: attribute names, dictionary keys and list indices, in turn
@@ -295,7 +290,7 @@ def _at(model: Any, path: ArrayPath) -> tuple[Any, Any]:
     """The object holding the array at ``path``, and its key there."""
     holder = model
     for key in path[:-1]:
-        holder = holder[key] if isinstance(holder, (dict, list)) else getattr(holder, key)
+        holder = _get(holder, key)
     return holder, path[-1]
 
 

@@ -52,10 +52,9 @@ def rebinned(h: hist.Hist, edges: Sequence[float]) -> hist.Hist:
     merged = hist.Hist(hist.axis.Variable(wanted, name=axis.name, label=axis.label), storage=hist.storage.Weight())
     target = merged.view(flow=True)
     for field in ("value", "variance"):
-        content = np.asarray(view[field], dtype=np.float64)
-        inner = content[index[0] + 1 : index[-1] + 1]  # the old bins between the new outer edges
+        content = np.asarray(view[field], dtype=np.float64)  # bin i of the axis is content[i + 1]
         # Python's sum adds in order, as boost-histogram does (numpy's sums are pairwise or unrolled)
-        target[field][1:-1] = [sum(inner[start:stop]) for start, stop in zip(index[:-1] - index[0], index[1:] - index[0])]
+        target[field][1:-1] = [sum(content[start + 1 : stop + 1]) for start, stop in zip(index[:-1], index[1:])]
         target[field][0] = sum(content[: index[0] + 1])  # the underflow and the bins cut off below, in order
         target[field][-1] = sum(content[index[-1] + 1 :])  # the bins cut off above and the overflow, in order
     return merged
