@@ -304,14 +304,14 @@ def test_a_compiled_likelihood_is_loaded_by_the_next_process_and_a_damaged_one_t
     monkeypatch.setenv("AGCFRAME_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(fitting, "_COMPILED", {})
     model, data = model_and_data(build_workspace(real_histograms, AGC.model))  # pyhf's numpy backend, as the fits build it
-    compiled = _evaluated(fitting._compiled(model), model, data)
+    compiled = _evaluated(fitting._compiled_pyhf(model), model, data)
     (stored,) = (tmp_path / fitting.COMPILED_DIRECTORY).iterdir()
 
     traced: list[object] = []
     real_compile = fitting._compile
     monkeypatch.setattr(fitting, "_compile", lambda *args: traced.append(args) or real_compile(*args))
     monkeypatch.setattr(fitting, "_COMPILED", {})  # a new process
-    loaded = _evaluated(fitting._compiled(model), model, data)
+    loaded = _evaluated(fitting._compiled_pyhf(model), model, data)
     assert traced == []
     assert all(np.array_equal(a, b) for a, b in zip(compiled, loaded))
 
@@ -319,7 +319,7 @@ def test_a_compiled_likelihood_is_loaded_by_the_next_process_and_a_damaged_one_t
     damaged[len(damaged) // 2] ^= 0xFF
     stored.write_bytes(bytes(damaged))
     monkeypatch.setattr(fitting, "_COMPILED", {})
-    again = _evaluated(fitting._compiled(model), model, data)
+    again = _evaluated(fitting._compiled_pyhf(model), model, data)
     assert len(traced) == 1  # the damaged entry is not used: traced again and stored whole
     assert all(np.array_equal(a, b) for a, b in zip(compiled, again))
     assert stored.read_bytes() != bytes(damaged)
@@ -331,10 +331,10 @@ def test_a_model_built_with_numpy_has_the_likelihood_of_the_same_model_built_wit
 
     workspace = build_workspace(real_histograms, AGC.model)
     model, data = model_and_data(workspace)
-    with_numpy = _evaluated(fitting._compiled(model), model, data)
+    with_numpy = _evaluated(fitting._compiled_pyhf(model), model, data)
     with fitting.jax_backend():
         jax_model, jax_data = model_and_data(workspace)
-        with_jax = _evaluated(fitting._compiled(jax_model), jax_model, jax_data)
+        with_jax = _evaluated(fitting._compiled_pyhf(jax_model), jax_model, jax_data)
     assert all(np.array_equal(a, b) for a, b in zip(with_numpy, with_jax))
 
 

@@ -16,12 +16,12 @@ from collections.abc import Callable, Mapping
 from statistics import NormalDist
 from typing import Any
 
-import numpy as np
 
 from agcframe.data import histogram_name
 from agcframe.defaults import OPTIMIZE_OBJECTIVES
 from agcframe.errors import ConfigError, InputError
 from agcframe.plugin.analysis import StatisticalModel
+from agcframe.stats.interpolation import code4, code4p
 
 __all__ = ["OBJECTIVES", "objective_function"]
 
@@ -29,20 +29,6 @@ __all__ = ["OBJECTIVES", "objective_function"]
 EMPTY_BIN = 1e-9
 #: the CLs level of the expected upper limit
 LIMIT_LEVEL = 0.05
-
-#: pyhf's code4 polynomial (alpha0 = 1): its coefficients are this matrix times
-#: (hi - 1, lo - 1, hi ln hi, -lo ln lo, hi ln² hi, lo ln² lo)
-_CODE4 = np.array(
-    [
-        [15 / 16, -15 / 16, -7 / 16, -7 / 16, 1 / 16, -1 / 16],
-        [3 / 2, 3 / 2, -9 / 16, 9 / 16, 1 / 16, 1 / 16],
-        [-5 / 8, 5 / 8, 5 / 8, 5 / 8, -1 / 8, 1 / 8],
-        [-3 / 2, -3 / 2, 7 / 8, -7 / 8, -1 / 8, -1 / 8],
-        [3 / 16, -3 / 16, -3 / 16, -3 / 16, 1 / 16, -1 / 16],
-        [1 / 2, 1 / 2, -5 / 16, 5 / 16, 1 / 16, 1 / 16],
-    ]
-)
-
 
 #: the objectives ``agcframe optimize`` can minimise, with what they are
 OBJECTIVES = OPTIMIZE_OBJECTIVES
@@ -98,30 +84,6 @@ def _channel_arrays(
     return nominal, variances, hi, lo, jnp.stack([up for up, _ in histosys]), jnp.stack([down for _, down in histosys])
 
 
-def _code4(alpha: Any, hi: Any, lo: Any) -> Any:
-    """pyhf's ``code4`` normsys factors (systematics × samples × bins): a polynomial for |alpha| < 1, exponential beyond."""
-    import jax.numpy as jnp
-
-    b = jnp.stack([hi - 1, lo - 1, hi * jnp.log(hi), -lo * jnp.log(lo), hi * jnp.log(hi) ** 2, lo * jnp.log(lo) ** 2])
-    coefficients = jnp.einsum("rc,c...->r...", jnp.asarray(_CODE4), b)
-    a = alpha[:, None, None]
-    powers = jnp.stack([a ** (r + 1) for r in range(6)])
-    inside = 1.0 + jnp.sum(coefficients * powers, axis=0)
-    magnitude = jnp.maximum(jnp.abs(a), 1.0)
-    return jnp.where(a >= 1.0, hi**magnitude, jnp.where(a > -1.0, inside, lo**magnitude))
-
-
-def _code4p(alpha: Any, nominal: Any, up: Any, down: Any) -> Any:
-    """pyhf's ``code4p`` histosys shifts (systematics × samples × bins): a polynomial for |alpha| <= 1, linear beyond."""
-    import jax.numpy as jnp
-
-    a = alpha[:, None, None]
-    delta_up, delta_down = up - nominal, nominal - down
-    s, c = 0.5 * (delta_up + delta_down), 0.0625 * (delta_up - delta_down)
-    inside = a * s + c * a**2 * (15.0 + a**2 * (3.0 * a**2 - 10.0))
-    return jnp.where(a > 1.0, a * delta_up, jnp.where(a < -1.0, a * delta_down, inside))
-
-
 class _Model:
     """The model of ``templates``: its expected events as a function of the parameters, and the POI uncertainty of its Asimov data.
 
@@ -157,8 +119,8 @@ class _Model:
         import jax.numpy as jnp
 
         alpha, gamma = pars[1 : 1 + self.systematics], pars[1 + self.systematics :]
-        rates = self.nominal_rates + jnp.sum(_code4p(alpha, self.nominal_rates, self.up, self.down), axis=0)
-        factors = jnp.prod(_code4(alpha, self.hi, self.lo), axis=0) * (1.0 + self.poi_mask * (pars[0] - 1.0))
+        rates = self.nominal_rates + jnp.sum(code4p(alpha, self.up - self.nominal_rates, self.nominal_rates - self.down), axis=0)
+        factors = jnp.prod(code4(alpha, self.hi, self.lo), axis=0) * (1.0 + self.poi_mask * (pars[0] - 1.0))
         return jnp.sum(rates * factors, axis=0) * gamma
 
     def poi_uncertainty(self, poi: float) -> Any:

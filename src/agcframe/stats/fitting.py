@@ -1,11 +1,13 @@
 """Maximum-likelihood fits of a pyhf model: exact derivatives, checked minima, impacts.
 
-pyhf evaluates ``-2 ln L`` under its JAX backend, compiled once per model
-structure with its gradient (``jax.value_and_grad``) and, separately, its
-Hessian. The templates and the data are arguments, so a model with new
-templates and Asimov data reuse the compiled functions; the compiled code is
-kept on disk between runs, and the model itself may be built with pyhf's numpy
-backend (as agcframe's fits build it: ten times faster than under JAX).
+``-2 ln L`` is compiled with JAX once per model structure with its gradient
+(``jax.value_and_grad``) and, separately, its Hessian: in its dense form
+(:mod:`agcframe.stats.dense`) for the modifiers cabinetry writes, else as
+pyhf's JAX backend evaluates it. The templates and the data are arguments, so
+a model with new templates and Asimov data reuse the compiled functions; the
+compiled code is kept on disk between runs, and the model itself may be built
+with pyhf's numpy backend (as agcframe's fits build it: ten times faster than
+under JAX).
 
 * The global fit: MIGRAD with the exact gradient (a few hundred evaluations
   where numerical derivatives need thousands), then Newton steps with the
@@ -161,9 +163,11 @@ ArrayPath = tuple[Any, ...]
 class _Compiled:
     """``-2 ln L`` with its gradient, and its Hessian, compiled for every model of one structure.
 
-    The functions take the model's templates as an argument: the arrays at
-    :attr:`paths` (the floating-point arrays pyhf's JAX backend derives from
-    the templates), which have the shapes and dtypes :attr:`signature`. A model
+    The functions take the model's templates as an argument: for pyhf's graph
+    the arrays at :attr:`paths` (the floating-point arrays pyhf's JAX backend
+    derives from the templates), for the dense form (no paths) those of
+    :class:`agcframe.stats.dense.DenseModel`; they have the shapes and dtypes
+    :attr:`signature`. A model
     with new templates and the same structure (a rerun with another cut) runs
     the same compiled code, whichever backend it was built with.
     """
@@ -261,10 +265,13 @@ def _model_arrays(model: Any) -> list[tuple[ArrayPath, Any, bool]]:
 
 @functools.cache
 def _versions() -> str:
-    """What compiled code depends on besides the model: this module's source and the versions of pyhf, JAX and jaxlib."""
+    """What compiled code depends on besides the model: the source of this module, :mod:`~agcframe.stats.dense` and
+    :mod:`~agcframe.stats.interpolation`, and the versions of pyhf, JAX and jaxlib."""
     from importlib.metadata import version
 
-    source = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+    from agcframe.stats import dense, interpolation
+
+    source = hashlib.sha256(b"".join(Path(module).read_bytes() for module in (__file__, dense.__file__, interpolation.__file__))).hexdigest()
     return f"{source} pyhf {version('pyhf')} jax {version('jax')} jaxlib {version('jaxlib')}"
 
 
@@ -308,6 +315,45 @@ def _set(holder: Any, key: Any, value: Any) -> None:
 def _compiled(model: Any) -> _Bound:
     """``-2 ln L`` of ``model`` with its gradient, and its Hessian, as functions of ``(pars, data)``.
 
+    The dense form (:mod:`agcframe.stats.dense`) where the model has one and it
+    agrees with pyhf's, else pyhf's own graph (:func:`_compiled_pyhf`).
+    """
+    return _compiled_dense(model) or _compiled_pyhf(model)
+
+
+def _kept(compiled: _Compiled) -> _Compiled:
+    """``compiled``, kept in this process as the most recently used (:data:`COMPILED_STRUCTURES` of them)."""
+    _COMPILED[compiled.structure] = compiled
+    while len(_COMPILED) > COMPILED_STRUCTURES:
+        del _COMPILED[next(iter(_COMPILED))]
+    return compiled
+
+
+def _compiled_dense(model: Any) -> _Bound | None:
+    """The dense likelihood of ``model``; ``None`` where it has none or it differs from pyhf's.
+
+    Compiled once per dense structure, kept as pyhf's graph is (:func:`_compiled_pyhf`).
+    """
+    import jax.numpy as jnp
+
+    from agcframe.stats import dense
+
+    form = dense.dense_model(model)
+    if form is None:
+        return None
+    configure_jax()
+    structure = hashlib.sha256(f"{form.structure} {_versions()}".encode()).hexdigest()
+    compiled = _COMPILED.pop(structure, None) or _load(structure) or _compile_dense(form, structure)
+    bound = _Bound(compiled, tuple(jnp.asarray(array) for array in form.arrays))
+    if not dense.agrees(model, lambda pars, data: bound.value_and_gradient(pars, data)[0]):
+        return None
+    _kept(compiled)
+    return bound
+
+
+def _compiled_pyhf(model: Any) -> _Bound:
+    """``-2 ln L`` of ``model`` as pyhf computes it, with its gradient and Hessian, as functions of ``(pars, data)``.
+
     Compiled once per model structure (:class:`_Compiled`), kept in this
     process and, exported with ``jax.export``, in agcframe's cache directory,
     from which JAX's compilation cache compiles it in a tenth of a second: a
@@ -319,10 +365,7 @@ def _compiled(model: Any) -> _Bound:
 
     found = _model_arrays(model)
     structure = _structure(model, found)
-    compiled = _COMPILED.pop(structure, None) or _load(structure) or _compile(model, structure)
-    _COMPILED[compiled.structure] = compiled  # the most recently used last
-    while len(_COMPILED) > COMPILED_STRUCTURES:
-        del _COMPILED[next(iter(_COMPILED))]
+    compiled = _kept(_COMPILED.pop(structure, None) or _load(structure) or _compile(model, structure))
     arrays = tuple(np.asarray(_get(*_at(model, path))) for path in compiled.paths)
     if tuple((array.shape, array.dtype.str) for array in arrays) != compiled.signature:
         raise AssertionError(f"a model of structure {structure[:12]} has arrays of other shapes than its compiled likelihood")
@@ -367,9 +410,28 @@ def _compile(model: Any, structure: str) -> _Compiled:
             log.debug("pyhf keeps numbers of this model outside the arrays found: its likelihood is compiled for it alone")
             structure = f"{structure}:{id(model)}"
         # exported for these shapes, which every model of the structure has: nothing keeps the model alive
-        exported = tuple(jax.export.export(jax.jit(function))(pars, data, arrays) for function in (jax.value_and_grad(twice_nll), jax.hessian(twice_nll)))
-        signature = tuple((tuple(array.shape), np.dtype(array.dtype).str) for array in arrays)
-    if shared:
+        return _exported(twice_nll, pars, data, arrays, structure, paths, keep=shared)
+
+
+def _compile_dense(form: Any, structure: str) -> _Compiled:
+    """Trace the dense ``-2 ln L`` of ``form`` (:class:`agcframe.stats.dense.DenseModel`) and compile it and its derivatives."""
+    from agcframe.stats import dense
+
+    pars = np.zeros(form.parameters)
+    data = np.zeros(form.data_size)
+    return _exported(functools.partial(dense.twice_nll, indices=form.indices), pars, data, form.arrays, structure, (), keep=True)
+
+
+def _exported(
+    twice_nll: Callable[..., Any], pars: Any, data: Any, arrays: Sequence[Any], structure: str, paths: tuple[ArrayPath, ...], *, keep: bool
+) -> _Compiled:
+    """``twice_nll(pars, data, arrays)`` with its gradient, and its Hessian, exported for these shapes and compiled; kept on disk if ``keep``."""
+    import jax
+
+    arrays = tuple(arrays)
+    exported = tuple(jax.export.export(jax.jit(function))(pars, data, arrays) for function in (jax.value_and_grad(twice_nll), jax.hessian(twice_nll)))
+    signature = tuple((tuple(array.shape), np.dtype(array.dtype).str) for array in arrays)
+    if keep:
         _store(structure, paths, signature, exported)
     return _from_exported(structure, paths, signature, exported)
 
