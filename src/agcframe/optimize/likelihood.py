@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping
 from statistics import NormalDist
 from typing import Any
 
-
 from agcframe.data import histogram_name
 from agcframe.defaults import OPTIMIZE_OBJECTIVES
 from agcframe.errors import ConfigError, InputError

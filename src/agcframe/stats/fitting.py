@@ -50,7 +50,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -58,6 +58,9 @@ from agcframe.cache import cache_directory, write_atomically
 from agcframe.data import FitOptions, FitParameter, FitResult, FitStatus, Impact, Significance, UpperLimit
 from agcframe.errors import InputError
 from agcframe.progress import advance_current, progress_bar
+
+if TYPE_CHECKING:
+    from agcframe.stats.dense import DenseModel
 
 __all__ = [
     "Likelihood", "Minimum", "configure_jax", "fit_model", "gradient_fits", "gradient_optimizer", "impacts", "jax_backend", "minimize", "significance",
@@ -167,9 +170,9 @@ class _Compiled:
     the arrays at :attr:`paths` (the floating-point arrays pyhf's JAX backend
     derives from the templates), for the dense form (no paths) those of
     :class:`agcframe.stats.dense.DenseModel`; they have the shapes and dtypes
-    :attr:`signature`. A model
-    with new templates and the same structure (a rerun with another cut) runs
-    the same compiled code, whichever backend it was built with.
+    :attr:`signature`. A model with new templates and the same structure (a
+    rerun with another cut) runs the same compiled code, whichever backend it
+    was built with.
     """
 
     structure: str
@@ -413,7 +416,7 @@ def _compile(model: Any, structure: str) -> _Compiled:
         return _exported(twice_nll, pars, data, arrays, structure, paths, keep=shared)
 
 
-def _compile_dense(form: Any, structure: str) -> _Compiled:
+def _compile_dense(form: DenseModel, structure: str) -> _Compiled:
     """Trace the dense ``-2 ln L`` of ``form`` (:class:`agcframe.stats.dense.DenseModel`) and compile it and its derivatives."""
     from agcframe.stats import dense
 
