@@ -422,17 +422,28 @@ def _compile_dense(form: DenseModel, structure: str) -> _Compiled:
 
     pars = np.zeros(form.parameters)
     data = np.zeros(form.data_size)
-    return _exported(functools.partial(dense.twice_nll, indices=form.indices), pars, data, form.arrays, structure, (), keep=True)
+    twice_nll = functools.partial(dense.twice_nll, indices=form.indices)
+    return _exported(twice_nll, pars, data, form.arrays, structure, (), keep=True, hessian=dense.hessian(twice_nll, form.support))
 
 
 def _exported(
-    twice_nll: Callable[..., Any], pars: Any, data: Any, arrays: Sequence[Any], structure: str, paths: tuple[ArrayPath, ...], *, keep: bool
+    twice_nll: Callable[..., Any],
+    pars: Any,
+    data: Any,
+    arrays: Sequence[Any],
+    structure: str,
+    paths: tuple[ArrayPath, ...],
+    *,
+    keep: bool,
+    hessian: Callable[..., Any] | None = None,
 ) -> _Compiled:
-    """``twice_nll(pars, data, arrays)`` with its gradient, and its Hessian, exported for these shapes and compiled; kept on disk if ``keep``."""
+    """``twice_nll(pars, data, arrays)`` with its gradient, and its Hessian (``hessian``, by default :func:`jax.hessian`),
+    exported for these shapes and compiled; kept on disk if ``keep``."""
     import jax
 
     arrays = tuple(arrays)
-    exported = tuple(jax.export.export(jax.jit(function))(pars, data, arrays) for function in (jax.value_and_grad(twice_nll), jax.hessian(twice_nll)))
+    functions = (jax.value_and_grad(twice_nll), hessian or jax.hessian(twice_nll))
+    exported = tuple(jax.export.export(jax.jit(function))(pars, data, arrays) for function in functions)
     signature = tuple((tuple(array.shape), np.dtype(array.dtype).str) for array in arrays)
     if keep:
         _store(structure, paths, signature, exported)
