@@ -21,8 +21,8 @@ under JAX).
   Hessian and has called a point converged whose impact was off by half).
   A failed minimisation is retried with other strategies and starts.
 * An impact refit starts where the global covariance predicts its minimum and
-  takes Newton steps (a few milliseconds); MIGRAD takes over where they do not
-  converge. The conditional likelihood can have a second, lower minimum far
+  takes Newton steps (a few milliseconds); damped Newton steps, then MIGRAD,
+  take over where they do not converge. The conditional likelihood can have a second, lower minimum far
   from the predicted one (a shoulder of one parameter's profile that holding
   another one fixed deepens into a well), so a refit whose ``-2 ln L`` rose
   more than :data:`SECOND_START_RISE` above the global minimum starts again
@@ -965,8 +965,8 @@ def _refit(likelihood: Likelihood, fit: _Fit, index: int, value: float) -> tuple
     """The lowest conditional minimum with parameter ``index`` held at ``value``, and whether its starts found several.
 
     The first start is where the global covariance predicts the minimum
-    (Newton steps; MIGRAD from there and from the initial values where they do
-    not converge), the second, where the first rose more than
+    (Newton steps; damped Newton steps where they do not converge, and MIGRAD
+    from there and from the initial values where these do not), the second, where the first rose more than
     :data:`SECOND_START_RISE` or failed, the model's initial values (damped
     Newton steps). Where the two end more than :data:`MULTIMODAL_TOLERANCE`
     apart in ``-2 ln L``, the best fit is a third start. ``None`` where no
@@ -988,9 +988,8 @@ def _refit(likelihood: Likelihood, fit: _Fit, index: int, value: float) -> tuple
     predicted = held(best + fit.covariance[index] / fit.covariance[index, index] * (value - best[index]))
     initial = held(np.asarray(model.config.suggested_init(), dtype=np.float64))
     newton = _newton(likelihood, predicted, free, bounds)
-    if newton is not None:
-        first: Minimum | None = newton[0]
-    else:
+    first: Minimum | None = newton[0] if newton is not None else _damped_newton(likelihood, predicted, free, bounds)
+    if first is None:
         first, _ = _checked(likelihood, [predicted, initial], fixed, bounds, REFIT_STRATEGIES, fit.errors, REFIT_CALLS, confirmed=False)
     needs_second = first is None or not first.converged or first.twice_nll > fit.minimum.twice_nll + SECOND_START_RISE
     second = _damped_newton(likelihood, initial, free, bounds) if needs_second else None
