@@ -295,7 +295,8 @@ def _save(figure: Any, path: Path) -> Path:
 def _style() -> dict[str, Any]:
     import mplhep
 
-    return {**mplhep.style.CMS, **FONT_SIZES}
+    # figures made at the resolution they are saved at: text is measured (and its mathtext parsed) once, not per resolution
+    return {**mplhep.style.CMS, **FONT_SIZES, "figure.dpi": DPI}
 
 
 def draw_fit_plots(
