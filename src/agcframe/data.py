@@ -178,6 +178,8 @@ class FitOptions:
     limit: bool = False
     #: also compute the impact of every free nuisance parameter on the POI (four refits each)
     ranking: bool = False
+    #: the CPU cores the fit may keep busy (``None``: all); the core leaves one to its plot process while it draws
+    cores: int | None = None
     #: called with the maximum-likelihood fit (its workspace, no ranking, significance or limit) as soon
     #: as it is known, while the plugin goes on; the core prints the numbers and starts the plots from it
     on_fit: Callable[[FitResult], None] | None = field(default=None, compare=False, repr=False)

@@ -184,3 +184,24 @@ def test_cls_upper_limit_on_real_data(real_histograms: Path, tmp_path: Path) -> 
 def test_a_p_value_below_a_double_prints_as_a_bound() -> None:
     line = Significance(observed_p_value=0.0, observed=65.51, expected_p_value=2.5e-5, expected=4.06).describe("ttbar_norm")
     assert line == "discovery significance of ttbar_norm: observed 65.51 σ (p < 1e-300), expected 4.06 σ (p = 2.5e-05)"
+
+
+@pytest.mark.parametrize("plots", [True, False], ids=["plots", "no-plots"])
+def test_the_refits_leave_a_core_to_the_plot_process(real_histograms: Path, tmp_path: Path, plots: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On two cores the plot process draws beside the refits: they run in one thread then, in two without plots."""
+    import os
+
+    from agcframe.stats import fitting
+
+    used: list[int] = []
+    real = fitting.impacts
+
+    def recorded(*args: object, threads: int = fitting.REFIT_THREADS) -> object:
+        used.append(threads)
+        return real(*args, threads=threads)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(fitting, "impacts", recorded)
+    result = agcframe.fit(real_histograms, tmp_path, plots=plots)
+    assert result.ranking
+    assert used == [1 if plots else 2]
