@@ -723,7 +723,7 @@ def _fit(
 
     with fit_log(workdir):
         with _failures_of(registered, histograms):
-            beside_plots = (os.cpu_count() or 1) - 1 if plotter is not None else None  # the plot process draws during the refits
+            beside_plots = max(1, (os.cpu_count() or 1) - 1) if plotter is not None else None  # the plot process draws during the refits
             result: FitResult = inference.fit(histograms, workdir, dataclasses.replace(options, on_fit=fitted, cores=beside_plots))
         if result.status is not None and not result.status.valid:
             log.warning("the fit is NOT VALID: %s (see fit_results.json and fit.log)", result.status.describe())

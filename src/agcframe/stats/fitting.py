@@ -22,12 +22,13 @@ under JAX).
   A failed minimisation is retried with other strategies and starts.
 * An impact refit starts where the global covariance predicts its minimum and
   takes Newton steps (a few milliseconds); damped Newton steps, then MIGRAD,
-  take over where they do not converge. The conditional likelihood can have a second, lower minimum far
-  from the predicted one (a shoulder of one parameter's profile that holding
-  another one fixed deepens into a well), so a refit whose ``-2 ln L`` rose
-  more than :data:`SECOND_START_RISE` above the global minimum starts again
-  from the model's initial values with damped (Levenberg-Marquardt) Newton
-  steps, and from the best fit where the two end in different minima; the
+  take over where they do not converge. The conditional likelihood can have
+  a second, lower minimum far from the predicted one (a shoulder of one
+  parameter's profile that holding another one fixed deepens into a well), so
+  a refit whose ``-2 ln L`` rose more than :data:`SECOND_START_RISE` above
+  the global minimum starts again from the model's initial values with damped
+  (Levenberg-Marquardt) Newton steps, and from the best fit where the two end
+  in different minima; the
   lowest minimum is the impact, and the shift is marked ``multimodal``. A refit
   below the global minimum means the global fit was not the minimum: it is
   redone from there.
@@ -940,7 +941,7 @@ def impacts(likelihood: Likelihood, fit: _Fit, *, threads: int = REFIT_THREADS) 
         return _refit(own.likelihood, fit, index, float(np.clip(best[index] + shift, *bounds[index])))
 
     found: list[Impact] = []
-    with progress_bar("impacts", total=4 * len(ranked), unit="refits") as advance, ThreadPoolExecutor(max(1, threads)) as pool:
+    with progress_bar("impacts", total=4 * len(ranked), unit="refits") as advance, ThreadPoolExecutor(threads) as pool:
         refits = iter([pool.submit(refitted, index, shift) for index in ranked for shift in shifts[index].values()])
         for index in ranked:
             deltas: list[float | None] = []
@@ -966,9 +967,9 @@ def _refit(likelihood: Likelihood, fit: _Fit, index: int, value: float) -> tuple
 
     The first start is where the global covariance predicts the minimum
     (Newton steps; damped Newton steps where they do not converge, and MIGRAD
-    from there and from the initial values where these do not), the second, where the first rose more than
-    :data:`SECOND_START_RISE` or failed, the model's initial values (damped
-    Newton steps). Where the two end more than :data:`MULTIMODAL_TOLERANCE`
+    from there and from the initial values where these do not), the second,
+    where the first rose more than :data:`SECOND_START_RISE` or failed, the
+    model's initial values (damped Newton steps). Where the two end more than :data:`MULTIMODAL_TOLERANCE`
     apart in ``-2 ln L``, the best fit is a third start. ``None`` where no
     start converges.
     """
